@@ -1,0 +1,140 @@
+//! Durable storage for the amoCRM integration: the webhook events queue, the deals and contacts mirror,
+//! OAuth tokens, rejected bodies and API usage.
+//!
+//! [`Store`] is the one interface; [`PgStore`] (PostgreSQL 13+, Neon-compatible) and [`SqliteStore`]
+//! (an embedded file, the zero-setup default) implement it. [`connect`] picks one from a URL.
+//!
+//! ```no_run
+//! # async fn demo() -> jarvis_store::Result<()> {
+//! use jarvis_store::{connect, Store};
+//! let store = connect("sqlite://jarvis.db").await?;
+//! store.migrate().await?;
+//! let stats = store.stats().await?;
+//! println!("backlog: {}", stats.backlog);
+//! # Ok(()) }
+//! ```
+
+mod error;
+pub mod model;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+pub use error::{Error, Result};
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Everything the service persists. Implementations are cheap to clone and safe to share across tasks.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates or upgrades the schema. Idempotent.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Checks the database answers (for `/readyz`).
+    async fn ping(&self) -> Result<()>;
+
+    // ---- events queue -------------------------------------------------------------------------------
+
+    /// Stores a batch of events in one transaction, skipping those whose `event_hash` is already stored
+    /// (or repeated in the batch).
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome>;
+
+    /// Claims up to `limit` due events (pending, `next_attempt_at <= now`, no live lease), oldest first,
+    /// leasing them for `lease`. Concurrent claimers never receive the same event while its lease lives.
+    async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>>;
+
+    /// Marks events processed and drops their leases.
+    async fn complete_events(&self, ids: &[i64]) -> Result<()>;
+
+    /// Records a failed attempt: increments `attempts`, sets `last_error` and `next_attempt_at`, drops the
+    /// lease. When `attempts` reaches `max_attempts` the event becomes dead instead.
+    async fn fail_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<FailOutcome>;
+
+    /// Drops the leases of unfinished events without counting an attempt (graceful shutdown).
+    async fn release_events(&self, ids: &[i64]) -> Result<()>;
+
+    /// Makes dead or chosen events pending and due now; resets their attempts. Returns how many.
+    async fn requeue(&self, which: Requeue) -> Result<u64>;
+
+    /// One event by id.
+    async fn get_event(&self, id: i64) -> Result<Option<StoredEvent>>;
+
+    /// Dead events, newest first.
+    async fn dead_events(&self, limit: usize) -> Result<Vec<StoredEvent>>;
+
+    // ---- rejected bodies ----------------------------------------------------------------------------
+
+    /// Keeps a refused body for audit. Returns its id.
+    async fn insert_rejected(&self, rejected: &RejectedWebhook) -> Result<i64>;
+
+    /// Rejected bodies, newest first.
+    async fn list_rejected(&self, limit: usize) -> Result<Vec<StoredRejected>>;
+
+    // ---- deals and contacts -------------------------------------------------------------------------
+
+    /// Inserts or updates many deals in one statement; a row with a newer stored `updated_at` is left.
+    async fn upsert_deals(&self, deals: &[DealUpsert]) -> Result<UpsertOutcome>;
+
+    /// Marks a deal deleted (`true`) or restored (`false`), creating a bare row if none exists.
+    async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()>;
+
+    /// Merges keys into a deal's `metadata` without losing the others. Returns false if no such deal.
+    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool>;
+
+    async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>>;
+
+    /// Inserts or updates many contacts in one statement; same ordering rule as deals.
+    async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome>;
+
+    /// Marks a contact deleted or restored, creating a bare row if none exists.
+    async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()>;
+
+    async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>>;
+
+    // ---- OAuth tokens -------------------------------------------------------------------------------
+
+    /// The token pair saved for an account key (the subdomain), if any.
+    async fn load_tokens(&self, account: &str) -> Result<Option<StoredTokens>>;
+
+    /// Saves a token pair atomically (one statement; the previous pair is replaced as a whole).
+    async fn save_tokens(&self, account: &str, tokens: &StoredTokens) -> Result<()>;
+
+    // ---- API usage and stats ------------------------------------------------------------------------
+
+    /// Adds request counts to the per-minute usage table.
+    async fn record_api_usage(&self, usage: &[ApiUsage]) -> Result<()>;
+
+    /// Total API requests recorded since `since`.
+    async fn api_usage_since(&self, since: DateTime<Utc>) -> Result<u64>;
+
+    /// Queue and mirror figures.
+    async fn stats(&self) -> Result<Stats>;
+}
+
+/// A shared store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens a store from a URL: `postgres://` / `postgresql://` give [`PgStore`], `sqlite:` gives
+/// [`SqliteStore`] (the file is created if missing). Does not migrate; use [`Store::migrate`], and
+/// expect [`Error::NotMigrated`] from operations on an unmigrated database.
+pub async fn connect(url: &str) -> Result<DynStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(Error::UnsupportedUrl)
+    }
+}

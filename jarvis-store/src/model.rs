@@ -1,0 +1,267 @@
+//! Plain data carried in and out of a [`Store`](crate::Store).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// One webhook event to enqueue (a row of `amocrm_webhook_events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Dotted name such as `lead.status` (column `event_type`).
+    pub event_type: String,
+    /// Entity section such as `leads` (column `entity_type`).
+    pub entity_type: String,
+    /// amoCRM's id of the entity, as text; `None` when the body carries none (column `amocrm_entity_id`).
+    pub amocrm_entity_id: Option<String>,
+    /// Hex SHA-256 of the event's canonical form; the deduplication key (column `event_hash`, unique).
+    pub event_hash: String,
+    /// The event as JSON (column `payload`).
+    pub payload: Value,
+    /// amoCRM account id (column `account_id`, `INT` in PostgreSQL).
+    pub account_id: Option<i64>,
+    /// When the webhook was received (column `ts`).
+    pub received_at: DateTime<Utc>,
+}
+
+/// Result of [`Store::insert_events`](crate::Store::insert_events).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertOutcome {
+    /// Events that were new and are now stored.
+    pub stored: u64,
+    /// Events whose `event_hash` was already stored (or repeated within the batch).
+    pub duplicates: u64,
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventState {
+    /// Waiting for a worker (possibly after failed attempts).
+    Pending,
+    /// Claimed by a worker whose lease has not expired.
+    Leased,
+    /// Done (`processed = true`).
+    Processed,
+    /// Gave up after the maximum number of attempts; stays visible until requeued.
+    Dead,
+}
+
+/// A stored event as read back (by a worker's claim or by an operator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub event_type: String,
+    pub entity_type: String,
+    pub amocrm_entity_id: Option<String>,
+    pub event_hash: String,
+    pub payload: Value,
+    pub account_id: Option<i64>,
+    pub processed: bool,
+    /// Failed attempts so far.
+    pub attempts: i32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub locked_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub dead_at: Option<DateTime<Utc>>,
+}
+
+impl StoredEvent {
+    /// The event's state at `now`.
+    pub fn state(&self, now: DateTime<Utc>) -> EventState {
+        if self.processed {
+            EventState::Processed
+        } else if self.dead_at.is_some() {
+            EventState::Dead
+        } else if self.locked_until.is_some_and(|until| until > now) {
+            EventState::Leased
+        } else {
+            EventState::Pending
+        }
+    }
+}
+
+/// Result of [`Store::fail_event`](crate::Store::fail_event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailOutcome {
+    /// The event will be claimable again at the given time.
+    Retrying,
+    /// The event reached the maximum number of attempts and is now dead.
+    Dead,
+}
+
+/// Which events [`Store::requeue`](crate::Store::requeue) puts back in the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requeue {
+    /// Every dead event.
+    Dead,
+    /// The chosen events, whatever their state (processed ones are processed again).
+    Ids(Vec<i64>),
+}
+
+/// A webhook body that was refused (a row of `amocrm_rejected_webhooks`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedWebhook {
+    /// The raw body exactly as received (may be invalid UTF-8).
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+    /// Why it was refused, as told to the sender.
+    pub reason: String,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A stored rejected body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRejected {
+    pub id: i64,
+    #[serde(flatten)]
+    pub rejected: RejectedWebhook,
+}
+
+/// A lead ("deal") to insert or update in `amocrm_deals`.
+///
+/// `None` fields leave the stored value unchanged. `metadata` keys are merged into the stored object
+/// (keys given here win, others are kept). The row is changed only if `updated_at` is not older than
+/// the stored `updated_at`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DealUpsert {
+    pub amocrm_deal_id: String,
+    pub pipeline_id: Option<i64>,
+    pub status_id: Option<i64>,
+    pub price: Option<i64>,
+    pub name: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    pub custom_fields: Option<Value>,
+    pub deal_full_data: Option<Value>,
+    pub contact_custom_fields: Option<Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub is_deleted: Option<bool>,
+}
+
+/// A row of `amocrm_deals`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deal {
+    pub id: uuid::Uuid,
+    pub client_id: Option<uuid::Uuid>,
+    pub conversation_id: Option<uuid::Uuid>,
+    pub amocrm_deal_id: String,
+    pub pipeline_id: Option<i64>,
+    pub status_id: Option<i64>,
+    pub price: Option<i64>,
+    pub name: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    pub custom_fields: Option<Value>,
+    pub deal_full_data: Option<Value>,
+    pub contact_custom_fields: Option<Value>,
+    pub metadata: Value,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub is_deleted: bool,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// A contact to insert or update in `amocrm_contacts`; same rules as [`DealUpsert`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContactUpsert {
+    pub amocrm_contact_id: String,
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    pub custom_fields: Option<Value>,
+    pub contact_full_data: Option<Value>,
+    pub metadata: Map<String, Value>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub is_deleted: Option<bool>,
+}
+
+/// A row of `amocrm_contacts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: uuid::Uuid,
+    pub amocrm_contact_id: String,
+    pub name: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub responsible_user_id: Option<i64>,
+    pub custom_fields: Option<Value>,
+    pub contact_full_data: Option<Value>,
+    pub metadata: Value,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub is_deleted: bool,
+    pub synced_at: DateTime<Utc>,
+}
+
+/// Result of an upsert of many rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertOutcome {
+    /// Rows inserted or changed.
+    pub applied: u64,
+    /// Rows left alone because the stored row is newer.
+    pub stale: u64,
+}
+
+/// An OAuth token pair for one amoCRM account (a row of `amocrm_oauth_tokens`).
+///
+/// `Debug` hides the tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for StoredTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTokens")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// amoCRM API requests made in one minute, for one endpoint and status (table `amocrm_api_usage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiUsage {
+    /// Start of the minute (seconds truncated to zero).
+    pub minute: DateTime<Utc>,
+    /// Endpoint label such as `GET /api/v4/leads`.
+    pub endpoint: String,
+    /// HTTP status, or 0 for a transport error.
+    pub status: u16,
+    pub count: u64,
+}
+
+/// Queue and mirror figures for `status`, `/metrics` and `/readyz`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Events neither processed nor dead.
+    pub backlog: u64,
+    /// `ts` of the oldest event in the backlog.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    /// Events that gave up.
+    pub dead: u64,
+    pub processed: u64,
+    /// Events in the backlog that have failed at least once.
+    pub retrying: u64,
+    pub rejected: u64,
+    /// `ts` of the newest stored event.
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub deals: u64,
+    pub contacts: u64,
+    /// Stored events per `event_type`, sorted by name.
+    pub by_type: Vec<(String, u64)>,
+}
