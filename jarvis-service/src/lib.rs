@@ -1,1 +1,19 @@
-//! jarvis-service
+//! The amoCRM integration service: receives webhooks, stores every event durably and deduplicated,
+//! fetches details from amoCRM only when needed and mirrors deals and contacts into the database.
+//!
+//! `main.rs` only parses the command line; [`startup::Application`] wires the parts:
+//! [`routes`] (HTTP), [`worker`] (the queue consumer), [`amo`] (the amoCRM client and its token store),
+//! [`mapping`] (amoCRM data to mirror rows), [`config`] and [`telemetry`].
+
+pub mod amo;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod mapping;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod worker;
+
+pub use config::Settings;
+pub use startup::{AppState, Application, RunParts};

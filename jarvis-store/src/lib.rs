@@ -14,10 +14,14 @@
 //! # Ok(()) }
 //! ```
 
+mod batch;
 mod error;
 pub mod model;
 mod postgres;
+mod settings;
 mod sqlite;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,7 @@ use serde_json::{Map, Value};
 pub use error::{Error, Result};
 pub use model::*;
 pub use postgres::PgStore;
+pub use settings::PoolSettings;
 pub use sqlite::SqliteStore;
 
 /// Everything the service persists. Implementations are cheap to clone and safe to share across tasks.
@@ -39,6 +44,9 @@ pub trait Store: Send + Sync + 'static {
     /// Checks the database answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 
+    /// Checks every embedded migration has been applied; [`Error::NotMigrated`] otherwise.
+    async fn check_migrated(&self) -> Result<()>;
+
     // ---- events queue -------------------------------------------------------------------------------
 
     /// Stores a batch of events in one transaction, skipping those whose `event_hash` is already stored
@@ -47,6 +55,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` due events (pending, `next_attempt_at <= now`, no live lease), oldest first,
     /// leasing them for `lease`. Concurrent claimers never receive the same event while its lease lives.
+    /// The claim also moves `next_attempt_at` to the lease's end, so an event whose worker vanished is
+    /// due again exactly when its lease expires. Returned in id order.
     async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>>;
 
     /// Marks events processed and drops their leases.
@@ -100,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Marks a contact deleted or restored, creating a bare row if none exists.
     async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()>;
+
+    /// Merges keys into a contact's `metadata` without losing the others. Returns false if no such
+    /// contact.
+    async fn set_contact_metadata(
+        &self,
+        amocrm_contact_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool>;
 
     async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>>;
 

@@ -1,0 +1,5 @@
+//! HTTP routes.
+
+pub mod health;
+pub mod process_webhook;
+pub mod webhook;

@@ -1,0 +1,146 @@
+//! `POST /amocrm/webhook/{secret}`: parse, store in one transaction, answer after the commit.
+//!
+//! Nothing here calls amoCRM or does per-event work beyond building the rows: the worker does the rest.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::Utc;
+use futures::StreamExt;
+use jarvis_store::{NewEvent, RejectedWebhook};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use crate::error::{ApiError, unavailable};
+use crate::startup::AppState;
+use crate::telemetry::names;
+
+/// Reads at most `limit + 1` bytes; returns the bytes and whether the body was longer than `limit`.
+async fn read_limited(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+        let room = (limit + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if buf.len() > limit {
+            return Ok((buf, true));
+        }
+    }
+    Ok((buf, false))
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let started = Instant::now();
+    let result = handle(&state, &secret, &headers, body).await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
+    metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    metrics::histogram!(names::WEBHOOK_DURATION).record(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn handle(
+    state: &AppState,
+    secret: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Some(expected) = &state.webhook_secret else {
+        return Err(ApiError::NotFound);
+    };
+    if !bool::from(secret.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        return Err(ApiError::NotFound);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+
+    let limit = state.parser_limits.max_body_bytes;
+    let (raw, too_long) = read_limited(body, limit).await?;
+    if too_long {
+        // Keep what was read (the first `limit` bytes) so the sender can be traced; say so in the reason.
+        let reason = format!("body larger than {limit} bytes; the first {limit} bytes are kept");
+        return Err(reject(state, &raw[..limit], content_type, "too_large", ApiError::PayloadTooLarge(reason)).await);
+    }
+
+    let batch = match state.parser.parse(content_type.as_deref(), &raw) {
+        Ok(batch) => batch,
+        Err(err) => {
+            let (label, api_error) = if err.is_too_large() {
+                ("too_large", ApiError::PayloadTooLarge(err.to_string()))
+            } else if err.is_unsupported_content_type() {
+                ("content_type", ApiError::UnsupportedMediaType(err.to_string()))
+            } else {
+                ("malformed", ApiError::BadRequest(err.to_string()))
+            };
+            return Err(reject(state, &raw, content_type, label, api_error).await);
+        }
+    };
+    if let (Some(expected), Some(actual)) = (state.account_id, batch.account.id)
+        && expected != actual
+    {
+        let reason = format!("account {actual} is not the configured account");
+        return Err(reject(state, &raw, content_type, "account", ApiError::BadRequest(reason)).await);
+    }
+
+    let received_at = Utc::now();
+    let events: Vec<NewEvent> = batch
+        .events
+        .iter()
+        .map(|event| NewEvent {
+            event_type: event.event_type().to_string(),
+            entity_type: event.entity.as_str().to_string(),
+            amocrm_entity_id: event.entity_id().map(str::to_owned),
+            event_hash: event.event_hash(),
+            payload: serde_json::to_value(event).unwrap_or(Value::Null),
+            account_id: event.account_id().map(|id| id as i64),
+            received_at,
+        })
+        .collect();
+    metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
+    let outcome = state.store.insert_events(&events).await.map_err(|e| unavailable(&e))?;
+    metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
+    metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
+    if outcome.stored > 0 {
+        state.wake.notify_one();
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({"stored": outcome.stored, "duplicates": outcome.duplicates})),
+    ))
+}
+
+/// Keeps a refused body for audit, then returns the error to answer with (503 if it could not be kept:
+/// the sender retries and nothing is lost).
+async fn reject(
+    state: &AppState,
+    raw: &[u8],
+    content_type: Option<String>,
+    label: &'static str,
+    error: ApiError,
+) -> ApiError {
+    let rejected = RejectedWebhook {
+        body: raw.to_vec(),
+        content_type,
+        reason: error.to_string(),
+        received_at: Utc::now(),
+    };
+    if let Err(e) = state.store.insert_rejected(&rejected).await {
+        return unavailable(&e);
+    }
+    metrics::counter!(names::WEBHOOKS_REJECTED, "reason" => label).increment(1);
+    tracing::info!(reason = %error, "webhook body rejected and kept for audit");
+    error
+}

@@ -1,0 +1,197 @@
+//! Builds the application from settings: store, amoCRM client, router, worker.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use amocrm_webhook::{Limits, Parser};
+use anyhow::Context;
+use axum::Router;
+use axum::routing::{get, post};
+use jarvis_store::DynStore;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tower_http::trace::TraceLayer;
+
+use crate::amo;
+use crate::config::{MetadataField, Secret, Settings};
+use crate::routes;
+use crate::telemetry;
+use crate::worker::Worker;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub parser: Arc<Parser>,
+    pub parser_limits: Limits,
+    pub webhook_secret: Option<Secret>,
+    pub api_token: Option<Secret>,
+    pub account_id: Option<u64>,
+    pub metadata_fields: Arc<[MetadataField]>,
+    /// Wakes the worker when new events are stored.
+    pub wake: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+    pub client: Option<amocrm_client::Client>,
+}
+
+/// The HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/amocrm/webhook/{secret}", post(routes::webhook::receive))
+        .route("/amocrm/process-webhook", post(routes::process_webhook::process))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        // The webhook route enforces its own limit (and keeps the refused body); this caps the others.
+        .layer(axum::extract::DefaultBodyLimit::max(state.parser_limits.max_body_bytes.max(1024 * 1024)))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            // The path holds the webhook secret: log the route, never the path.
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), route = %route)
+        }))
+        .with_state(state)
+}
+
+/// Which parts of the service run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunParts {
+    pub http: bool,
+    pub worker: bool,
+}
+
+impl Default for RunParts {
+    fn default() -> Self {
+        Self { http: true, worker: true }
+    }
+}
+
+/// A built, not yet running, service.
+pub struct Application {
+    settings: Settings,
+    state: AppState,
+    parts: RunParts,
+    listener: Option<TcpListener>,
+    local_addr: Option<SocketAddr>,
+}
+
+impl Application {
+    /// Opens and migrates the store, builds the amoCRM client (when credentials are set) and binds the
+    /// listener (when `parts.http`).
+    pub async fn build(settings: Settings, parts: RunParts) -> anyhow::Result<Self> {
+        let store = jarvis_store::connect(&settings.database_url)
+            .await
+            .context("opening the database")?;
+        store.migrate().await.context("migrating the database")?;
+        let client = amo::build_client(&settings.amocrm, &store)?;
+        let parser_limits = Limits {
+            max_body_bytes: settings.max_body_bytes,
+            ..Limits::default()
+        };
+        let state = AppState {
+            store,
+            parser: Arc::new(Parser::new(parser_limits)),
+            parser_limits,
+            webhook_secret: settings.webhook_secret.clone(),
+            api_token: settings.api_token.clone(),
+            account_id: settings.account_id,
+            metadata_fields: settings.metadata_fields.clone().into(),
+            wake: Arc::new(Notify::new()),
+            metrics: telemetry::metrics_handle(),
+            client,
+        };
+        let (listener, local_addr) = if parts.http {
+            let listener = TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("listening on {}", settings.listen))?;
+            let addr = listener.local_addr()?;
+            (Some(listener), Some(addr))
+        } else {
+            (None, None)
+        };
+        Ok(Self { settings, state, parts, listener, local_addr })
+    }
+
+    /// The bound address (port 0 in settings gives a random free port).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Runs until `shutdown` completes: stops accepting, lets in-flight requests finish, lets the worker
+    /// finish its batch and release what it still holds.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker_task = if self.parts.worker {
+            let worker = Worker::new(self.state.clone(), self.settings.worker.clone(), stop_rx.clone());
+            Some(tokio::spawn(worker.run()))
+        } else {
+            None
+        };
+        let mut server_stop = stop_rx.clone();
+        let server_task = self.listener.map(|listener| {
+            let app = router(self.state.clone());
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = server_stop.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            })
+        });
+        if let Some(addr) = self.local_addr {
+            tracing::info!(%addr, database = %redact_url(&self.settings.database_url), "listening");
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some(task) = server_task {
+            task.await.context("server task")?.context("server")?;
+        }
+        if let Some(task) = worker_task {
+            task.await.context("worker task")?;
+        }
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,379 @@
+//! The worker: claims due events, coalesces them by entity, fetches what the bodies lack in as few API
+//! calls as possible, upserts the mirror tables and settles every event (processed, retried or dead).
+//!
+//! API economy: one batch makes at most `ceil(leads / 250)` lead requests (with their contacts embedded)
+//! and `ceil(contacts / 250)` contact requests, and only for main contacts whose custom fields are not
+//! already stored. Deletes, restores in webhook-only mode, contacts and events without a mirror table
+//! need no request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use amocrm_webhook::{Action, Entity, WebhookEvent};
+use chrono::{DateTime, Utc};
+use jarvis_store::{ContactUpsert, DealUpsert, StoredEvent};
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::amo::{self, FetchError};
+use crate::config::WorkerSettings;
+use crate::mapping;
+use crate::startup::AppState;
+use crate::telemetry::names;
+
+/// How often an idle worker looks for events that came due (retries) or were stored by other instances.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Worker {
+    state: AppState,
+    settings: WorkerSettings,
+    stop: watch::Receiver<bool>,
+}
+
+/// What became of one event.
+#[derive(Debug)]
+enum Settle {
+    Done,
+    /// Worth retrying soon; never turns the event dead (429, outages).
+    Transient { error: String, not_before: Option<DateTime<Utc>> },
+    /// Counts towards the maximum attempts.
+    Permanent(String),
+}
+
+/// The work one batch of events asks for.
+#[derive(Default)]
+struct Plan {
+    /// Deals fully described by their webhook bodies (webhook-only mode).
+    deals_from_bodies: Vec<(i64, DealUpsert)>,
+    /// Leads to fetch, with the events waiting for each.
+    leads_to_fetch: BTreeMap<u64, Vec<i64>>,
+    contacts_from_bodies: Vec<(i64, ContactUpsert)>,
+    /// Deletes and restores, in event order: (event, entity is a lead, id, deleted).
+    marks: Vec<(i64, bool, String, bool)>,
+    /// Events with nothing to mirror.
+    nothing: Vec<i64>,
+    settled: HashMap<i64, Settle>,
+}
+
+impl Worker {
+    pub fn new(state: AppState, settings: WorkerSettings, stop: watch::Receiver<bool>) -> Self {
+        Self { state, settings, stop }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps, or returns early (true) when asked to stop.
+    async fn sleep_or_stop(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => self.stopping(),
+            _ = self.stop.wait_for(|s| *s) => true,
+        }
+    }
+
+    pub async fn run(mut self) {
+        tracing::info!(
+            api = self.state.client.is_some(),
+            batch_window_ms = self.settings.batch_window.as_millis() as u64,
+            "worker started"
+        );
+        let mut usage = self.state.client.clone().map(amo::UsageRecorder::new);
+        while !self.stopping() {
+            if let Some(recorder) = usage.as_mut() {
+                recorder.flush(&self.state.store).await;
+            }
+            let claimed = match self
+                .state
+                .store
+                .claim_events(self.settings.claim_batch, self.settings.lease)
+                .await
+            {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming events failed; retrying");
+                    if self.sleep_or_stop(IDLE_POLL).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if claimed.is_empty() {
+                let woken = tokio::select! {
+                    _ = self.state.wake.notified() => true,
+                    _ = tokio::time::sleep(IDLE_POLL) => false,
+                    _ = self.stop.wait_for(|s| *s) => break,
+                };
+                // A burst arriving: wait the batching window so it becomes one claim and few API calls.
+                if woken && self.sleep_or_stop(self.settings.batch_window).await {
+                    break;
+                }
+                continue;
+            }
+            // A started batch is always finished, also on shutdown, so no lease is left behind.
+            self.process(claimed).await;
+        }
+        if let Some(recorder) = usage.as_mut() {
+            recorder.flush(&self.state.store).await;
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Processes one claimed batch and settles every event in it.
+    pub async fn process(&self, events: Vec<StoredEvent>) {
+        let received: HashMap<i64, DateTime<Utc>> = events.iter().map(|e| (e.id, e.received_at)).collect();
+        let attempts: HashMap<i64, i32> = events.iter().map(|e| (e.id, e.attempts)).collect();
+        let mut plan = self.plan(&events);
+        self.execute(&mut plan).await;
+        self.settle(plan.settled, &received, &attempts).await;
+    }
+
+    fn plan(&self, events: &[StoredEvent]) -> Plan {
+        let api = self.state.client.is_some();
+        let mut plan = Plan::default();
+        for stored in events {
+            let event: WebhookEvent = match serde_json::from_value(stored.payload.clone()) {
+                Ok(event) => event,
+                Err(e) => {
+                    plan.settled
+                        .insert(stored.id, Settle::Permanent(format!("stored payload is not a webhook event: {e}")));
+                    continue;
+                }
+            };
+            let id = event.entity_id().map(str::to_owned);
+            match (&event.entity, &event.action, id) {
+                (Entity::Lead, Action::Delete, Some(lead)) => plan.marks.push((stored.id, true, lead, true)),
+                (Entity::Lead, action, Some(lead)) => {
+                    if matches!(action, Action::Restore) {
+                        plan.marks.push((stored.id, true, lead.clone(), false));
+                    }
+                    match (api, lead.parse::<u64>()) {
+                        (true, Ok(lead_id)) => plan.leads_to_fetch.entry(lead_id).or_default().push(stored.id),
+                        _ => match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
+                            Some(deal) if !matches!(action, Action::Restore) => {
+                                plan.deals_from_bodies.push((stored.id, deal))
+                            }
+                            _ => plan.nothing.push(stored.id),
+                        },
+                    }
+                }
+                (Entity::Contact, Action::Delete, Some(contact)) => {
+                    plan.marks.push((stored.id, false, contact, true))
+                }
+                (Entity::Contact, Action::Restore, Some(contact)) => {
+                    plan.marks.push((stored.id, false, contact, false))
+                }
+                (Entity::Contact, _, Some(_)) => match mapping::contact_from_webhook(&event) {
+                    Some(contact) => plan.contacts_from_bodies.push((stored.id, contact)),
+                    None => plan.nothing.push(stored.id),
+                },
+                // Notes, chats, unsorted, tasks, companies, ...: kept in the events table, no mirror row.
+                _ => plan.nothing.push(stored.id),
+            }
+        }
+        plan
+    }
+
+    async fn execute(&self, plan: &mut Plan) {
+        let store = &self.state.store;
+        for id in plan.nothing.drain(..) {
+            plan.settled.insert(id, Settle::Done);
+        }
+
+        // Contacts first: their bodies carry custom fields that deals in this batch may use.
+        if !plan.contacts_from_bodies.is_empty() {
+            let rows: Vec<ContactUpsert> = plan.contacts_from_bodies.iter().map(|(_, c)| c.clone()).collect();
+            let result = store.upsert_contacts(&rows).await;
+            for (id, _) in plan.contacts_from_bodies.drain(..) {
+                plan.settled.insert(id, settle_store(&result));
+            }
+        }
+
+        if !plan.deals_from_bodies.is_empty() {
+            let rows: Vec<DealUpsert> = plan.deals_from_bodies.iter().map(|(_, d)| d.clone()).collect();
+            let result = store.upsert_deals(&rows).await;
+            for (id, _) in plan.deals_from_bodies.drain(..) {
+                plan.settled.insert(id, settle_store(&result));
+            }
+        }
+
+        if !plan.leads_to_fetch.is_empty() {
+            let outcome = self.sync_leads(&plan.leads_to_fetch).await;
+            for ids in std::mem::take(&mut plan.leads_to_fetch).into_values() {
+                for id in ids {
+                    let settle = match &outcome {
+                        Ok(()) => Settle::Done,
+                        Err(e) => e.to_settle(),
+                    };
+                    plan.settled.insert(id, settle);
+                }
+            }
+        }
+
+        // After upserts, so a delete later in the batch wins over the fetched state, and a restore's
+        // row exists.
+        for (event_id, is_lead, entity_id, deleted) in plan.marks.drain(..) {
+            if matches!(plan.settled.get(&event_id), Some(Settle::Transient { .. } | Settle::Permanent(_))) {
+                continue;
+            }
+            let result = if is_lead {
+                store.mark_deal_deleted(&entity_id, deleted).await
+            } else {
+                store.mark_contact_deleted(&entity_id, deleted).await
+            };
+            let settle = match result {
+                Ok(()) => plan.settled.remove(&event_id).unwrap_or(Settle::Done),
+                Err(e) => Settle::Transient { error: format!("database: {e}"), not_before: None },
+            };
+            plan.settled.insert(event_id, settle);
+        }
+    }
+
+    /// Fetches the leads (contacts embedded), the main contacts whose fields are not stored yet, and
+    /// upserts both.
+    async fn sync_leads(&self, leads: &BTreeMap<u64, Vec<i64>>) -> Result<(), FetchError> {
+        let client = self.state.client.as_ref().expect("sync_leads runs in API mode only");
+        let store = &self.state.store;
+        let ids: Vec<u64> = leads.keys().copied().collect();
+        let fetched = amo::fetch_leads(client, &ids).await?;
+
+        // Main contacts: stored custom fields are fresh (contact webhooks keep them so); fetch the rest.
+        let main_ids: BTreeSet<u64> = fetched.iter().filter_map(mapping::main_contact_id).collect();
+        let mut contact_fields: HashMap<u64, Value> = HashMap::new();
+        let mut missing = Vec::new();
+        for id in &main_ids {
+            match store.get_contact(&id.to_string()).await.map_err(FetchError::store)? {
+                Some(contact) if contact.custom_fields.is_some() => {
+                    let fields = contact.custom_fields.unwrap_or(Value::Null);
+                    contact_fields.insert(*id, serde_json::json!({ "custom_fields_values": fields }));
+                }
+                _ => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let contacts = amo::fetch_contacts(client, &missing).await?;
+            let rows: Vec<ContactUpsert> = contacts.iter().filter_map(mapping::contact_from_api).collect();
+            store.upsert_contacts(&rows).await.map_err(FetchError::store)?;
+            for contact in contacts {
+                if let Some(id) = contact.get("id").and_then(Value::as_u64) {
+                    contact_fields.insert(id, contact);
+                }
+            }
+        }
+
+        let deals: Vec<DealUpsert> = fetched
+            .iter()
+            .filter_map(|lead| {
+                let contact = mapping::main_contact_id(lead).and_then(|id| contact_fields.get(&id));
+                mapping::deal_from_api(lead, contact, &self.state.metadata_fields)
+            })
+            .collect();
+        if deals.len() < ids.len() {
+            // A lead the API no longer returns was deleted meanwhile; its delete event settles it.
+            tracing::debug!(requested = ids.len(), returned = deals.len(), "some leads were not returned");
+        }
+        store.upsert_deals(&deals).await.map_err(FetchError::store)?;
+        Ok(())
+    }
+
+    async fn settle(
+        &self,
+        settled: HashMap<i64, Settle>,
+        received: &HashMap<i64, DateTime<Utc>>,
+        attempts: &HashMap<i64, i32>,
+    ) {
+        let store = &self.state.store;
+        let now = Utc::now();
+        let mut done = Vec::new();
+        for (id, settle) in settled {
+            match settle {
+                Settle::Done => done.push(id),
+                Settle::Transient { error, not_before } => {
+                    let tries = attempts.get(&id).copied().unwrap_or(0);
+                    let next = not_before
+                        .unwrap_or(now)
+                        .max(now + backoff(tries, Duration::from_secs(300)));
+                    metrics::counter!(names::EVENTS_FAILED, "kind" => "transient").increment(1);
+                    // Outages and rate limits delay work, they never make it dead.
+                    if let Err(e) = store.fail_event(id, &error, next, i32::MAX as u32).await {
+                        tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire");
+                    }
+                }
+                Settle::Permanent(error) => {
+                    let tries = attempts.get(&id).copied().unwrap_or(0);
+                    let next = now + backoff(tries, Duration::from_secs(600));
+                    metrics::counter!(names::EVENTS_FAILED, "kind" => "permanent").increment(1);
+                    match store.fail_event(id, &error, next, self.settings.max_attempts).await {
+                        Ok(jarvis_store::FailOutcome::Dead) => {
+                            metrics::counter!(names::EVENTS_DEAD).increment(1);
+                            tracing::warn!(event = id, %error, "event is dead after its last attempt");
+                        }
+                        Ok(_) => tracing::info!(event = id, %error, "event failed; will retry"),
+                        Err(e) => {
+                            tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire")
+                        }
+                    }
+                }
+            }
+        }
+        if done.is_empty() {
+            return;
+        }
+        match store.complete_events(&done).await {
+            Ok(()) => {
+                metrics::counter!(names::EVENTS_PROCESSED).increment(done.len() as u64);
+                for id in &done {
+                    if let Some(at) = received.get(id) {
+                        let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+                        metrics::histogram!(names::PROCESSING_LAG).record(lag);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "completing events failed; they will be claimed again"),
+        }
+    }
+}
+
+fn settle_store<T>(result: &jarvis_store::Result<T>) -> Settle {
+    match result {
+        Ok(_) => Settle::Done,
+        Err(e) => Settle::Transient { error: format!("database: {e}"), not_before: None },
+    }
+}
+
+impl FetchError {
+    fn to_settle(&self) -> Settle {
+        if self.transient {
+            Settle::Transient { error: self.message.clone(), not_before: self.not_before }
+        } else {
+            Settle::Permanent(self.message.clone())
+        }
+    }
+}
+
+/// Exponential backoff from 2 s, doubled per attempt, capped, with ±20 % jitter so retries spread out.
+pub fn backoff(attempts: i32, cap: Duration) -> chrono::Duration {
+    let base = 2f64 * 2f64.powi(attempts.clamp(0, 20));
+    let capped = base.min(cap.as_secs_f64());
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    chrono::Duration::milliseconds((capped * jitter * 1000.0) as i64)
+}
+
+/// Publishes the client's request counts to Prometheus.
+pub fn export_client_usage(client: &amocrm_client::Client) {
+    amo::export_usage(client);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let cap = Duration::from_secs(300);
+        let first = backoff(0, cap).num_milliseconds();
+        assert!((1600..=2400).contains(&first), "{first}");
+        let late = backoff(30, cap).num_milliseconds();
+        assert!(late <= 360_000 && late >= 240_000, "{late}");
+    }
+}

@@ -1,0 +1,93 @@
+//! The store's one error type.
+//!
+//! No variant carries a connection URL: URLs hold passwords, and these texts end up in logs and in
+//! HTTP answers.
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong in a store operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL names neither PostgreSQL nor SQLite.
+    #[error("unsupported database URL: expected postgres://, postgresql:// or sqlite:")]
+    UnsupportedUrl,
+
+    /// The URL names a supported database but could not be understood.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+
+    /// The schema has not been created (or is older than this build expects); run `migrate`.
+    #[error("database is not migrated: run the migrations first")]
+    NotMigrated,
+
+    /// The database refused or failed an operation, or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+
+    /// Applying the embedded migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    /// PostgreSQL keeps `account_id` as `INT`; both backends refuse what does not fit.
+    #[error("account id {0} is out of range for a 32-bit integer")]
+    AccountIdOutOfRange(i64),
+
+    /// [`Store::fail_event`](crate::Store::fail_event) named an event that does not exist.
+    #[error("event {0} not found")]
+    EventNotFound(i64),
+
+    /// A stored value could not be read back (for example malformed JSON written by another tool).
+    #[error("cannot decode column `{column}`: {reason}")]
+    Decode { column: &'static str, reason: String },
+}
+
+impl Error {
+    /// True when the database could not be reached or did not answer in time: worth answering 503 and
+    /// retrying later, as opposed to a bug or bad data.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Error::Database(error) => matches!(
+                error,
+                sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(error: sqlx::Error) -> Self {
+        if is_undefined_table(&error) {
+            return Error::NotMigrated;
+        }
+        match error {
+            // sqlx's configuration errors describe the bad part of the URL, never the URL itself.
+            sqlx::Error::Configuration(reason) => Error::InvalidUrl(reason.to_string()),
+            other => Error::Database(other),
+        }
+    }
+}
+
+/// A missing table means the schema was never created: PostgreSQL's `undefined_table` (42P01), or
+/// SQLite's "no such table".
+fn is_undefined_table(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            db.code().as_deref() == Some("42P01") || db.message().starts_with("no such table")
+        }
+        _ => false,
+    }
+}
+
+/// Checked conversion for the `account_id INT` column.
+pub(crate) fn account_id_to_i32(account_id: Option<i64>) -> Result<Option<i32>> {
+    account_id
+        .map(|id| i32::try_from(id).map_err(|_| Error::AccountIdOutOfRange(id)))
+        .transpose()
+}

@@ -1,0 +1,825 @@
+//! [`Store`] on PostgreSQL 13+ (plain SQL, no extensions, so Neon and managed servers work).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use crate::batch::{distinct_events, rounds, sql_limit, usage_rows};
+use crate::error::account_id_to_i32;
+use crate::{
+    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, NewEvent,
+    PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent, StoredRejected,
+    StoredTokens, UpsertOutcome,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, \
+     account_id, processed, attempts, next_attempt_at, locked_until, last_error, processed_at, dead_at";
+
+const DEAL_COLUMNS: &str = "id, client_id, conversation_id, amocrm_deal_id, pipeline_id, status_id, \
+     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata, \
+     created_at, updated_at, closed_at, is_deleted, synced_at";
+
+const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_name, \
+     responsible_user_id, custom_fields, contact_full_data, metadata, created_at, updated_at, \
+     is_deleted, synced_at";
+
+/// The PostgreSQL store. Cloning shares the pool.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects with [`PoolSettings::default`]; fails if the server cannot be reached within the
+    /// acquire timeout. Honours everything the URL carries, including
+    /// `?options=-c%20search_path%3Dschema`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// Connects with the given pool settings, opening one connection to check the server answers.
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
+        let options = connect_options(url)?;
+        let pool = pool_options(&settings).connect_with(options).await?;
+        Ok(Self { pool })
+    }
+
+    /// Builds the store without connecting: for a service that must start (and answer 503) while the
+    /// database is down. Only the URL is checked here.
+    pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
+        let options = connect_options(url)?;
+        Ok(Self {
+            pool: pool_options(&settings).connect_lazy_with(options),
+        })
+    }
+
+    /// Wraps a pool built elsewhere (sharing it with other code).
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn upsert_deal_round(
+        &self,
+        executor: &mut sqlx::PgConnection,
+        deals: &[&DealUpsert],
+    ) -> Result<u64> {
+        let mut ids = Vec::with_capacity(deals.len());
+        let mut pipeline_ids = Vec::with_capacity(deals.len());
+        let mut status_ids = Vec::with_capacity(deals.len());
+        let mut prices = Vec::with_capacity(deals.len());
+        let mut names = Vec::with_capacity(deals.len());
+        let mut responsible_user_ids = Vec::with_capacity(deals.len());
+        let mut custom_fields = Vec::with_capacity(deals.len());
+        let mut full_data = Vec::with_capacity(deals.len());
+        let mut contact_custom_fields = Vec::with_capacity(deals.len());
+        let mut metadata = Vec::with_capacity(deals.len());
+        let mut created_at = Vec::with_capacity(deals.len());
+        let mut updated_at = Vec::with_capacity(deals.len());
+        let mut closed_at = Vec::with_capacity(deals.len());
+        let mut is_deleted = Vec::with_capacity(deals.len());
+        for deal in deals {
+            ids.push(deal.amocrm_deal_id.as_str());
+            pipeline_ids.push(deal.pipeline_id);
+            status_ids.push(deal.status_id);
+            prices.push(deal.price);
+            names.push(deal.name.as_deref());
+            responsible_user_ids.push(deal.responsible_user_id);
+            custom_fields.push(deal.custom_fields.clone());
+            full_data.push(deal.deal_full_data.clone());
+            contact_custom_fields.push(deal.contact_custom_fields.clone());
+            metadata.push(Value::Object(deal.metadata.clone()));
+            created_at.push(deal.created_at);
+            updated_at.push(deal.updated_at);
+            closed_at.push(deal.closed_at);
+            is_deleted.push(deal.is_deleted);
+        }
+        // `is_deleted` is NOT NULL, so EXCLUDED cannot tell "not given" from false: read the input.
+        // The WHERE implements the ordering rule; rows it rejects are not returned.
+        let applied = sqlx::query(
+            "WITH input AS MATERIALIZED (
+                SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[],
+                    $6::int8[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::jsonb[],
+                    $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bool[])
+                AS u(amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
+                    custom_fields, deal_full_data, contact_custom_fields, metadata,
+                    created_at, updated_at, closed_at, is_deleted)
+            )
+            INSERT INTO amocrm_deals AS d (amocrm_deal_id, pipeline_id, status_id, price, name,
+                responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata,
+                created_at, updated_at, closed_at, is_deleted, synced_at)
+            SELECT amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
+                custom_fields, deal_full_data, contact_custom_fields, metadata,
+                created_at, updated_at, closed_at, COALESCE(is_deleted, false), now()
+            FROM input
+            ON CONFLICT (amocrm_deal_id) DO UPDATE SET
+                pipeline_id = COALESCE(EXCLUDED.pipeline_id, d.pipeline_id),
+                status_id = COALESCE(EXCLUDED.status_id, d.status_id),
+                price = COALESCE(EXCLUDED.price, d.price),
+                name = COALESCE(EXCLUDED.name, d.name),
+                responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, d.responsible_user_id),
+                custom_fields = COALESCE(EXCLUDED.custom_fields, d.custom_fields),
+                deal_full_data = COALESCE(EXCLUDED.deal_full_data, d.deal_full_data),
+                contact_custom_fields = COALESCE(EXCLUDED.contact_custom_fields, d.contact_custom_fields),
+                metadata = d.metadata || EXCLUDED.metadata,
+                created_at = COALESCE(EXCLUDED.created_at, d.created_at),
+                updated_at = COALESCE(EXCLUDED.updated_at, d.updated_at),
+                closed_at = COALESCE(EXCLUDED.closed_at, d.closed_at),
+                is_deleted = COALESCE(
+                    (SELECT i.is_deleted FROM input i WHERE i.amocrm_deal_id = EXCLUDED.amocrm_deal_id),
+                    d.is_deleted),
+                synced_at = now()
+            WHERE d.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at
+            RETURNING 1",
+        )
+        .bind(ids)
+        .bind(pipeline_ids)
+        .bind(status_ids)
+        .bind(prices)
+        .bind(names)
+        .bind(responsible_user_ids)
+        .bind(custom_fields)
+        .bind(full_data)
+        .bind(contact_custom_fields)
+        .bind(metadata)
+        .bind(created_at)
+        .bind(updated_at)
+        .bind(closed_at)
+        .bind(is_deleted)
+        .fetch_all(executor)
+        .await?
+        .len();
+        Ok(applied as u64)
+    }
+
+    async fn upsert_contact_round(
+        &self,
+        executor: &mut sqlx::PgConnection,
+        contacts: &[&ContactUpsert],
+    ) -> Result<u64> {
+        let mut ids = Vec::with_capacity(contacts.len());
+        let mut names = Vec::with_capacity(contacts.len());
+        let mut first_names = Vec::with_capacity(contacts.len());
+        let mut last_names = Vec::with_capacity(contacts.len());
+        let mut responsible_user_ids = Vec::with_capacity(contacts.len());
+        let mut custom_fields = Vec::with_capacity(contacts.len());
+        let mut full_data = Vec::with_capacity(contacts.len());
+        let mut metadata = Vec::with_capacity(contacts.len());
+        let mut created_at = Vec::with_capacity(contacts.len());
+        let mut updated_at = Vec::with_capacity(contacts.len());
+        let mut is_deleted = Vec::with_capacity(contacts.len());
+        for contact in contacts {
+            ids.push(contact.amocrm_contact_id.as_str());
+            names.push(contact.name.as_deref());
+            first_names.push(contact.first_name.as_deref());
+            last_names.push(contact.last_name.as_deref());
+            responsible_user_ids.push(contact.responsible_user_id);
+            custom_fields.push(contact.custom_fields.clone());
+            full_data.push(contact.contact_full_data.clone());
+            metadata.push(Value::Object(contact.metadata.clone()));
+            created_at.push(contact.created_at);
+            updated_at.push(contact.updated_at);
+            is_deleted.push(contact.is_deleted);
+        }
+        let applied = sqlx::query(
+            "WITH input AS MATERIALIZED (
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
+                    $6::jsonb[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
+                    $11::bool[])
+                AS u(amocrm_contact_id, name, first_name, last_name, responsible_user_id,
+                    custom_fields, contact_full_data, metadata, created_at, updated_at, is_deleted)
+            )
+            INSERT INTO amocrm_contacts AS c (amocrm_contact_id, name, first_name, last_name,
+                responsible_user_id, custom_fields, contact_full_data, metadata, created_at,
+                updated_at, is_deleted, synced_at)
+            SELECT amocrm_contact_id, name, first_name, last_name, responsible_user_id,
+                custom_fields, contact_full_data, metadata, created_at, updated_at,
+                COALESCE(is_deleted, false), now()
+            FROM input
+            ON CONFLICT (amocrm_contact_id) DO UPDATE SET
+                name = COALESCE(EXCLUDED.name, c.name),
+                first_name = COALESCE(EXCLUDED.first_name, c.first_name),
+                last_name = COALESCE(EXCLUDED.last_name, c.last_name),
+                responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, c.responsible_user_id),
+                custom_fields = COALESCE(EXCLUDED.custom_fields, c.custom_fields),
+                contact_full_data = COALESCE(EXCLUDED.contact_full_data, c.contact_full_data),
+                metadata = c.metadata || EXCLUDED.metadata,
+                created_at = COALESCE(EXCLUDED.created_at, c.created_at),
+                updated_at = COALESCE(EXCLUDED.updated_at, c.updated_at),
+                is_deleted = COALESCE(
+                    (SELECT i.is_deleted FROM input i
+                     WHERE i.amocrm_contact_id = EXCLUDED.amocrm_contact_id),
+                    c.is_deleted),
+                synced_at = now()
+            WHERE c.updated_at IS NULL OR EXCLUDED.updated_at >= c.updated_at
+            RETURNING 1",
+        )
+        .bind(ids)
+        .bind(names)
+        .bind(first_names)
+        .bind(last_names)
+        .bind(responsible_user_ids)
+        .bind(custom_fields)
+        .bind(full_data)
+        .bind(metadata)
+        .bind(created_at)
+        .bind(updated_at)
+        .bind(is_deleted)
+        .fetch_all(executor)
+        .await?
+        .len();
+        Ok(applied as u64)
+    }
+}
+
+fn connect_options(url: &str) -> Result<PgConnectOptions> {
+    // The URL stays out of the error: it may hold a password.
+    PgConnectOptions::from_str(url).map_err(|error| match error {
+        sqlx::Error::Configuration(reason) => Error::InvalidUrl(reason.to_string()),
+        _ => Error::InvalidUrl("cannot parse the PostgreSQL URL".into()),
+    })
+}
+
+fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // A ping before every acquire would double the round trips of the one-statement insert
+        // path; a dead connection fails one operation and is replaced.
+        .test_before_acquire(false)
+        .idle_timeout(Duration::from_secs(300))
+}
+
+fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        received_at: row.try_get("ts")?,
+        event_type: row.try_get("event_type")?,
+        entity_type: row.try_get("entity_type")?,
+        amocrm_entity_id: row.try_get("amocrm_entity_id")?,
+        event_hash: row.try_get("event_hash")?,
+        payload: row.try_get("payload")?,
+        account_id: row.try_get::<Option<i32>, _>("account_id")?.map(i64::from),
+        processed: row.try_get("processed")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        locked_until: row.try_get("locked_until")?,
+        last_error: row.try_get("last_error")?,
+        processed_at: row.try_get("processed_at")?,
+        dead_at: row.try_get("dead_at")?,
+    })
+}
+
+fn deal_from_row(row: &PgRow) -> Result<Deal> {
+    Ok(Deal {
+        id: row.try_get("id")?,
+        client_id: row.try_get("client_id")?,
+        conversation_id: row.try_get("conversation_id")?,
+        amocrm_deal_id: row.try_get("amocrm_deal_id")?,
+        pipeline_id: row.try_get("pipeline_id")?,
+        status_id: row.try_get("status_id")?,
+        price: row.try_get("price")?,
+        name: row.try_get("name")?,
+        responsible_user_id: row.try_get("responsible_user_id")?,
+        custom_fields: row.try_get("custom_fields")?,
+        deal_full_data: row.try_get("deal_full_data")?,
+        contact_custom_fields: row.try_get("contact_custom_fields")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        closed_at: row.try_get("closed_at")?,
+        is_deleted: row.try_get("is_deleted")?,
+        synced_at: row.try_get("synced_at")?,
+    })
+}
+
+fn contact_from_row(row: &PgRow) -> Result<Contact> {
+    Ok(Contact {
+        id: row.try_get("id")?,
+        amocrm_contact_id: row.try_get("amocrm_contact_id")?,
+        name: row.try_get("name")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        responsible_user_id: row.try_get("responsible_user_id")?,
+        custom_fields: row.try_get("custom_fields")?,
+        contact_full_data: row.try_get("contact_full_data")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        is_deleted: row.try_get("is_deleted")?,
+        synced_at: row.try_get("synced_at")?,
+    })
+}
+
+fn count(row: &PgRow, column: &str) -> Result<u64> {
+    Ok(row.try_get::<i64, _>(column)?.max(0) as u64)
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn check_migrated(&self) -> Result<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?;
+        if MIGRATOR
+            .iter()
+            .all(|migration| applied.contains(&migration.version))
+        {
+            Ok(())
+        } else {
+            Err(Error::NotMigrated)
+        }
+    }
+
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {
+        let distinct = distinct_events(events);
+        if distinct.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let stored = if let [event] = distinct.as_slice() {
+            // The common webhook carries one event: a plain VALUES statement plans faster.
+            sqlx::query(
+                "INSERT INTO amocrm_webhook_events
+                    (ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, account_id)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (event_hash) DO NOTHING",
+            )
+            .bind(event.received_at)
+            .bind(&event.event_type)
+            .bind(&event.entity_type)
+            .bind(&event.amocrm_entity_id)
+            .bind(&event.event_hash)
+            .bind(&event.payload)
+            .bind(account_id_to_i32(event.account_id)?)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+        } else {
+            let mut received_at = Vec::with_capacity(distinct.len());
+            let mut event_types = Vec::with_capacity(distinct.len());
+            let mut entity_types = Vec::with_capacity(distinct.len());
+            let mut entity_ids = Vec::with_capacity(distinct.len());
+            let mut hashes = Vec::with_capacity(distinct.len());
+            let mut payloads = Vec::with_capacity(distinct.len());
+            let mut account_ids = Vec::with_capacity(distinct.len());
+            for event in &distinct {
+                received_at.push(event.received_at);
+                event_types.push(event.event_type.as_str());
+                entity_types.push(event.entity_type.as_str());
+                entity_ids.push(event.amocrm_entity_id.as_deref());
+                hashes.push(event.event_hash.as_str());
+                payloads.push(&event.payload);
+                account_ids.push(account_id_to_i32(event.account_id)?);
+            }
+            // One statement is one transaction: the batch is stored whole or not at all.
+            sqlx::query(
+                "INSERT INTO amocrm_webhook_events
+                    (ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, account_id)
+                SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
+                    $5::text[], $6::jsonb[], $7::int4[])
+                ON CONFLICT (event_hash) DO NOTHING",
+            )
+            .bind(received_at)
+            .bind(event_types)
+            .bind(entity_types)
+            .bind(entity_ids)
+            .bind(hashes)
+            .bind(payloads)
+            .bind(account_ids)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+        };
+        Ok(InsertOutcome {
+            stored,
+            duplicates: events.len() as u64 - stored,
+        })
+    }
+
+    async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // SKIP LOCKED hands rows another claimer is taking to nobody else; moving next_attempt_at to
+        // the lease's end keeps leased rows out of the claimable index range until the lease expires.
+        let sql = format!(
+            "WITH picked AS MATERIALIZED (
+                SELECT id FROM amocrm_webhook_events
+                WHERE NOT processed AND dead_at IS NULL AND next_attempt_at <= now()
+                  AND (locked_until IS NULL OR locked_until <= now())
+                ORDER BY next_attempt_at, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE amocrm_webhook_events e
+            SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
+            FROM picked WHERE e.id = picked.id
+            RETURNING {}",
+            EVENT_COLUMNS
+                .split(", ")
+                .map(|column| format!("e.{column}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(sql_limit(limit))
+            .bind(lease)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|event| event.id);
+        Ok(events)
+    }
+
+    async fn complete_events(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE amocrm_webhook_events
+            SET processed = true, processed_at = now(), locked_until = NULL
+            WHERE id = ANY($1)",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<FailOutcome> {
+        let dead: Option<bool> = sqlx::query_scalar(
+            "UPDATE amocrm_webhook_events
+            SET attempts = attempts + 1, last_error = $2, locked_until = NULL,
+                next_attempt_at = $3,
+                dead_at = CASE WHEN attempts + 1 >= $4 THEN now() ELSE NULL END
+            WHERE id = $1
+            RETURNING dead_at IS NOT NULL",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(i64::from(max_attempts))
+        .fetch_optional(&self.pool)
+        .await?;
+        match dead {
+            None => Err(Error::EventNotFound(id)),
+            Some(true) => Ok(FailOutcome::Dead),
+            Some(false) => Ok(FailOutcome::Retrying),
+        }
+    }
+
+    async fn release_events(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE amocrm_webhook_events
+            SET locked_until = NULL, next_attempt_at = now()
+            WHERE id = ANY($1) AND NOT processed AND locked_until IS NOT NULL",
+        )
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn requeue(&self, which: Requeue) -> Result<u64> {
+        let result = match which {
+            Requeue::Dead => {
+                sqlx::query(
+                    "UPDATE amocrm_webhook_events
+                    SET dead_at = NULL, attempts = 0, next_attempt_at = now(), locked_until = NULL
+                    WHERE dead_at IS NOT NULL AND NOT processed",
+                )
+                .execute(&self.pool)
+                .await?
+            }
+            Requeue::Ids(ids) => {
+                sqlx::query(
+                    "UPDATE amocrm_webhook_events
+                    SET processed = false, processed_at = NULL, dead_at = NULL, attempts = 0,
+                        next_attempt_at = now(), locked_until = NULL
+                    WHERE id = ANY($1)",
+                )
+                .bind(ids)
+                .execute(&self.pool)
+                .await?
+            }
+        };
+        Ok(result.rows_affected())
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn dead_events(&self, limit: usize) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
+            WHERE dead_at IS NOT NULL AND NOT processed
+            ORDER BY dead_at DESC, id DESC
+            LIMIT $1"
+        ))
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn insert_rejected(&self, rejected: &RejectedWebhook) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO amocrm_rejected_webhooks (body, content_type, reason, received_at)
+            VALUES ($1, $2, $3, $4)
+            RETURNING id",
+        )
+        .bind(&rejected.body)
+        .bind(&rejected.content_type)
+        .bind(&rejected.reason)
+        .bind(rejected.received_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn list_rejected(&self, limit: usize) -> Result<Vec<StoredRejected>> {
+        let rows = sqlx::query(
+            "SELECT id, body, content_type, reason, received_at FROM amocrm_rejected_webhooks
+            ORDER BY received_at DESC, id DESC
+            LIMIT $1",
+        )
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRejected {
+                    id: row.try_get("id")?,
+                    rejected: RejectedWebhook {
+                        body: row.try_get("body")?,
+                        content_type: row.try_get("content_type")?,
+                        reason: row.try_get("reason")?,
+                        received_at: row.try_get("received_at")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_deals(&self, deals: &[DealUpsert]) -> Result<UpsertOutcome> {
+        if deals.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let rounds = rounds(deals, |deal| &deal.amocrm_deal_id);
+        let mut tx = self.pool.begin().await?;
+        let mut applied = 0;
+        for round in &rounds {
+            applied += self.upsert_deal_round(&mut tx, round).await?;
+        }
+        tx.commit().await?;
+        Ok(UpsertOutcome {
+            applied,
+            stale: deals.len() as u64 - applied,
+        })
+    }
+
+    async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO amocrm_deals (amocrm_deal_id, is_deleted, synced_at) VALUES ($1, $2, now())
+            ON CONFLICT (amocrm_deal_id) DO UPDATE SET is_deleted = EXCLUDED.is_deleted, synced_at = now()",
+        )
+        .bind(amocrm_deal_id)
+        .bind(deleted)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE amocrm_deals SET metadata = metadata || $2 WHERE amocrm_deal_id = $1",
+        )
+        .bind(amocrm_deal_id)
+        .bind(Value::Object(metadata.clone()))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEAL_COLUMNS} FROM amocrm_deals WHERE amocrm_deal_id = $1"
+        ))
+        .bind(amocrm_deal_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(deal_from_row).transpose()
+    }
+
+    async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome> {
+        if contacts.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let rounds = rounds(contacts, |contact| &contact.amocrm_contact_id);
+        let mut tx = self.pool.begin().await?;
+        let mut applied = 0;
+        for round in &rounds {
+            applied += self.upsert_contact_round(&mut tx, round).await?;
+        }
+        tx.commit().await?;
+        Ok(UpsertOutcome {
+            applied,
+            stale: contacts.len() as u64 - applied,
+        })
+    }
+
+    async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO amocrm_contacts (amocrm_contact_id, is_deleted, synced_at) VALUES ($1, $2, now())
+            ON CONFLICT (amocrm_contact_id) DO UPDATE
+            SET is_deleted = EXCLUDED.is_deleted, synced_at = now()",
+        )
+        .bind(amocrm_contact_id)
+        .bind(deleted)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_contact_metadata(
+        &self,
+        amocrm_contact_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE amocrm_contacts SET metadata = metadata || $2 WHERE amocrm_contact_id = $1",
+        )
+        .bind(amocrm_contact_id)
+        .bind(Value::Object(metadata.clone()))
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM amocrm_contacts WHERE amocrm_contact_id = $1"
+        ))
+        .bind(amocrm_contact_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(contact_from_row).transpose()
+    }
+
+    async fn load_tokens(&self, account: &str) -> Result<Option<StoredTokens>> {
+        let row = sqlx::query(
+            "SELECT access_token, refresh_token, token_type, expires_at, updated_at
+            FROM amocrm_oauth_tokens WHERE account = $1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredTokens {
+                access_token: row.try_get("access_token")?,
+                refresh_token: row.try_get("refresh_token")?,
+                token_type: row.try_get("token_type")?,
+                expires_at: row.try_get("expires_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_tokens(&self, account: &str, tokens: &StoredTokens) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO amocrm_oauth_tokens
+                (account, access_token, refresh_token, token_type, expires_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (account) DO UPDATE SET
+                access_token = EXCLUDED.access_token,
+                refresh_token = EXCLUDED.refresh_token,
+                token_type = EXCLUDED.token_type,
+                expires_at = EXCLUDED.expires_at,
+                updated_at = EXCLUDED.updated_at",
+        )
+        .bind(account)
+        .bind(&tokens.access_token)
+        .bind(&tokens.refresh_token)
+        .bind(&tokens.token_type)
+        .bind(tokens.expires_at)
+        .bind(tokens.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_api_usage(&self, usage: &[ApiUsage]) -> Result<()> {
+        let rows = usage_rows(usage);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut query = QueryBuilder::<Postgres>::new(
+            "INSERT INTO amocrm_api_usage (minute, endpoint, status, count) ",
+        );
+        query.push_values(&rows, |mut values, row| {
+            values
+                .push_bind(row.minute)
+                .push_bind(&row.endpoint)
+                .push_bind(row.status)
+                .push_bind(row.count);
+        });
+        query.push(
+            " ON CONFLICT (minute, endpoint, status)
+            DO UPDATE SET count = amocrm_api_usage.count + EXCLUDED.count",
+        );
+        query.build().execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn api_usage_since(&self, since: DateTime<Utc>) -> Result<u64> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(count), 0)::int8 FROM amocrm_api_usage WHERE minute >= $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(total.max(0) as u64)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let row = sqlx::query(
+            "SELECT
+                count(*) FILTER (WHERE NOT processed AND dead_at IS NULL) AS backlog,
+                min(ts) FILTER (WHERE NOT processed AND dead_at IS NULL) AS oldest_pending_at,
+                count(*) FILTER (WHERE NOT processed AND dead_at IS NOT NULL) AS dead,
+                count(*) FILTER (WHERE processed) AS processed,
+                count(*) FILTER (WHERE NOT processed AND dead_at IS NULL AND attempts > 0) AS retrying,
+                max(ts) AS last_event_at,
+                (SELECT count(*) FROM amocrm_rejected_webhooks) AS rejected,
+                (SELECT count(*) FROM amocrm_deals) AS deals,
+                (SELECT count(*) FROM amocrm_contacts) AS contacts
+            FROM amocrm_webhook_events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let by_type = sqlx::query(
+            "SELECT event_type, count(*) AS events FROM amocrm_webhook_events
+            GROUP BY event_type ORDER BY event_type",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("event_type")?, count(row, "events")?)))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Stats {
+            backlog: count(&row, "backlog")?,
+            oldest_pending_at: row.try_get("oldest_pending_at")?,
+            dead: count(&row, "dead")?,
+            processed: count(&row, "processed")?,
+            retrying: count(&row, "retrying")?,
+            rejected: count(&row, "rejected")?,
+            last_event_at: row.try_get("last_event_at")?,
+            deals: count(&row, "deals")?,
+            contacts: count(&row, "contacts")?,
+            by_type,
+        })
+    }
+}

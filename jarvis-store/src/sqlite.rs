@@ -1,0 +1,878 @@
+//! [`Store`] on an embedded SQLite file: the zero-setup default.
+//!
+//! Times are stored as INTEGER microseconds since the Unix epoch (UTC), JSON as TEXT, UUIDs as
+//! hyphenated TEXT. Writes go through one connection: SQLite has a single writer anyway, and queueing
+//! writers in the pool is fairer and faster than having them spin on the file lock. Reads use a pool
+//! of their own, which WAL mode lets run beside the writer.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection};
+
+use crate::batch::{distinct_events, sql_limit, usage_rows};
+use crate::error::account_id_to_i32;
+use crate::{
+    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, NewEvent,
+    PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent, StoredRejected,
+    StoredTokens, UpsertOutcome,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, \
+     account_id, processed, attempts, next_attempt_at, locked_until, last_error, processed_at, dead_at";
+
+const DEAL_COLUMNS: &str = "id, client_id, conversation_id, amocrm_deal_id, pipeline_id, status_id, \
+     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata, \
+     created_at, updated_at, closed_at, is_deleted, synced_at";
+
+const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_name, \
+     responsible_user_id, custom_fields, contact_full_data, metadata, created_at, updated_at, \
+     is_deleted, synced_at";
+
+/// Write transactions take the write lock up front, so they never fail half-way on a lock upgrade
+/// when another process (the CLI, say) writes too.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// The SQLite store. Cloning shares the pools.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the file named by a `sqlite:` URL, in WAL mode with a busy timeout.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PoolSettings::default()).await
+    }
+
+    /// Opens with the given pool settings; `max_connections` sizes the readers (at most 8 are useful).
+    pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| match error {
+                sqlx::Error::Configuration(reason) => Error::InvalidUrl(reason.to_string()),
+                _ => Error::InvalidUrl("cannot parse the SQLite URL".into()),
+            })?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: an acknowledged webhook must survive a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        // An in-memory database lives in its connections: readers must share the writer's.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(settings.max_connections.clamp(1, 8))
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_lazy_with(options)
+        };
+        Ok(Self { writer, reader })
+    }
+
+    /// Wraps a pool built elsewhere; it serves both reads and writes.
+    pub fn from_pool(pool: SqlitePool) -> Self {
+        Self {
+            writer: pool.clone(),
+            reader: pool,
+        }
+    }
+
+    /// The pool that writes go through.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn upsert_deal(&self, conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
+        let now = micros(Utc::now());
+        let stored = sqlx::query("SELECT metadata, updated_at FROM amocrm_deals WHERE amocrm_deal_id = ?")
+            .bind(&deal.amocrm_deal_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(stored) = stored else {
+            sqlx::query(
+                "INSERT INTO amocrm_deals (id, amocrm_deal_id, pipeline_id, status_id, price, name,
+                    responsible_user_id, custom_fields, deal_full_data, contact_custom_fields,
+                    metadata, created_at, updated_at, closed_at, is_deleted, synced_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&deal.amocrm_deal_id)
+            .bind(deal.pipeline_id)
+            .bind(deal.status_id)
+            .bind(deal.price)
+            .bind(&deal.name)
+            .bind(deal.responsible_user_id)
+            .bind(json_text(&deal.custom_fields))
+            .bind(json_text(&deal.deal_full_data))
+            .bind(json_text(&deal.contact_custom_fields))
+            .bind(Value::Object(deal.metadata.clone()).to_string())
+            .bind(deal.created_at.map(micros))
+            .bind(deal.updated_at.map(micros))
+            .bind(deal.closed_at.map(micros))
+            .bind(deal.is_deleted.unwrap_or(false))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(true);
+        };
+        if !applies(stored.try_get("updated_at")?, deal.updated_at) {
+            return Ok(false);
+        }
+        let metadata = merge_metadata(&stored.try_get::<String, _>("metadata")?, &deal.metadata);
+        sqlx::query(
+            "UPDATE amocrm_deals SET
+                pipeline_id = COALESCE(?, pipeline_id),
+                status_id = COALESCE(?, status_id),
+                price = COALESCE(?, price),
+                name = COALESCE(?, name),
+                responsible_user_id = COALESCE(?, responsible_user_id),
+                custom_fields = COALESCE(?, custom_fields),
+                deal_full_data = COALESCE(?, deal_full_data),
+                contact_custom_fields = COALESCE(?, contact_custom_fields),
+                metadata = ?,
+                created_at = COALESCE(?, created_at),
+                updated_at = COALESCE(?, updated_at),
+                closed_at = COALESCE(?, closed_at),
+                is_deleted = COALESCE(?, is_deleted),
+                synced_at = ?
+            WHERE amocrm_deal_id = ?",
+        )
+        .bind(deal.pipeline_id)
+        .bind(deal.status_id)
+        .bind(deal.price)
+        .bind(&deal.name)
+        .bind(deal.responsible_user_id)
+        .bind(json_text(&deal.custom_fields))
+        .bind(json_text(&deal.deal_full_data))
+        .bind(json_text(&deal.contact_custom_fields))
+        .bind(metadata)
+        .bind(deal.created_at.map(micros))
+        .bind(deal.updated_at.map(micros))
+        .bind(deal.closed_at.map(micros))
+        .bind(deal.is_deleted)
+        .bind(now)
+        .bind(&deal.amocrm_deal_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+
+    async fn upsert_contact(
+        &self,
+        conn: &mut SqliteConnection,
+        contact: &ContactUpsert,
+    ) -> Result<bool> {
+        let now = micros(Utc::now());
+        let stored = sqlx::query(
+            "SELECT metadata, updated_at FROM amocrm_contacts WHERE amocrm_contact_id = ?",
+        )
+        .bind(&contact.amocrm_contact_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(stored) = stored else {
+            sqlx::query(
+                "INSERT INTO amocrm_contacts (id, amocrm_contact_id, name, first_name, last_name,
+                    responsible_user_id, custom_fields, contact_full_data, metadata, created_at,
+                    updated_at, is_deleted, synced_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&contact.amocrm_contact_id)
+            .bind(&contact.name)
+            .bind(&contact.first_name)
+            .bind(&contact.last_name)
+            .bind(contact.responsible_user_id)
+            .bind(json_text(&contact.custom_fields))
+            .bind(json_text(&contact.contact_full_data))
+            .bind(Value::Object(contact.metadata.clone()).to_string())
+            .bind(contact.created_at.map(micros))
+            .bind(contact.updated_at.map(micros))
+            .bind(contact.is_deleted.unwrap_or(false))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            return Ok(true);
+        };
+        if !applies(stored.try_get("updated_at")?, contact.updated_at) {
+            return Ok(false);
+        }
+        let metadata = merge_metadata(&stored.try_get::<String, _>("metadata")?, &contact.metadata);
+        sqlx::query(
+            "UPDATE amocrm_contacts SET
+                name = COALESCE(?, name),
+                first_name = COALESCE(?, first_name),
+                last_name = COALESCE(?, last_name),
+                responsible_user_id = COALESCE(?, responsible_user_id),
+                custom_fields = COALESCE(?, custom_fields),
+                contact_full_data = COALESCE(?, contact_full_data),
+                metadata = ?,
+                created_at = COALESCE(?, created_at),
+                updated_at = COALESCE(?, updated_at),
+                is_deleted = COALESCE(?, is_deleted),
+                synced_at = ?
+            WHERE amocrm_contact_id = ?",
+        )
+        .bind(&contact.name)
+        .bind(&contact.first_name)
+        .bind(&contact.last_name)
+        .bind(contact.responsible_user_id)
+        .bind(json_text(&contact.custom_fields))
+        .bind(json_text(&contact.contact_full_data))
+        .bind(metadata)
+        .bind(contact.created_at.map(micros))
+        .bind(contact.updated_at.map(micros))
+        .bind(contact.is_deleted)
+        .bind(now)
+        .bind(&contact.amocrm_contact_id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(true)
+    }
+
+    async fn set_metadata(
+        &self,
+        table: &str,
+        key_column: &str,
+        key: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let stored: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT metadata FROM {table} WHERE {key_column} = ?"
+        ))
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(stored) = stored else {
+            return Ok(false);
+        };
+        sqlx::query(&format!("UPDATE {table} SET metadata = ? WHERE {key_column} = ?"))
+            .bind(merge_metadata(&stored, metadata))
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn mark_deleted(&self, table: &str, key_column: &str, key: &str, deleted: bool) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO {table} (id, {key_column}, is_deleted, synced_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT ({key_column}) DO UPDATE
+            SET is_deleted = excluded.is_deleted, synced_at = excluded.synced_at"
+        ))
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(key)
+        .bind(deleted)
+        .bind(micros(Utc::now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The ordering rule shared with PostgreSQL: apply when nothing newer is stored.
+fn applies(stored_updated_at: Option<i64>, incoming: Option<DateTime<Utc>>) -> bool {
+    match (stored_updated_at, incoming) {
+        (None, _) => true,
+        (Some(stored), Some(incoming)) => micros(incoming) >= stored,
+        (Some(_), None) => false,
+    }
+}
+
+/// A shallow merge like PostgreSQL's `jsonb || jsonb`: given keys replace stored ones, others stay.
+/// (SQLite's json_patch would merge nested objects and drop null values.)
+fn merge_metadata(stored: &str, given: &Map<String, Value>) -> String {
+    let mut merged = match serde_json::from_str::<Value>(stored) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    for (key, value) in given {
+        merged.insert(key.clone(), value.clone());
+    }
+    Value::Object(merged).to_string()
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn json_text(value: &Option<Value>) -> Option<String> {
+    value.as_ref().map(Value::to_string)
+}
+
+fn time(row: &SqliteRow, column: &'static str) -> Result<DateTime<Utc>> {
+    let value: i64 = row.try_get(column)?;
+    DateTime::from_timestamp_micros(value).ok_or_else(|| Error::Decode {
+        column,
+        reason: format!("{value} is not a valid time"),
+    })
+}
+
+fn optional_time(row: &SqliteRow, column: &'static str) -> Result<Option<DateTime<Utc>>> {
+    match row.try_get::<Option<i64>, _>(column)? {
+        None => Ok(None),
+        Some(_) => time(row, column).map(Some),
+    }
+}
+
+fn json(row: &SqliteRow, column: &'static str) -> Result<Value> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|error| Error::Decode {
+        column,
+        reason: error.to_string(),
+    })
+}
+
+fn optional_json(row: &SqliteRow, column: &'static str) -> Result<Option<Value>> {
+    match row.try_get::<Option<String>, _>(column)? {
+        None => Ok(None),
+        Some(_) => json(row, column).map(Some),
+    }
+}
+
+fn uuid_column(row: &SqliteRow, column: &'static str) -> Result<Option<uuid::Uuid>> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| {
+            uuid::Uuid::parse_str(&text).map_err(|error| Error::Decode {
+                column,
+                reason: error.to_string(),
+            })
+        })
+        .transpose()
+}
+
+fn required_uuid(row: &SqliteRow, column: &'static str) -> Result<uuid::Uuid> {
+    uuid_column(row, column)?.ok_or(Error::Decode {
+        column,
+        reason: "missing".into(),
+    })
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        id: row.try_get("id")?,
+        received_at: time(row, "ts")?,
+        event_type: row.try_get("event_type")?,
+        entity_type: row.try_get("entity_type")?,
+        amocrm_entity_id: row.try_get("amocrm_entity_id")?,
+        event_hash: row.try_get("event_hash")?,
+        payload: json(row, "payload")?,
+        account_id: row.try_get("account_id")?,
+        processed: row.try_get("processed")?,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: time(row, "next_attempt_at")?,
+        locked_until: optional_time(row, "locked_until")?,
+        last_error: row.try_get("last_error")?,
+        processed_at: optional_time(row, "processed_at")?,
+        dead_at: optional_time(row, "dead_at")?,
+    })
+}
+
+fn deal_from_row(row: &SqliteRow) -> Result<Deal> {
+    Ok(Deal {
+        id: required_uuid(row, "id")?,
+        client_id: uuid_column(row, "client_id")?,
+        conversation_id: uuid_column(row, "conversation_id")?,
+        amocrm_deal_id: row.try_get("amocrm_deal_id")?,
+        pipeline_id: row.try_get("pipeline_id")?,
+        status_id: row.try_get("status_id")?,
+        price: row.try_get("price")?,
+        name: row.try_get("name")?,
+        responsible_user_id: row.try_get("responsible_user_id")?,
+        custom_fields: optional_json(row, "custom_fields")?,
+        deal_full_data: optional_json(row, "deal_full_data")?,
+        contact_custom_fields: optional_json(row, "contact_custom_fields")?,
+        metadata: json(row, "metadata")?,
+        created_at: optional_time(row, "created_at")?,
+        updated_at: optional_time(row, "updated_at")?,
+        closed_at: optional_time(row, "closed_at")?,
+        is_deleted: row.try_get("is_deleted")?,
+        synced_at: time(row, "synced_at")?,
+    })
+}
+
+fn contact_from_row(row: &SqliteRow) -> Result<Contact> {
+    Ok(Contact {
+        id: required_uuid(row, "id")?,
+        amocrm_contact_id: row.try_get("amocrm_contact_id")?,
+        name: row.try_get("name")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        responsible_user_id: row.try_get("responsible_user_id")?,
+        custom_fields: optional_json(row, "custom_fields")?,
+        contact_full_data: optional_json(row, "contact_full_data")?,
+        metadata: json(row, "metadata")?,
+        created_at: optional_time(row, "created_at")?,
+        updated_at: optional_time(row, "updated_at")?,
+        is_deleted: row.try_get("is_deleted")?,
+        synced_at: time(row, "synced_at")?,
+    })
+}
+
+fn count(row: &SqliteRow, column: &str) -> Result<u64> {
+    Ok(row.try_get::<i64, _>(column)?.max(0) as u64)
+}
+
+/// SQLite has no arrays: id lists travel as one JSON array, read back with `json_each`.
+fn id_list(ids: &[i64]) -> String {
+    Value::from(ids.to_vec()).to_string()
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn check_migrated(&self) -> Result<()> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.reader)
+                .await?;
+        if MIGRATOR
+            .iter()
+            .all(|migration| applied.contains(&migration.version))
+        {
+            Ok(())
+        } else {
+            Err(Error::NotMigrated)
+        }
+    }
+
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {
+        let distinct = distinct_events(events);
+        if distinct.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        // Check every account id before writing anything: the batch is all or nothing.
+        let account_ids = distinct
+            .iter()
+            .map(|event| account_id_to_i32(event.account_id))
+            .collect::<Result<Vec<_>>>()?;
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut stored = 0;
+        for (event, account_id) in distinct.iter().zip(account_ids) {
+            let received_at = micros(event.received_at);
+            stored += sqlx::query(
+                "INSERT INTO amocrm_webhook_events (ts, event_type, entity_type, amocrm_entity_id,
+                    event_hash, payload, account_id, next_attempt_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (event_hash) DO NOTHING",
+            )
+            .bind(received_at)
+            .bind(&event.event_type)
+            .bind(&event.entity_type)
+            .bind(&event.amocrm_entity_id)
+            .bind(&event.event_hash)
+            .bind(event.payload.to_string())
+            .bind(account_id)
+            .bind(micros(Utc::now()))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(InsertOutcome {
+            stored,
+            duplicates: events.len() as u64 - stored,
+        })
+    }
+
+    async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let until = micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        // One statement on the one writer connection: no two claims can interleave.
+        let rows = sqlx::query(&format!(
+            "UPDATE amocrm_webhook_events SET locked_until = ?1, next_attempt_at = ?1
+            WHERE id IN (
+                SELECT id FROM amocrm_webhook_events
+                WHERE processed = 0 AND dead_at IS NULL AND next_attempt_at <= ?2
+                  AND (locked_until IS NULL OR locked_until <= ?2)
+                ORDER BY next_attempt_at, id
+                LIMIT ?3
+            )
+            RETURNING {EVENT_COLUMNS}"
+        ))
+        .bind(until)
+        .bind(micros(now))
+        .bind(sql_limit(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|event| event.id);
+        Ok(events)
+    }
+
+    async fn complete_events(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE amocrm_webhook_events SET processed = 1, processed_at = ?, locked_until = NULL
+            WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(micros(Utc::now()))
+        .bind(id_list(ids))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+        max_attempts: u32,
+    ) -> Result<FailOutcome> {
+        let dead: Option<bool> = sqlx::query_scalar(
+            "UPDATE amocrm_webhook_events
+            SET attempts = attempts + 1, last_error = ?, locked_until = NULL, next_attempt_at = ?,
+                dead_at = CASE WHEN attempts + 1 >= ? THEN ? ELSE NULL END
+            WHERE id = ?
+            RETURNING dead_at IS NOT NULL",
+        )
+        .bind(error)
+        .bind(micros(next_attempt_at))
+        .bind(i64::from(max_attempts))
+        .bind(micros(Utc::now()))
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        match dead {
+            None => Err(Error::EventNotFound(id)),
+            Some(true) => Ok(FailOutcome::Dead),
+            Some(false) => Ok(FailOutcome::Retrying),
+        }
+    }
+
+    async fn release_events(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE amocrm_webhook_events SET locked_until = NULL, next_attempt_at = ?
+            WHERE id IN (SELECT value FROM json_each(?)) AND processed = 0
+              AND locked_until IS NOT NULL",
+        )
+        .bind(micros(Utc::now()))
+        .bind(id_list(ids))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn requeue(&self, which: Requeue) -> Result<u64> {
+        let now = micros(Utc::now());
+        let result = match which {
+            Requeue::Dead => {
+                sqlx::query(
+                    "UPDATE amocrm_webhook_events
+                    SET dead_at = NULL, attempts = 0, next_attempt_at = ?, locked_until = NULL
+                    WHERE dead_at IS NOT NULL AND processed = 0",
+                )
+                .bind(now)
+                .execute(&self.writer)
+                .await?
+            }
+            Requeue::Ids(ids) => {
+                sqlx::query(
+                    "UPDATE amocrm_webhook_events
+                    SET processed = 0, processed_at = NULL, dead_at = NULL, attempts = 0,
+                        next_attempt_at = ?, locked_until = NULL
+                    WHERE id IN (SELECT value FROM json_each(?))",
+                )
+                .bind(now)
+                .bind(id_list(&ids))
+                .execute(&self.writer)
+                .await?
+            }
+        };
+        Ok(result.rows_affected())
+    }
+
+    async fn get_event(&self, id: i64) -> Result<Option<StoredEvent>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn dead_events(&self, limit: usize) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
+            WHERE dead_at IS NOT NULL AND processed = 0
+            ORDER BY dead_at DESC, id DESC
+            LIMIT ?"
+        ))
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn insert_rejected(&self, rejected: &RejectedWebhook) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO amocrm_rejected_webhooks (body, content_type, reason, received_at)
+            VALUES (?, ?, ?, ?)
+            RETURNING id",
+        )
+        .bind(&rejected.body)
+        .bind(&rejected.content_type)
+        .bind(&rejected.reason)
+        .bind(micros(rejected.received_at))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    async fn list_rejected(&self, limit: usize) -> Result<Vec<StoredRejected>> {
+        let rows = sqlx::query(
+            "SELECT id, body, content_type, reason, received_at FROM amocrm_rejected_webhooks
+            ORDER BY received_at DESC, id DESC
+            LIMIT ?",
+        )
+        .bind(sql_limit(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredRejected {
+                    id: row.try_get("id")?,
+                    rejected: RejectedWebhook {
+                        body: row.try_get("body")?,
+                        content_type: row.try_get("content_type")?,
+                        reason: row.try_get("reason")?,
+                        received_at: time(row, "received_at")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    async fn upsert_deals(&self, deals: &[DealUpsert]) -> Result<UpsertOutcome> {
+        if deals.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut applied = 0;
+        for deal in deals {
+            applied += u64::from(self.upsert_deal(&mut tx, deal).await?);
+        }
+        tx.commit().await?;
+        Ok(UpsertOutcome {
+            applied,
+            stale: deals.len() as u64 - applied,
+        })
+    }
+
+    async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()> {
+        self.mark_deleted("amocrm_deals", "amocrm_deal_id", amocrm_deal_id, deleted)
+            .await
+    }
+
+    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool> {
+        self.set_metadata("amocrm_deals", "amocrm_deal_id", amocrm_deal_id, metadata)
+            .await
+    }
+
+    async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEAL_COLUMNS} FROM amocrm_deals WHERE amocrm_deal_id = ?"
+        ))
+        .bind(amocrm_deal_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(deal_from_row).transpose()
+    }
+
+    async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome> {
+        if contacts.is_empty() {
+            return Ok(UpsertOutcome::default());
+        }
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let mut applied = 0;
+        for contact in contacts {
+            applied += u64::from(self.upsert_contact(&mut tx, contact).await?);
+        }
+        tx.commit().await?;
+        Ok(UpsertOutcome {
+            applied,
+            stale: contacts.len() as u64 - applied,
+        })
+    }
+
+    async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()> {
+        self.mark_deleted("amocrm_contacts", "amocrm_contact_id", amocrm_contact_id, deleted)
+            .await
+    }
+
+    async fn set_contact_metadata(
+        &self,
+        amocrm_contact_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool> {
+        self.set_metadata("amocrm_contacts", "amocrm_contact_id", amocrm_contact_id, metadata)
+            .await
+    }
+
+    async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CONTACT_COLUMNS} FROM amocrm_contacts WHERE amocrm_contact_id = ?"
+        ))
+        .bind(amocrm_contact_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(contact_from_row).transpose()
+    }
+
+    async fn load_tokens(&self, account: &str) -> Result<Option<StoredTokens>> {
+        let row = sqlx::query(
+            "SELECT access_token, refresh_token, token_type, expires_at, updated_at
+            FROM amocrm_oauth_tokens WHERE account = ?",
+        )
+        .bind(account)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(StoredTokens {
+                access_token: row.try_get("access_token")?,
+                refresh_token: row.try_get("refresh_token")?,
+                token_type: row.try_get("token_type")?,
+                expires_at: time(&row, "expires_at")?,
+                updated_at: time(&row, "updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn save_tokens(&self, account: &str, tokens: &StoredTokens) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO amocrm_oauth_tokens
+                (account, access_token, refresh_token, token_type, expires_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (account) DO UPDATE SET
+                access_token = excluded.access_token,
+                refresh_token = excluded.refresh_token,
+                token_type = excluded.token_type,
+                expires_at = excluded.expires_at,
+                updated_at = excluded.updated_at",
+        )
+        .bind(account)
+        .bind(&tokens.access_token)
+        .bind(&tokens.refresh_token)
+        .bind(&tokens.token_type)
+        .bind(micros(tokens.expires_at))
+        .bind(micros(tokens.updated_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_api_usage(&self, usage: &[ApiUsage]) -> Result<()> {
+        let rows = usage_rows(usage);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        for row in &rows {
+            sqlx::query(
+                "INSERT INTO amocrm_api_usage (minute, endpoint, status, count) VALUES (?, ?, ?, ?)
+                ON CONFLICT (minute, endpoint, status) DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(micros(row.minute))
+            .bind(&row.endpoint)
+            .bind(row.status)
+            .bind(row.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_usage_since(&self, since: DateTime<Utc>) -> Result<u64> {
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(count), 0) FROM amocrm_api_usage WHERE minute >= ?",
+        )
+        .bind(micros(since))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(total.max(0) as u64)
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        let row = sqlx::query(
+            "SELECT
+                count(*) FILTER (WHERE processed = 0 AND dead_at IS NULL) AS backlog,
+                min(ts) FILTER (WHERE processed = 0 AND dead_at IS NULL) AS oldest_pending_at,
+                count(*) FILTER (WHERE processed = 0 AND dead_at IS NOT NULL) AS dead,
+                count(*) FILTER (WHERE processed <> 0) AS processed,
+                count(*) FILTER (WHERE processed = 0 AND dead_at IS NULL AND attempts > 0) AS retrying,
+                max(ts) AS last_event_at,
+                (SELECT count(*) FROM amocrm_rejected_webhooks) AS rejected,
+                (SELECT count(*) FROM amocrm_deals) AS deals,
+                (SELECT count(*) FROM amocrm_contacts) AS contacts
+            FROM amocrm_webhook_events",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let by_type = sqlx::query(
+            "SELECT event_type, count(*) AS events FROM amocrm_webhook_events
+            GROUP BY event_type ORDER BY event_type",
+        )
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("event_type")?, count(row, "events")?)))
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Stats {
+            backlog: count(&row, "backlog")?,
+            oldest_pending_at: optional_time(&row, "oldest_pending_at")?,
+            dead: count(&row, "dead")?,
+            processed: count(&row, "processed")?,
+            retrying: count(&row, "retrying")?,
+            rejected: count(&row, "rejected")?,
+            last_event_at: optional_time(&row, "last_event_at")?,
+            deals: count(&row, "deals")?,
+            contacts: count(&row, "contacts")?,
+            by_type,
+        })
+    }
+}

@@ -1,0 +1,446 @@
+//! End-to-end: the real service (HTTP + worker) against PostgreSQL and SQLite, wiremock as amoCRM.
+//!
+//! Every scenario runs on both backends (`_postgres` and `_sqlite` variants). PostgreSQL tests use a
+//! fresh schema each; outside CI they are skipped with a message when no server is reachable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jarvis_tests::{API_TOKEN, Backend, SECRET, Switch, TestApp, fixture};
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const IDLE: Duration = Duration::from_secs(20);
+
+/// The `filter[id][]` values of a request.
+fn filter_ids(req: &Request) -> Vec<u64> {
+    req.url
+        .query_pairs()
+        .filter(|(k, _)| k == "filter[id][]" || k.starts_with("filter[id]"))
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect()
+}
+
+/// A lead as `GET /api/v4/leads` returns it (amoCRM's documented shape), main contact `id + 1_000_000`.
+fn api_lead(id: u64, updated_at: i64) -> Value {
+    json!({
+        "id": id, "name": format!("Аренда #{id}"), "price": 10500, "responsible_user_id": 8215487,
+        "group_id": 0, "status_id": 142, "pipeline_id": 7401234, "loss_reason_id": null,
+        "created_by": 0, "updated_by": 8215487, "created_at": 1763990000, "updated_at": updated_at,
+        "closed_at": 1764000150, "closest_task_at": null, "is_deleted": false,
+        "custom_fields_values": [
+            {"field_id": 771001, "field_name": "RentProg ID", "field_code": null, "field_type": "text",
+             "values": [{"value": format!("RP-{id}")}]},
+            {"field_id": 771002, "field_name": "Класс авто", "field_code": null, "field_type": "select",
+             "values": [{"value": "Эконом", "enum_id": 551201, "enum_code": null}]}
+        ],
+        "score": null, "account_id": 29071803, "labor_cost": null,
+        "_links": {"self": {"href": format!("https://geodrive.amocrm.ru/api/v4/leads/{id}")}},
+        "_embedded": {"tags": [], "companies": [],
+            "contacts": [{"id": id + 1_000_000, "is_main": true,
+                          "_links": {"self": {"href": format!("https://geodrive.amocrm.ru/api/v4/contacts/{}", id + 1_000_000)}}}]}
+    })
+}
+
+fn api_contact(id: u64) -> Value {
+    json!({
+        "id": id, "name": "Иван Петров", "first_name": "Иван", "last_name": "Петров",
+        "responsible_user_id": 8215487, "group_id": 0, "created_by": 0, "updated_by": 0,
+        "created_at": 1763990000, "updated_at": 1764000300, "closest_task_at": null, "is_deleted": false,
+        "custom_fields_values": [
+            {"field_id": 640101, "field_name": "Телефон", "field_code": "PHONE", "field_type": "multitext",
+             "values": [{"value": "+7 (999) 123-45-67", "enum_id": 331001, "enum_code": "WORK"}]}
+        ],
+        "account_id": 29071803,
+        "_links": {"self": {"href": format!("https://geodrive.amocrm.ru/api/v4/contacts/{id}")}},
+        "_embedded": {"tags": [], "companies": []}
+    })
+}
+
+/// Answers `GET /api/v4/leads?filter[id][]=..` with exactly the asked leads.
+struct Leads;
+impl Respond for Leads {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let leads: Vec<Value> = filter_ids(req).into_iter().map(|id| api_lead(id, 1764000150)).collect();
+        if leads.is_empty() {
+            return ResponseTemplate::new(204);
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "_page": 1, "_links": {"self": {"href": "https://geodrive.amocrm.ru/api/v4/leads"}},
+            "_embedded": {"leads": leads}
+        }))
+    }
+}
+
+struct Contacts;
+impl Respond for Contacts {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let contacts: Vec<Value> = filter_ids(req).into_iter().map(api_contact).collect();
+        if contacts.is_empty() {
+            return ResponseTemplate::new(204);
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "_page": 1, "_links": {"self": {"href": "https://geodrive.amocrm.ru/api/v4/contacts"}},
+            "_embedded": {"contacts": contacts}
+        }))
+    }
+}
+
+async fn amocrm() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).mount(&server).await;
+    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
+    server
+}
+
+async fn requests_to(server: &MockServer, p: &str) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.url.path() == p)
+        .collect()
+}
+
+fn api_env(server: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("AMOCRM_BASE_URL", server.uri()),
+        ("AMOCRM_SUBDOMAIN", "geodrive".to_string()),
+        ("AMOCRM_LONG_LIVED_TOKEN", "e2e-long-lived-token".to_string()),
+    ]
+}
+
+async fn spawn_api(backend: Backend, server: &MockServer, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let env = api_env(server);
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    TestApp::spawn(backend, &all).await
+}
+
+/// A lead status-change body for `id` (the fixture's shape with another id and `updated_at`).
+fn status_body(id: u64, updated_at: i64) -> String {
+    fixture("lead_status.form")
+        .replace("31840021", &id.to_string())
+        .replace("updated_at%5D=1764000150", &format!("updated_at%5D={updated_at}"))
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(jarvis_tests::Backend::Postgres).await } )*
+        }
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+               async fn $name() { super::$name(jarvis_tests::Backend::Sqlite).await } )*
+        }
+    };
+}
+
+on_both_backends!(
+    status_change_mirrors_deal_with_contact_fields_and_rentprog_id,
+    burst_is_coalesced_into_few_requests,
+    duplicates_are_not_processed_twice,
+    delete_needs_no_request,
+    server_error_then_success_is_retried,
+    rate_limited_then_success_waits,
+    wrong_secret_is_404_and_stores_nothing,
+    malformed_body_is_400_and_kept,
+    oversize_body_is_413_and_kept,
+    unsupported_content_type_is_415_and_kept,
+    process_webhook_upserts_without_amocrm,
+    webhook_only_mode_mirrors_from_bodies,
+    outage_leaves_events_pending_then_drains,
+);
+
+async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let response = app.post_form(fixture("lead_status.form")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({"stored": 1, "duplicates": 0}));
+    app.wait_idle(IDLE).await;
+
+    let deal = app.store.get_deal("31840021").await.unwrap().expect("deal row");
+    assert_eq!(deal.status_id, Some(142));
+    assert_eq!(deal.pipeline_id, Some(7401234));
+    assert_eq!(deal.metadata["rentprog_id"], "RP-31840021");
+    let contact_fields = deal.contact_custom_fields.expect("contact fields");
+    assert_eq!(contact_fields[0]["field_code"], "PHONE");
+    assert_eq!(deal.deal_full_data.expect("full data")["_embedded"]["contacts"][0]["id"], 32840021);
+    let leads = requests_to(&server, "/api/v4/leads").await;
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0].headers["authorization"], "Bearer e2e-long-lived-token");
+    assert!(leads[0].url.query().unwrap().contains("with=contacts"));
+    assert_eq!(requests_to(&server, "/api/v4/contacts").await.len(), 1);
+    app.stop().await;
+}
+
+async fn burst_is_coalesced_into_few_requests(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[("JARVIS_BATCH_WINDOW_MS", "1500")]).await else {
+        return;
+    };
+    // 500 events over 120 leads, sent by 16 concurrent senders.
+    let bodies: Vec<String> = (0..500u64).map(|i| status_body(40_000_000 + i % 120, 1764000000 + i as i64)).collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..16 {
+        let (bodies, next, http, url) = (bodies.clone(), next.clone(), app.http.clone(), app.webhook_url());
+        senders.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(body) = bodies.get(i) else { break };
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    app.wait_idle(IDLE).await;
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!(stats.processed, 500);
+    let lead_requests = requests_to(&server, "/api/v4/leads").await;
+    let contact_requests = requests_to(&server, "/api/v4/contacts").await;
+    assert!(lead_requests.len() <= 2, "{} lead requests", lead_requests.len());
+    assert!(contact_requests.len() <= 1, "{} contact requests", contact_requests.len());
+    let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();
+    assert_eq!(asked.len(), 120);
+    assert!(app.store.get_deal("40000119").await.unwrap().is_some());
+    app.stop().await;
+}
+
+async fn duplicates_are_not_processed_twice(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let first = app.post_form(fixture("lead_status.form")).await;
+    assert_eq!(first.json::<Value>().await.unwrap(), json!({"stored": 1, "duplicates": 0}));
+    app.wait_idle(IDLE).await;
+    let again = app.post_form(fixture("lead_status.form")).await;
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({"stored": 0, "duplicates": 1}));
+    // Give the worker a chance to (wrongly) process something.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_idle(IDLE).await;
+    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 1);
+    assert_eq!(app.store.stats().await.unwrap().processed, 1);
+    app.stop().await;
+}
+
+async fn delete_needs_no_request(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    assert_eq!(app.post_form(fixture("lead_delete.form")).await.status(), 200);
+    app.wait_idle(IDLE).await;
+    let deal = app.store.get_deal("31840025").await.unwrap().expect("row for the deleted lead");
+    assert!(deal.is_deleted);
+    assert!(server.received_requests().await.unwrap().is_empty(), "a delete made an API call");
+    app.stop().await;
+}
+
+async fn server_error_then_success_is_retried(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).with_priority(2).mount(&server).await;
+    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    app.post_form(fixture("lead_status.form")).await;
+    app.wait_idle(IDLE).await;
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 2, "one failed and one retried lead request");
+    app.stop().await;
+}
+
+async fn rate_limited_then_success_waits(backend: Backend) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).with_priority(2).mount(&server).await;
+    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    app.post_form(fixture("lead_status.form")).await;
+    app.wait_idle(IDLE).await;
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    let leads = requests_to(&server, "/api/v4/leads").await;
+    assert_eq!(leads.len(), 2);
+    // The retry honoured Retry-After: 1.
+    let gap = leads[1].received_at().duration_since(leads[0].received_at()).unwrap_or_default();
+    assert!(gap >= Duration::from_millis(900), "retried after {gap:?}");
+    app.stop().await;
+}
+
+async fn wrong_secret_is_404_and_stores_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let response = app
+        .http
+        .post(format!("{}/amocrm/webhook/not-{SECRET}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(fixture("lead_status.form"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.processed, stats.rejected), (0, 0, 0));
+    app.stop().await;
+}
+
+async fn malformed_body_is_400_and_kept(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let body = "leads%5Bupdate%5D%5B0%5D%5Bid%5D=1%ZZ&account%5Bid%5D=1";
+    let response = app.post_form(body).await;
+    assert_eq!(response.status(), 400);
+    let reason: Value = response.json().await.unwrap();
+    assert!(reason["reason"].as_str().unwrap().to_lowercase().contains("percent"), "{reason}");
+    let rejected = app.store.list_rejected(10).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].rejected.body, body.as_bytes());
+    assert_eq!(rejected[0].rejected.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(app.store.stats().await.unwrap().backlog, 0);
+    app.stop().await;
+}
+
+async fn oversize_body_is_413_and_kept(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[("JARVIS_MAX_BODY_BYTES", "4096")]).await else { return };
+    let body = format!("{}&pad={}", fixture("lead_status.form"), "x".repeat(8000));
+    let response = app.post_form(body.clone()).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"], "payload_too_large");
+    let rejected = app.store.list_rejected(10).await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].rejected.body, body.as_bytes()[..4096]);
+    app.stop().await;
+}
+
+async fn unsupported_content_type_is_415_and_kept(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let response = app
+        .http
+        .post(app.webhook_url())
+        .header("content-type", "text/xml")
+        .body("<lead/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    assert_eq!(app.store.list_rejected(10).await.unwrap().len(), 1);
+    app.stop().await;
+}
+
+async fn process_webhook_upserts_without_amocrm(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let url = format!("{}/amocrm/process-webhook", app.base);
+    let body = json!({"event_type": "lead.status", "lead": api_lead(555, 1764000999), "contact": api_contact(1000555)});
+    let unauthorized = app.http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let response = app.http.post(&url).bearer_auth(API_TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let deal = app.store.get_deal("555").await.unwrap().expect("deal");
+    assert_eq!(deal.metadata["rentprog_id"], "RP-555");
+    assert_eq!(deal.contact_custom_fields.unwrap()[0]["field_code"], "PHONE");
+    assert!(server.received_requests().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+async fn webhook_only_mode_mirrors_from_bodies(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    for name in ["lead_add.form", "lead_status.form", "contact_update.form", "note_add_lead.form", "talk_add.form"] {
+        assert_eq!(app.post_form(fixture(name)).await.status(), 200, "{name}");
+    }
+    app.wait_idle(IDLE).await;
+    let deal = app.store.get_deal("31840021").await.unwrap().expect("deal from the body");
+    assert_eq!(deal.status_id, Some(142));
+    assert_eq!(deal.metadata["rentprog_id"], "RP-48213");
+    assert_eq!(deal.custom_fields.unwrap()[0]["field_id"], 771001);
+    let contact = app.store.get_contact("52110077").await.unwrap().expect("contact from the body");
+    assert_eq!(contact.custom_fields.unwrap()[0]["field_code"], "PHONE");
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.processed, stats.dead), (5, 0));
+    app.stop().await;
+}
+
+/// The database goes away under the service: webhooks get 503 (amoCRM retries), nothing acknowledged
+/// is lost, and the service recovers by itself.
+async fn outage_leaves_events_pending_then_drains(backend: Backend) {
+    match backend {
+        Backend::Sqlite => sqlite_outage().await,
+        Backend::Postgres => postgres_outage().await,
+    }
+}
+
+async fn sqlite_outage() {
+    // SQLite has no server to stop; the amoCRM side is what goes down: events wait, then drain.
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(6)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).with_priority(2).mount(&server).await;
+    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
+    let Some(app) = spawn_api(Backend::Sqlite, &server, &[("AMOCRM_MAX_RETRIES", "1")]).await else { return };
+    app.post_form(fixture("lead_status.form")).await;
+    app.wait_idle(Duration::from_secs(60)).await;
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.processed, stats.dead), (1, 0));
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    app.stop().await;
+}
+
+async fn postgres_outage() {
+    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else { return };
+    let mut parsed = reqwest::Url::parse(&url).unwrap();
+    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let switch = Switch::start(&target).await;
+    parsed.set_port(Some(switch.port)).unwrap();
+    let app = TestApp::spawn_on(parsed.as_str(), None, &[]).await;
+
+    assert_eq!(app.post_form(fixture("lead_add.form")).await.status(), 200);
+    switch.cut();
+    let during = app.post_form(fixture("lead_status.form")).await;
+    assert_eq!(during.status(), 503, "database down must answer 503");
+    assert_eq!(app.http.get(format!("{}/readyz", app.base)).send().await.unwrap().status(), 503);
+    switch.restore();
+    // amoCRM retries the same body; now it is stored.
+    let mut stored = false;
+    for _ in 0..50 {
+        let r = app.post_form(fixture("lead_status.form")).await;
+        if r.status() == 200 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "service did not recover after the database came back");
+    app.wait_idle(IDLE).await;
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!(stats.processed, 2);
+    assert!(app.store.get_deal("31840022").await.unwrap().is_some());
+    app.stop().await;
+}
