@@ -19,7 +19,7 @@ pub(crate) fn distinct_events(events: &[NewEvent]) -> Vec<&NewEvent> {
 ///
 /// One `INSERT ... ON CONFLICT DO UPDATE` cannot touch a row twice; applying the rounds one after the
 /// other gives the same result as applying the rows one by one.
-pub(crate) fn rounds<'a, T>(items: &'a [T], key: impl Fn(&T) -> &str) -> Vec<Vec<&'a T>> {
+pub(crate) fn rounds<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<Vec<&T>> {
     let mut rounds: Vec<Vec<&T>> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for item in items {
@@ -98,7 +98,12 @@ mod tests {
             status,
             count,
         };
-        let rows = usage_rows(&[usage(0, 200, 2), usage(10, 200, 3), usage(40, 200, 1), usage(0, 429, 1)]);
+        let rows = usage_rows(&[
+            usage(0, 200, 2),
+            usage(10, 200, 3),
+            usage(40, 200, 1),
+            usage(0, 429, 1),
+        ]);
         let summary: Vec<_> = rows
             .iter()
             .map(|row| (row.minute.to_rfc3339(), row.status, row.count))

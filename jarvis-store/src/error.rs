@@ -40,7 +40,10 @@ pub enum Error {
 
     /// A stored value could not be read back (for example malformed JSON written by another tool).
     #[error("cannot decode column `{column}`: {reason}")]
-    Decode { column: &'static str, reason: String },
+    Decode {
+        column: &'static str,
+        reason: String,
+    },
 }
 
 impl Error {

@@ -2,7 +2,9 @@
 //! OAuth tokens, rejected bodies and API usage.
 //!
 //! [`Store`] is the one interface; [`PgStore`] (PostgreSQL 13+, Neon-compatible) and [`SqliteStore`]
-//! (an embedded file, the zero-setup default) implement it. [`connect`] picks one from a URL.
+//! (an embedded file, the zero-setup default) implement it. [`connect`] picks one from a URL;
+//! [`PoolSettings`] tunes the pool. With the `test-support` feature, `testing` hands out fresh
+//! PostgreSQL schemas and SQLite files for tests.
 //!
 //! ```no_run
 //! # async fn demo() -> jarvis_store::Result<()> {
@@ -101,7 +103,11 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()>;
 
     /// Merges keys into a deal's `metadata` without losing the others. Returns false if no such deal.
-    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool>;
+    async fn set_deal_metadata(
+        &self,
+        amocrm_deal_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool>;
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>>;
 
@@ -148,10 +154,15 @@ pub type DynStore = Arc<dyn Store>;
 /// [`SqliteStore`] (the file is created if missing). Does not migrate; use [`Store::migrate`], and
 /// expect [`Error::NotMigrated`] from operations on an unmigrated database.
 pub async fn connect(url: &str) -> Result<DynStore> {
+    connect_with(url, PoolSettings::default()).await
+}
+
+/// [`connect`] with explicit pool settings.
+pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(PgStore::connect_with(url, settings).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect_with(url, settings).await?))
     } else {
         Err(Error::UnsupportedUrl)
     }

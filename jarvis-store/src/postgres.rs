@@ -12,9 +12,9 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use crate::batch::{distinct_events, rounds, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, NewEvent,
-    PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent, StoredRejected,
-    StoredTokens, UpsertOutcome,
+    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
+    NewEvent, PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent,
+    StoredRejected, StoredTokens, UpsertOutcome,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -452,7 +452,10 @@ impl Store for PgStore {
             .bind(lease)
             .fetch_all(&self.pool)
             .await?;
-        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|event| event.id);
         Ok(events)
     }
@@ -632,7 +635,11 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool> {
+    async fn set_deal_metadata(
+        &self,
+        amocrm_deal_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool> {
         let result = sqlx::query(
             "UPDATE amocrm_deals SET metadata = metadata || $2 WHERE amocrm_deal_id = $1",
         )

@@ -3,7 +3,10 @@
 //! Times are stored as INTEGER microseconds since the Unix epoch (UTC), JSON as TEXT, UUIDs as
 //! hyphenated TEXT. Writes go through one connection: SQLite has a single writer anyway, and queueing
 //! writers in the pool is fairer and faster than having them spin on the file lock. Reads use a pool
-//! of their own, which WAL mode lets run beside the writer.
+//! of their own, which WAL mode lets run beside the writer. Event inserts from concurrent callers
+//! share commits (see `ingest`).
+
+mod ingest;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,10 +23,11 @@ use sqlx::{Row, SqliteConnection};
 use crate::batch::{distinct_events, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, NewEvent,
-    PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent, StoredRejected,
-    StoredTokens, UpsertOutcome,
+    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
+    NewEvent, PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent,
+    StoredRejected, StoredTokens, UpsertOutcome,
 };
+use ingest::{EventRow, Ingest};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -47,6 +51,7 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    ingest: Ingest,
 }
 
 impl SqliteStore {
@@ -83,7 +88,11 @@ impl SqliteStore {
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_lazy_with(options)
         };
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            ingest: Ingest::default(),
+        })
     }
 
     /// Wraps a pool built elsewhere; it serves both reads and writes.
@@ -91,6 +100,7 @@ impl SqliteStore {
         Self {
             writer: pool.clone(),
             reader: pool,
+            ingest: Ingest::default(),
         }
     }
 
@@ -107,10 +117,11 @@ impl SqliteStore {
 
     async fn upsert_deal(&self, conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
         let now = micros(Utc::now());
-        let stored = sqlx::query("SELECT metadata, updated_at FROM amocrm_deals WHERE amocrm_deal_id = ?")
-            .bind(&deal.amocrm_deal_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let stored =
+            sqlx::query("SELECT metadata, updated_at FROM amocrm_deals WHERE amocrm_deal_id = ?")
+                .bind(&deal.amocrm_deal_id)
+                .fetch_optional(&mut *conn)
+                .await?;
         let Some(stored) = stored else {
             sqlx::query(
                 "INSERT INTO amocrm_deals (id, amocrm_deal_id, pipeline_id, status_id, price, name,
@@ -269,16 +280,24 @@ impl SqliteStore {
         let Some(stored) = stored else {
             return Ok(false);
         };
-        sqlx::query(&format!("UPDATE {table} SET metadata = ? WHERE {key_column} = ?"))
-            .bind(merge_metadata(&stored, metadata))
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(&format!(
+            "UPDATE {table} SET metadata = ? WHERE {key_column} = ?"
+        ))
+        .bind(merge_metadata(&stored, metadata))
+        .bind(key)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn mark_deleted(&self, table: &str, key_column: &str, key: &str, deleted: bool) -> Result<()> {
+    async fn mark_deleted(
+        &self,
+        table: &str,
+        key_column: &str,
+        key: &str,
+        deleted: bool,
+    ) -> Result<()> {
         sqlx::query(&format!(
             "INSERT INTO {table} (id, {key_column}, is_deleted, synced_at) VALUES (?, ?, ?, ?)
             ON CONFLICT ({key_column}) DO UPDATE
@@ -474,34 +493,22 @@ impl Store for SqliteStore {
         if distinct.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        // Check every account id before writing anything: the batch is all or nothing.
-        let account_ids = distinct
+        // Every row is checked before anything is written: the batch is all or nothing.
+        let rows = distinct
             .iter()
-            .map(|event| account_id_to_i32(event.account_id))
+            .map(|event| {
+                Ok(EventRow {
+                    received_at: micros(event.received_at),
+                    event_type: event.event_type.clone(),
+                    entity_type: event.entity_type.clone(),
+                    amocrm_entity_id: event.amocrm_entity_id.clone(),
+                    event_hash: event.event_hash.clone(),
+                    payload: event.payload.to_string(),
+                    account_id: account_id_to_i32(event.account_id)?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let mut stored = 0;
-        for (event, account_id) in distinct.iter().zip(account_ids) {
-            let received_at = micros(event.received_at);
-            stored += sqlx::query(
-                "INSERT INTO amocrm_webhook_events (ts, event_type, entity_type, amocrm_entity_id,
-                    event_hash, payload, account_id, next_attempt_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (event_hash) DO NOTHING",
-            )
-            .bind(received_at)
-            .bind(&event.event_type)
-            .bind(&event.entity_type)
-            .bind(&event.amocrm_entity_id)
-            .bind(&event.event_hash)
-            .bind(event.payload.to_string())
-            .bind(account_id)
-            .bind(micros(Utc::now()))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
+        let stored = self.ingest.insert(&self.writer, rows).await?;
         Ok(InsertOutcome {
             stored,
             duplicates: events.len() as u64 - stored,
@@ -513,7 +520,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let now = Utc::now();
-        let until = micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let until =
+            micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
         // One statement on the one writer connection: no two claims can interleave.
         let rows = sqlx::query(&format!(
             "UPDATE amocrm_webhook_events SET locked_until = ?1, next_attempt_at = ?1
@@ -531,7 +539,10 @@ impl Store for SqliteStore {
         .bind(sql_limit(limit))
         .fetch_all(&self.writer)
         .await?;
-        let mut events = rows.iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|event| event.id);
         Ok(events)
     }
@@ -707,7 +718,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn set_deal_metadata(&self, amocrm_deal_id: &str, metadata: &Map<String, Value>) -> Result<bool> {
+    async fn set_deal_metadata(
+        &self,
+        amocrm_deal_id: &str,
+        metadata: &Map<String, Value>,
+    ) -> Result<bool> {
         self.set_metadata("amocrm_deals", "amocrm_deal_id", amocrm_deal_id, metadata)
             .await
     }
@@ -739,8 +754,13 @@ impl Store for SqliteStore {
     }
 
     async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()> {
-        self.mark_deleted("amocrm_contacts", "amocrm_contact_id", amocrm_contact_id, deleted)
-            .await
+        self.mark_deleted(
+            "amocrm_contacts",
+            "amocrm_contact_id",
+            amocrm_contact_id,
+            deleted,
+        )
+        .await
     }
 
     async fn set_contact_metadata(
@@ -748,8 +768,13 @@ impl Store for SqliteStore {
         amocrm_contact_id: &str,
         metadata: &Map<String, Value>,
     ) -> Result<bool> {
-        self.set_metadata("amocrm_contacts", "amocrm_contact_id", amocrm_contact_id, metadata)
-            .await
+        self.set_metadata(
+            "amocrm_contacts",
+            "amocrm_contact_id",
+            amocrm_contact_id,
+            metadata,
+        )
+        .await
     }
 
     async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>> {

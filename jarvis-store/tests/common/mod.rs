@@ -1,0 +1,82 @@
+//! Builders shared by the integration tests.
+#![allow(dead_code)]
+
+use chrono::{DateTime, TimeDelta, Utc};
+use jarvis_store::{ContactUpsert, DealUpsert, NewEvent};
+use serde_json::{Map, Value, json};
+
+/// A fixed instant plus `seconds`: tests compare stored times exactly, so they avoid sub-microsecond
+/// parts that the databases do not keep.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2024-03-01T12:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+        + TimeDelta::seconds(seconds)
+}
+
+/// Now, truncated to whole microseconds.
+pub fn now() -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap()
+}
+
+pub fn event(hash: &str) -> NewEvent {
+    NewEvent {
+        event_type: "lead.update".into(),
+        entity_type: "leads".into(),
+        amocrm_entity_id: Some(format!("id-{hash}")),
+        event_hash: hash.into(),
+        payload: json!({ "leads": { "update": [{ "id": hash, "price": "1500" }] } }),
+        account_id: Some(29_000_001),
+        received_at: at(0),
+    }
+}
+
+pub fn typed_event(hash: &str, event_type: &str, received_at: DateTime<Utc>) -> NewEvent {
+    NewEvent {
+        event_type: event_type.into(),
+        received_at,
+        ..event(hash)
+    }
+}
+
+pub fn map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+pub fn deal(id: &str, updated_at: Option<DateTime<Utc>>) -> DealUpsert {
+    DealUpsert {
+        amocrm_deal_id: id.into(),
+        updated_at,
+        ..DealUpsert::default()
+    }
+}
+
+pub fn full_deal(id: &str, updated_at: DateTime<Utc>) -> DealUpsert {
+    DealUpsert {
+        amocrm_deal_id: id.into(),
+        pipeline_id: Some(7_000_001),
+        status_id: Some(142),
+        price: Some(125_000),
+        name: Some("Rent: Toyota Camry".into()),
+        responsible_user_id: Some(9_000_002),
+        custom_fields: Some(json!([{ "field_id": 1, "values": [{ "value": "RP-1" }] }])),
+        deal_full_data: Some(json!({ "id": id, "price": 125_000, "_embedded": {} })),
+        contact_custom_fields: Some(json!([{ "field_code": "PHONE" }])),
+        metadata: map(json!({ "rentprog_booking_id": "RP-1" })),
+        created_at: Some(at(-3600)),
+        updated_at: Some(updated_at),
+        closed_at: None,
+        is_deleted: Some(false),
+    }
+}
+
+pub fn contact(id: &str, updated_at: Option<DateTime<Utc>>) -> ContactUpsert {
+    ContactUpsert {
+        amocrm_contact_id: id.into(),
+        updated_at,
+        ..ContactUpsert::default()
+    }
+}

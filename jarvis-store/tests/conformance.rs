@@ -1,0 +1,966 @@
+//! One behaviour, two backends: every test here runs against PostgreSQL and against SQLite, each on a
+//! fresh schema or file of its own.
+
+mod common;
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use jarvis_store::{
+    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome,
+    RejectedWebhook, Requeue, Store, StoredTokens, UpsertOutcome,
+};
+use serde_json::json;
+
+use common::{at, contact, deal, event, full_deal, map, now, typed_event};
+
+/// Generates, for each listed test function, one `#[tokio::test]` per backend: `migrated` ones get a
+/// migrated store, `unmigrated` ones a store opened on an empty database.
+macro_rules! conformance {
+    (migrated: [$($migrated:ident),* $(,)?], unmigrated: [$($unmigrated:ident),* $(,)?] $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $migrated() {
+                    let Some(store) = jarvis_store::testing::postgres_store().await else { return };
+                    super::$migrated(&store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $unmigrated() {
+                    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else { return };
+                    let store = jarvis_store::PgStore::connect(&url).await.unwrap();
+                    super::$unmigrated(&store).await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $migrated() {
+                    let (store, _dir) = jarvis_store::testing::sqlite_store().await;
+                    super::$migrated(&store).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $unmigrated() {
+                    let (url, _dir) = jarvis_store::testing::fresh_sqlite_url();
+                    let store = jarvis_store::SqliteStore::connect(&url).await.unwrap();
+                    super::$unmigrated(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    migrated: [
+        ping_answers,
+        migrate_twice_keeps_data,
+        insert_dedups_within_and_across_batches,
+        insert_empty_batch_is_a_no_op,
+        event_round_trips_every_column,
+        account_id_out_of_range_refuses_the_whole_batch,
+        claim_returns_due_events_oldest_first_and_leases_them,
+        claim_respects_limit_zero,
+        complete_marks_processed,
+        fail_retries_then_dies_and_requeue_revives,
+        fail_with_future_time_delays_the_next_claim,
+        fail_of_unknown_event_is_an_error,
+        requeue_chosen_ids_reprocesses_them,
+        expired_lease_makes_event_claimable_again,
+        release_returns_events_without_an_attempt,
+        rejected_bodies_keep_raw_bytes,
+        deal_upsert_inserts_every_field,
+        deal_upsert_never_overwrites_a_newer_row,
+        deal_without_updated_at_applies_only_over_null,
+        deal_none_fields_keep_stored_values,
+        deal_metadata_merges_shallowly,
+        deal_batch_with_repeats_applies_in_order,
+        deal_delete_and_restore,
+        contact_upsert_rules,
+        contact_delete_restore_and_metadata,
+        tokens_round_trip_and_rotate,
+        stats_count_every_state,
+        api_usage_adds_up,
+    ],
+    unmigrated: [unmigrated_database_is_reported],
+);
+
+async fn ping_answers(store: &dyn Store) {
+    store.ping().await.unwrap();
+    store.check_migrated().await.unwrap();
+}
+
+async fn migrate_twice_keeps_data(store: &dyn Store) {
+    store.insert_events(&[event("keep")]).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    store.check_migrated().await.unwrap();
+    assert_eq!(store.stats().await.unwrap().backlog, 1);
+}
+
+async fn unmigrated_database_is_reported(store: &dyn Store) {
+    store.ping().await.unwrap();
+    assert!(matches!(
+        store.check_migrated().await,
+        Err(Error::NotMigrated)
+    ));
+    assert!(matches!(
+        store.insert_events(&[event("a")]).await,
+        Err(Error::NotMigrated)
+    ));
+    assert!(matches!(
+        store.claim_events(10, Duration::from_secs(30)).await,
+        Err(Error::NotMigrated)
+    ));
+    assert!(matches!(store.stats().await, Err(Error::NotMigrated)));
+    assert!(matches!(store.get_deal("1").await, Err(Error::NotMigrated)));
+    let message = store.stats().await.unwrap_err().to_string();
+    assert!(message.contains("migrat"), "{message}");
+
+    store.migrate().await.unwrap();
+    store.check_migrated().await.unwrap();
+    let outcome = store.insert_events(&[event("a")]).await.unwrap();
+    assert_eq!(outcome.stored, 1);
+}
+
+async fn insert_dedups_within_and_across_batches(store: &dyn Store) {
+    let outcome = store
+        .insert_events(&[event("a"), event("b"), event("a")])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        InsertOutcome {
+            stored: 2,
+            duplicates: 1
+        }
+    );
+
+    let outcome = store
+        .insert_events(&[event("b"), event("c")])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        InsertOutcome {
+            stored: 1,
+            duplicates: 1
+        }
+    );
+
+    let outcome = store.insert_events(&[event("c")]).await.unwrap();
+    assert_eq!(
+        outcome,
+        InsertOutcome {
+            stored: 0,
+            duplicates: 1
+        }
+    );
+
+    assert_eq!(store.stats().await.unwrap().backlog, 3);
+}
+
+async fn insert_empty_batch_is_a_no_op(store: &dyn Store) {
+    let outcome = store.insert_events(&[]).await.unwrap();
+    assert_eq!(outcome, InsertOutcome::default());
+}
+
+async fn event_round_trips_every_column(store: &dyn Store) {
+    let mut new = event("full");
+    new.payload = json!({ "text": "Привет", "nested": { "list": [1, 2.5, null, true] } });
+    new.account_id = Some(i64::from(i32::MAX));
+    let mut bare = event("bare");
+    bare.amocrm_entity_id = None;
+    bare.account_id = None;
+    store
+        .insert_events(&[new.clone(), bare.clone()])
+        .await
+        .unwrap();
+
+    let claimed = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let stored = store.get_event(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.event_hash, "full");
+    assert_eq!(stored.event_type, new.event_type);
+    assert_eq!(stored.entity_type, new.entity_type);
+    assert_eq!(stored.amocrm_entity_id, new.amocrm_entity_id);
+    assert_eq!(stored.payload, new.payload);
+    assert_eq!(stored.account_id, new.account_id);
+    assert_eq!(stored.received_at, new.received_at);
+    assert!(!stored.processed);
+    assert_eq!(stored.attempts, 0);
+    assert_eq!(stored.last_error, None);
+    assert_eq!(stored.processed_at, None);
+    assert_eq!(stored.dead_at, None);
+
+    let stored = store.get_event(claimed[1].id).await.unwrap().unwrap();
+    assert_eq!(stored.event_hash, "bare");
+    assert_eq!(stored.amocrm_entity_id, None);
+    assert_eq!(stored.account_id, None);
+
+    assert_eq!(store.get_event(claimed[1].id + 1000).await.unwrap(), None);
+}
+
+async fn account_id_out_of_range_refuses_the_whole_batch(store: &dyn Store) {
+    let mut bad = event("bad");
+    bad.account_id = Some(i64::from(i32::MAX) + 1);
+    let result = store.insert_events(&[event("good"), bad]).await;
+    assert!(
+        matches!(result, Err(Error::AccountIdOutOfRange(id)) if id == i64::from(i32::MAX) + 1),
+        "{result:?}"
+    );
+    assert_eq!(store.stats().await.unwrap().backlog, 0);
+}
+
+async fn claim_returns_due_events_oldest_first_and_leases_them(store: &dyn Store) {
+    for hash in ["e1", "e2", "e3", "e4", "e5"] {
+        store.insert_events(&[event(hash)]).await.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let first = store.claim_events(3, lease).await.unwrap();
+    let hashes: Vec<_> = first.iter().map(|e| e.event_hash.as_str()).collect();
+    assert_eq!(hashes, ["e1", "e2", "e3"]);
+    let now = now();
+    for claimed in &first {
+        assert_eq!(claimed.state(now), EventState::Leased);
+        let until = claimed.locked_until.unwrap();
+        assert!(until > now + TimeDelta::seconds(50) && until < now + TimeDelta::seconds(70));
+    }
+
+    let second = store.claim_events(10, lease).await.unwrap();
+    let hashes: Vec<_> = second.iter().map(|e| e.event_hash.as_str()).collect();
+    assert_eq!(hashes, ["e4", "e5"]);
+
+    assert!(store.claim_events(10, lease).await.unwrap().is_empty());
+}
+
+async fn claim_respects_limit_zero(store: &dyn Store) {
+    store.insert_events(&[event("a")]).await.unwrap();
+    assert!(
+        store
+            .claim_events(0, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim_events(5, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn complete_marks_processed(store: &dyn Store) {
+    store
+        .insert_events(&[event("a"), event("b")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+    store.complete_events(&ids).await.unwrap();
+    store.complete_events(&[]).await.unwrap();
+
+    for id in ids {
+        let stored = store.get_event(id).await.unwrap().unwrap();
+        assert!(stored.processed);
+        assert!(stored.processed_at.is_some());
+        assert_eq!(stored.locked_until, None);
+        assert_eq!(stored.state(now()), EventState::Processed);
+    }
+    assert!(
+        store
+            .claim_events(10, Duration::from_millis(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.processed), (0, 2));
+}
+
+async fn fail_retries_then_dies_and_requeue_revives(store: &dyn Store) {
+    store.insert_events(&[event("flaky")]).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let due_now = now() - TimeDelta::seconds(1);
+    let id = store.claim_events(1, lease).await.unwrap()[0].id;
+
+    for attempt in 1..=2 {
+        let outcome = store
+            .fail_event(id, &format!("HTTP 500 #{attempt}"), due_now, 3)
+            .await
+            .unwrap();
+        assert_eq!(outcome, FailOutcome::Retrying);
+        let stored = store.get_event(id).await.unwrap().unwrap();
+        assert_eq!(stored.attempts, attempt);
+        assert_eq!(
+            stored.last_error.as_deref(),
+            Some(&*format!("HTTP 500 #{attempt}"))
+        );
+        assert_eq!(stored.locked_until, None);
+        assert_eq!(stored.next_attempt_at, due_now);
+        assert_eq!(stored.state(now()), EventState::Pending);
+        assert_eq!(store.stats().await.unwrap().retrying, 1);
+        assert_eq!(store.claim_events(5, lease).await.unwrap()[0].id, id);
+    }
+
+    let outcome = store
+        .fail_event(id, "HTTP 500 #3", due_now, 3)
+        .await
+        .unwrap();
+    assert_eq!(outcome, FailOutcome::Dead);
+    let stored = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!(stored.attempts, 3);
+    assert!(stored.dead_at.is_some());
+    assert_eq!(stored.state(now()), EventState::Dead);
+    assert!(store.claim_events(5, lease).await.unwrap().is_empty());
+    let dead = store.dead_events(10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 500 #3"));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.dead, stats.retrying), (0, 1, 0));
+
+    assert_eq!(store.requeue(Requeue::Dead).await.unwrap(), 1);
+    assert_eq!(store.requeue(Requeue::Dead).await.unwrap(), 0);
+    let stored = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!((stored.attempts, stored.dead_at), (0, None));
+    assert_eq!(stored.state(now()), EventState::Pending);
+    assert!(store.dead_events(10).await.unwrap().is_empty());
+    assert_eq!(store.claim_events(5, lease).await.unwrap()[0].id, id);
+}
+
+async fn fail_with_future_time_delays_the_next_claim(store: &dyn Store) {
+    store.insert_events(&[event("later")]).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let id = store.claim_events(1, lease).await.unwrap()[0].id;
+    let retry_at = now() + TimeDelta::milliseconds(300);
+    let outcome = store.fail_event(id, "429", retry_at, 10).await.unwrap();
+    assert_eq!(outcome, FailOutcome::Retrying);
+    assert!(store.claim_events(5, lease).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.claim_events(5, lease).await.unwrap()[0].id, id);
+}
+
+async fn fail_of_unknown_event_is_an_error(store: &dyn Store) {
+    let result = store.fail_event(424242, "x", now(), 3).await;
+    assert!(
+        matches!(result, Err(Error::EventNotFound(424242))),
+        "{result:?}"
+    );
+}
+
+async fn requeue_chosen_ids_reprocesses_them(store: &dyn Store) {
+    store
+        .insert_events(&[event("a"), event("b"), event("c")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_events(3, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+    store.complete_events(&ids).await.unwrap();
+
+    assert_eq!(
+        store
+            .requeue(Requeue::Ids(vec![ids[0], ids[2]]))
+            .await
+            .unwrap(),
+        2
+    );
+    let stored = store.get_event(ids[0]).await.unwrap().unwrap();
+    assert!(!stored.processed);
+    assert_eq!(stored.processed_at, None);
+    let again = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let again: Vec<i64> = again.iter().map(|e| e.id).collect();
+    assert_eq!(again, [ids[0], ids[2]]);
+    assert_eq!(store.requeue(Requeue::Ids(vec![])).await.unwrap(), 0);
+}
+
+async fn expired_lease_makes_event_claimable_again(store: &dyn Store) {
+    store.insert_events(&[event("slow")]).await.unwrap();
+    let lease = Duration::from_millis(200);
+    let first = store.claim_events(1, lease).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(store.claim_events(1, lease).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = store.get_event(first[0].id).await.unwrap().unwrap();
+    assert_eq!(stored.state(now()), EventState::Pending);
+    let second = store.claim_events(1, lease).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].id, first[0].id);
+    assert_eq!(second[0].attempts, 0);
+}
+
+async fn release_returns_events_without_an_attempt(store: &dyn Store) {
+    store
+        .insert_events(&[event("a"), event("b")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_events(2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    store.release_events(&[claimed[0].id]).await.unwrap();
+    store.release_events(&[]).await.unwrap();
+    let stored = store.get_event(claimed[0].id).await.unwrap().unwrap();
+    assert_eq!((stored.attempts, stored.locked_until), (0, None));
+    let again = store
+        .claim_events(5, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[0].id);
+}
+
+async fn rejected_bodies_keep_raw_bytes(store: &dyn Store) {
+    let older = RejectedWebhook {
+        body: vec![0xff, 0xfe, 0x00, b'a', 0xc3],
+        content_type: None,
+        reason: "body is not valid form data".into(),
+        received_at: at(0),
+    };
+    let newer = RejectedWebhook {
+        body: b"leads[add][0][id]=1".to_vec(),
+        content_type: Some("application/x-www-form-urlencoded".into()),
+        reason: "missing account".into(),
+        received_at: at(10),
+    };
+    let older_id = store.insert_rejected(&older).await.unwrap();
+    let newer_id = store.insert_rejected(&newer).await.unwrap();
+    assert_ne!(older_id, newer_id);
+
+    let listed = store.list_rejected(10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!((listed[0].id, &listed[0].rejected), (newer_id, &newer));
+    assert_eq!((listed[1].id, &listed[1].rejected), (older_id, &older));
+    assert_eq!(store.list_rejected(1).await.unwrap().len(), 1);
+    assert_eq!(store.stats().await.unwrap().rejected, 2);
+}
+
+async fn deal_upsert_inserts_every_field(store: &dyn Store) {
+    let before = now() - TimeDelta::seconds(1);
+    let mut new = full_deal("101", at(100));
+    new.closed_at = Some(at(90));
+    let outcome = store
+        .upsert_deals(std::slice::from_ref(&new))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 1,
+            stale: 0
+        }
+    );
+
+    let stored = store.get_deal("101").await.unwrap().unwrap();
+    assert!(!stored.id.is_nil());
+    assert_eq!(stored.client_id, None);
+    assert_eq!(stored.conversation_id, None);
+    assert_eq!(stored.amocrm_deal_id, "101");
+    assert_eq!(stored.pipeline_id, new.pipeline_id);
+    assert_eq!(stored.status_id, new.status_id);
+    assert_eq!(stored.price, new.price);
+    assert_eq!(stored.name, new.name);
+    assert_eq!(stored.responsible_user_id, new.responsible_user_id);
+    assert_eq!(stored.custom_fields, new.custom_fields);
+    assert_eq!(stored.deal_full_data, new.deal_full_data);
+    assert_eq!(stored.contact_custom_fields, new.contact_custom_fields);
+    assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
+    assert_eq!(stored.created_at, new.created_at);
+    assert_eq!(stored.updated_at, new.updated_at);
+    assert_eq!(stored.closed_at, new.closed_at);
+    assert!(!stored.is_deleted);
+    assert!(stored.synced_at >= before);
+    assert_eq!(store.get_deal("404").await.unwrap(), None);
+
+    let bare = deal("102", None);
+    store.upsert_deals(&[bare]).await.unwrap();
+    let stored = store.get_deal("102").await.unwrap().unwrap();
+    assert_eq!(stored.metadata, json!({}));
+    assert_eq!(stored.price, None);
+    assert!(!stored.is_deleted);
+}
+
+async fn deal_upsert_never_overwrites_a_newer_row(store: &dyn Store) {
+    // Newer first, then an older copy arrives late: left alone.
+    store
+        .upsert_deals(&[full_deal("1", at(200))])
+        .await
+        .unwrap();
+    let first_sync = store.get_deal("1").await.unwrap().unwrap().synced_at;
+    let mut older = full_deal("1", at(100));
+    older.price = Some(1);
+    older.metadata = map(json!({ "stale": true }));
+    let outcome = store.upsert_deals(&[older]).await.unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 0,
+            stale: 1
+        }
+    );
+    let stored = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(stored.price, Some(125_000));
+    assert_eq!(stored.updated_at, Some(at(200)));
+    assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
+    assert_eq!(stored.synced_at, first_sync);
+
+    // An equal time applies (the same version fetched again), a newer one too.
+    let mut same = deal("1", Some(at(200)));
+    same.price = Some(2);
+    assert_eq!(store.upsert_deals(&[same]).await.unwrap().applied, 1);
+    let mut newer = deal("1", Some(at(300)));
+    newer.price = Some(3);
+    assert_eq!(store.upsert_deals(&[newer]).await.unwrap().applied, 1);
+    let stored = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(stored.price, Some(3));
+    assert_eq!(stored.updated_at, Some(at(300)));
+    assert!(stored.synced_at >= first_sync);
+
+    // Without a time, nothing proves it is newer.
+    let mut untimed = deal("1", None);
+    untimed.price = Some(4);
+    let outcome = store.upsert_deals(&[untimed]).await.unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 0,
+            stale: 1
+        }
+    );
+    assert_eq!(store.get_deal("1").await.unwrap().unwrap().price, Some(3));
+}
+
+async fn deal_without_updated_at_applies_only_over_null(store: &dyn Store) {
+    let mut first = deal("5", None);
+    first.price = Some(10);
+    assert_eq!(store.upsert_deals(&[first]).await.unwrap().applied, 1);
+    let mut second = deal("5", None);
+    second.price = Some(20);
+    assert_eq!(store.upsert_deals(&[second]).await.unwrap().applied, 1);
+    assert_eq!(store.get_deal("5").await.unwrap().unwrap().price, Some(20));
+
+    // Any timed version applies over an untimed row.
+    assert_eq!(
+        store
+            .upsert_deals(&[deal("5", Some(at(1)))])
+            .await
+            .unwrap()
+            .applied,
+        1
+    );
+    assert_eq!(store.get_deal("5").await.unwrap().unwrap().price, Some(20));
+}
+
+async fn deal_none_fields_keep_stored_values(store: &dyn Store) {
+    let mut full = full_deal("7", at(100));
+    full.closed_at = Some(at(50));
+    store
+        .upsert_deals(std::slice::from_ref(&full))
+        .await
+        .unwrap();
+    let mut partial = deal("7", Some(at(200)));
+    partial.status_id = Some(143);
+    store.upsert_deals(&[partial]).await.unwrap();
+
+    let stored = store.get_deal("7").await.unwrap().unwrap();
+    assert_eq!(stored.status_id, Some(143));
+    assert_eq!(stored.updated_at, Some(at(200)));
+    assert_eq!(stored.pipeline_id, full.pipeline_id);
+    assert_eq!(stored.price, full.price);
+    assert_eq!(stored.name, full.name);
+    assert_eq!(stored.responsible_user_id, full.responsible_user_id);
+    assert_eq!(stored.custom_fields, full.custom_fields);
+    assert_eq!(stored.deal_full_data, full.deal_full_data);
+    assert_eq!(stored.contact_custom_fields, full.contact_custom_fields);
+    assert_eq!(stored.created_at, full.created_at);
+    assert_eq!(stored.closed_at, full.closed_at);
+    assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
+}
+
+async fn deal_metadata_merges_shallowly(store: &dyn Store) {
+    let mut first = deal("9", Some(at(1)));
+    first.metadata = map(json!({ "a": 1, "nested": { "x": 1 }, "keep": "yes" }));
+    store.upsert_deals(&[first]).await.unwrap();
+    let mut second = deal("9", Some(at(2)));
+    second.metadata = map(json!({ "a": 2, "nested": { "y": 2 }, "gone": null }));
+    store.upsert_deals(&[second]).await.unwrap();
+    let stored = store.get_deal("9").await.unwrap().unwrap();
+    assert_eq!(
+        stored.metadata,
+        json!({ "a": 2, "nested": { "y": 2 }, "keep": "yes", "gone": null })
+    );
+
+    assert!(
+        store
+            .set_deal_metadata("9", &map(json!({ "rentprog_booking_id": "RP-9" })))
+            .await
+            .unwrap()
+    );
+    let stored = store.get_deal("9").await.unwrap().unwrap();
+    assert_eq!(stored.metadata["rentprog_booking_id"], "RP-9");
+    assert_eq!(stored.metadata["keep"], "yes");
+    assert_eq!(stored.updated_at, Some(at(2)));
+    assert!(
+        !store
+            .set_deal_metadata("missing", &map(json!({ "a": 1 })))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_deal("missing").await.unwrap(), None);
+}
+
+async fn deal_batch_with_repeats_applies_in_order(store: &dyn Store) {
+    let mut v1 = deal("1", Some(at(1)));
+    v1.price = Some(1);
+    v1.name = Some("first".into());
+    let mut v2 = deal("1", Some(at(2)));
+    v2.price = Some(2);
+    let other = deal("2", Some(at(1)));
+    let outcome = store.upsert_deals(&[v1, v2, other]).await.unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 3,
+            stale: 0
+        }
+    );
+    let stored = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.price, stored.name.as_deref()),
+        (Some(2), Some("first"))
+    );
+
+    let mut v4 = deal("1", Some(at(4)));
+    v4.price = Some(4);
+    let mut v3 = deal("1", Some(at(3)));
+    v3.price = Some(3);
+    let outcome = store.upsert_deals(&[v4, v3]).await.unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 1,
+            stale: 1
+        }
+    );
+    assert_eq!(store.get_deal("1").await.unwrap().unwrap().price, Some(4));
+    assert_eq!(
+        store.upsert_deals(&[]).await.unwrap(),
+        UpsertOutcome::default()
+    );
+    assert_eq!(store.stats().await.unwrap().deals, 2);
+}
+
+async fn deal_delete_and_restore(store: &dyn Store) {
+    // Deleting an unknown deal leaves a bare, deleted row.
+    store.mark_deal_deleted("31", true).await.unwrap();
+    let stored = store.get_deal("31").await.unwrap().unwrap();
+    assert!(stored.is_deleted);
+    assert_eq!((stored.price, stored.updated_at), (None, None));
+    assert_eq!(stored.metadata, json!({}));
+
+    // A later upsert that says nothing about deletion keeps the flag; the bare row takes any version.
+    store.upsert_deals(&[full_deal("31", at(5))]).await.unwrap();
+    let mut untold = deal("31", Some(at(6)));
+    untold.is_deleted = None;
+    store.upsert_deals(&[untold]).await.unwrap();
+    let stored = store.get_deal("31").await.unwrap().unwrap();
+    assert!(!stored.is_deleted, "full_deal says is_deleted = false");
+    store.mark_deal_deleted("31", true).await.unwrap();
+    store
+        .upsert_deals(&[deal("31", Some(at(7)))])
+        .await
+        .unwrap();
+    let stored = store.get_deal("31").await.unwrap().unwrap();
+    assert!(stored.is_deleted);
+    assert_eq!(stored.price, Some(125_000));
+
+    store.mark_deal_deleted("31", false).await.unwrap();
+    let stored = store.get_deal("31").await.unwrap().unwrap();
+    assert!(!stored.is_deleted);
+    assert_eq!(stored.updated_at, Some(at(7)));
+
+    let deleted = DealUpsert {
+        is_deleted: Some(true),
+        ..deal("31", Some(at(8)))
+    };
+    store.upsert_deals(&[deleted]).await.unwrap();
+    assert!(store.get_deal("31").await.unwrap().unwrap().is_deleted);
+}
+
+async fn contact_upsert_rules(store: &dyn Store) {
+    let full = ContactUpsert {
+        amocrm_contact_id: "501".into(),
+        name: Some("Ivan Petrov".into()),
+        first_name: Some("Ivan".into()),
+        last_name: Some("Petrov".into()),
+        responsible_user_id: Some(9_000_002),
+        custom_fields: Some(json!([{ "field_code": "PHONE", "values": [{ "value": "+7900" }] }])),
+        contact_full_data: Some(json!({ "id": 501 })),
+        metadata: map(json!({ "source": "site" })),
+        created_at: Some(at(-10)),
+        updated_at: Some(at(100)),
+        is_deleted: None,
+    };
+    let outcome = store
+        .upsert_contacts(std::slice::from_ref(&full))
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 1,
+            stale: 0
+        }
+    );
+    let stored = store.get_contact("501").await.unwrap().unwrap();
+    assert!(!stored.id.is_nil());
+    assert_eq!(stored.name, full.name);
+    assert_eq!(stored.first_name, full.first_name);
+    assert_eq!(stored.last_name, full.last_name);
+    assert_eq!(stored.responsible_user_id, full.responsible_user_id);
+    assert_eq!(stored.custom_fields, full.custom_fields);
+    assert_eq!(stored.contact_full_data, full.contact_full_data);
+    assert_eq!(stored.metadata, json!({ "source": "site" }));
+    assert_eq!(stored.created_at, full.created_at);
+    assert_eq!(stored.updated_at, full.updated_at);
+    assert!(!stored.is_deleted);
+
+    let mut older = contact("501", Some(at(50)));
+    older.name = Some("old".into());
+    let mut untimed = contact("501", None);
+    untimed.name = Some("untimed".into());
+    let outcome = store.upsert_contacts(&[older, untimed]).await.unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 0,
+            stale: 2
+        }
+    );
+
+    let mut newer = contact("501", Some(at(200)));
+    newer.last_name = Some("Sidorov".into());
+    newer.metadata = map(json!({ "vip": true }));
+    let outcome = store
+        .upsert_contacts(&[newer, contact("502", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        UpsertOutcome {
+            applied: 2,
+            stale: 0
+        }
+    );
+    let stored = store.get_contact("501").await.unwrap().unwrap();
+    assert_eq!(stored.name.as_deref(), Some("Ivan Petrov"));
+    assert_eq!(stored.last_name.as_deref(), Some("Sidorov"));
+    assert_eq!(stored.metadata, json!({ "source": "site", "vip": true }));
+    assert_eq!(stored.updated_at, Some(at(200)));
+    assert_eq!(store.get_contact("404").await.unwrap(), None);
+    assert_eq!(store.stats().await.unwrap().contacts, 2);
+}
+
+async fn contact_delete_restore_and_metadata(store: &dyn Store) {
+    store.mark_contact_deleted("77", true).await.unwrap();
+    let stored = store.get_contact("77").await.unwrap().unwrap();
+    assert!(stored.is_deleted);
+    assert_eq!(stored.metadata, json!({}));
+    store
+        .upsert_contacts(&[contact("77", Some(at(1)))])
+        .await
+        .unwrap();
+    assert!(store.get_contact("77").await.unwrap().unwrap().is_deleted);
+    store.mark_contact_deleted("77", false).await.unwrap();
+    assert!(!store.get_contact("77").await.unwrap().unwrap().is_deleted);
+
+    assert!(
+        store
+            .set_contact_metadata("77", &map(json!({ "a": 1 })))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_contact_metadata("77", &map(json!({ "b": 2 })))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_contact("77").await.unwrap().unwrap().metadata,
+        json!({ "a": 1, "b": 2 })
+    );
+    assert!(
+        !store
+            .set_contact_metadata("78", &map(json!({ "a": 1 })))
+            .await
+            .unwrap()
+    );
+}
+
+async fn tokens_round_trip_and_rotate(store: &dyn Store) {
+    assert_eq!(store.load_tokens("example").await.unwrap(), None);
+    let first = StoredTokens {
+        access_token: "access-1".into(),
+        refresh_token: "refresh-1".into(),
+        token_type: "Bearer".into(),
+        expires_at: at(86_400),
+        updated_at: at(0),
+    };
+    store.save_tokens("example", &first).await.unwrap();
+    assert_eq!(
+        store.load_tokens("example").await.unwrap(),
+        Some(first.clone())
+    );
+
+    let rotated = StoredTokens {
+        access_token: "access-2".into(),
+        refresh_token: "refresh-2".into(),
+        token_type: "Bearer".into(),
+        expires_at: at(2 * 86_400),
+        updated_at: at(86_000),
+    };
+    store.save_tokens("example", &rotated).await.unwrap();
+    assert_eq!(
+        store.load_tokens("example").await.unwrap(),
+        Some(rotated.clone())
+    );
+    assert_eq!(store.load_tokens("other").await.unwrap(), None);
+    store.save_tokens("other", &first).await.unwrap();
+    assert_eq!(
+        store.load_tokens("example").await.unwrap(),
+        Some(rotated.clone())
+    );
+
+    let debug = format!("{rotated:?}");
+    assert!(
+        !debug.contains("access-2") && !debug.contains("refresh-2"),
+        "{debug}"
+    );
+}
+
+async fn stats_count_every_state(store: &dyn Store) {
+    let empty = store.stats().await.unwrap();
+    assert_eq!(empty, Default::default());
+
+    store
+        .insert_events(&[
+            typed_event("1", "lead.add", at(10)),
+            typed_event("2", "lead.status", at(20)),
+            typed_event("3", "lead.status", at(30)),
+            typed_event("4", "contact.update", at(40)),
+            typed_event("5", "lead.add", at(50)),
+        ])
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(60);
+    let claimed = store.claim_events(3, lease).await.unwrap();
+    // 1 processed, 2 dead, 3 retrying; 4 and 5 untouched.
+    store.complete_events(&[claimed[0].id]).await.unwrap();
+    store
+        .fail_event(claimed[1].id, "boom", now(), 1)
+        .await
+        .unwrap();
+    store
+        .fail_event(claimed[2].id, "boom", now(), 5)
+        .await
+        .unwrap();
+    store
+        .upsert_deals(&[deal("1", None), deal("2", None)])
+        .await
+        .unwrap();
+    store.upsert_contacts(&[contact("1", None)]).await.unwrap();
+    store
+        .insert_rejected(&RejectedWebhook {
+            body: vec![1],
+            content_type: None,
+            reason: "bad".into(),
+            received_at: at(0),
+        })
+        .await
+        .unwrap();
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.backlog, 3);
+    assert_eq!(stats.oldest_pending_at, Some(at(30)));
+    assert_eq!(stats.dead, 1);
+    assert_eq!(stats.processed, 1);
+    assert_eq!(stats.retrying, 1);
+    assert_eq!(stats.rejected, 1);
+    assert_eq!(stats.last_event_at, Some(at(50)));
+    assert_eq!(stats.deals, 2);
+    assert_eq!(stats.contacts, 1);
+    assert_eq!(
+        stats.by_type,
+        vec![
+            ("contact.update".to_string(), 1),
+            ("lead.add".to_string(), 2),
+            ("lead.status".to_string(), 2),
+        ]
+    );
+}
+
+async fn api_usage_adds_up(store: &dyn Store) {
+    let minute = at(0);
+    let usage = |seconds: i64, endpoint: &str, status: u16, count: u64| ApiUsage {
+        minute: minute + TimeDelta::seconds(seconds),
+        endpoint: endpoint.into(),
+        status,
+        count,
+    };
+    store
+        .record_api_usage(&[
+            usage(0, "GET /api/v4/leads", 200, 2),
+            usage(15, "GET /api/v4/leads", 200, 3),
+            usage(0, "GET /api/v4/contacts", 429, 1),
+            usage(60, "GET /api/v4/leads", 200, 10),
+        ])
+        .await
+        .unwrap();
+    store
+        .record_api_usage(&[usage(0, "GET /api/v4/leads", 200, 4)])
+        .await
+        .unwrap();
+    store.record_api_usage(&[]).await.unwrap();
+
+    assert_eq!(store.api_usage_since(minute).await.unwrap(), 20);
+    assert_eq!(
+        store
+            .api_usage_since(minute - TimeDelta::hours(1))
+            .await
+            .unwrap(),
+        20
+    );
+    assert_eq!(
+        store
+            .api_usage_since(minute + TimeDelta::seconds(60))
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        store
+            .api_usage_since(minute + TimeDelta::seconds(120))
+            .await
+            .unwrap(),
+        0
+    );
+}

@@ -1,0 +1,292 @@
+//! PostgreSQL-only behaviour: many workers and instances sharing one queue, the column contract other
+//! services read, and connection handling.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jarvis_store::{PgStore, PoolSettings, Store, testing};
+use tokio::sync::Barrier;
+
+use common::event;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_get_each_event_exactly_once() {
+    const EVENTS: usize = 10_000;
+    const CLAIMERS: usize = 8;
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let events: Vec<_> = (0..EVENTS).map(|i| event(&format!("hash-{i}"))).collect();
+    for batch in events.chunks(1_000) {
+        assert_eq!(store.insert_events(batch).await.unwrap().stored, 1_000);
+    }
+
+    let claimed_total = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..CLAIMERS)
+        .map(|_| {
+            let store = store.clone();
+            let claimed_total = claimed_total.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while claimed_total.load(Ordering::SeqCst) < EVENTS {
+                    let batch = store
+                        .claim_events(50, Duration::from_secs(120))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+                    store.complete_events(&ids).await.unwrap();
+                    claimed_total.fetch_add(ids.len(), Ordering::SeqCst);
+                    mine.extend(ids);
+                }
+                mine
+            })
+        })
+        .collect();
+
+    let mut all = Vec::new();
+    let mut busy_workers = 0;
+    for worker in workers {
+        let mine = tokio::time::timeout(Duration::from_secs(120), worker)
+            .await
+            .expect("claimers finish")
+            .unwrap();
+        busy_workers += usize::from(!mine.is_empty());
+        all.extend(mine);
+    }
+    let distinct: HashSet<i64> = all.iter().copied().collect();
+    assert_eq!(all.len(), EVENTS, "an event was handed out twice");
+    assert_eq!(distinct.len(), EVENTS);
+    assert!(busy_workers > 1, "the work was not shared");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.processed), (0, EVENTS as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_event_inserted_concurrently_is_stored_once() {
+    const TASKS: usize = 16;
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    for round in 0..10 {
+        let barrier = Arc::new(Barrier::new(TASKS));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .insert_events(&[event(&format!("same-{round}"))])
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let (mut stored, mut duplicates) = (0, 0);
+        for task in tasks {
+            let outcome = task.await.unwrap();
+            stored += outcome.stored;
+            duplicates += outcome.duplicates;
+        }
+        assert_eq!((stored, duplicates), (1, TASKS as u64 - 1));
+    }
+    assert_eq!(store.stats().await.unwrap().backlog, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_loses_its_lease_when_it_expires() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let survivor = PgStore::connect(&url).await.unwrap();
+    survivor.migrate().await.unwrap();
+    survivor.insert_events(&[event("orphan")]).await.unwrap();
+
+    // Another instance claims the event and then disappears: its connections are gone.
+    let doomed = PgStore::connect(&url).await.unwrap();
+    let lease = Duration::from_millis(500);
+    let taken = doomed.claim_events(10, lease).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    doomed.close().await;
+    drop(doomed);
+
+    assert!(survivor.claim_events(10, lease).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let retaken = survivor.claim_events(10, lease).await.unwrap();
+    assert_eq!(retaken.len(), 1);
+    assert_eq!(retaken[0].id, taken[0].id);
+    survivor.complete_events(&[retaken[0].id]).await.unwrap();
+    assert_eq!(survivor.stats().await.unwrap().processed, 1);
+}
+
+#[tokio::test]
+async fn url_options_select_the_schema() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let schema = url.rsplit("%3D").next().unwrap().to_string();
+    assert!(schema.starts_with(testing::SCHEMA_PREFIX));
+    let store = jarvis_store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let pg = PgStore::connect(&url).await.unwrap();
+    let current: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pg.pool())
+        .await
+        .unwrap();
+    assert_eq!(current, schema);
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables
+        WHERE table_schema = $1 AND table_name LIKE 'amocrm_%'",
+    )
+    .bind(&schema)
+    .fetch_one(pg.pool())
+    .await
+    .unwrap();
+    assert_eq!(tables, 6);
+}
+
+/// Other services read these two tables: names and types must not drift.
+#[tokio::test]
+async fn column_contract_of_events_and_deals() {
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let columns = |table: &'static str| {
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_as::<_, (String, String, String)>(
+                "SELECT column_name::text, data_type::text, is_nullable::text
+                FROM information_schema.columns
+                WHERE table_schema = current_schema() AND table_name = $1
+                ORDER BY ordinal_position",
+            )
+            .bind(table)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(name, data_type, _)| format!("{name} {data_type}"))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        columns("amocrm_webhook_events").await,
+        [
+            "id bigint",
+            "ts timestamp with time zone",
+            "event_type text",
+            "entity_type text",
+            "amocrm_entity_id text",
+            "event_hash text",
+            "payload jsonb",
+            "account_id integer",
+            "processed boolean",
+            "attempts integer",
+            "next_attempt_at timestamp with time zone",
+            "locked_until timestamp with time zone",
+            "last_error text",
+            "processed_at timestamp with time zone",
+            "dead_at timestamp with time zone",
+        ]
+    );
+    assert_eq!(
+        columns("amocrm_deals").await,
+        [
+            "id uuid",
+            "client_id uuid",
+            "conversation_id uuid",
+            "amocrm_deal_id text",
+            "pipeline_id bigint",
+            "status_id bigint",
+            "price bigint",
+            "name text",
+            "responsible_user_id bigint",
+            "custom_fields jsonb",
+            "deal_full_data jsonb",
+            "contact_custom_fields jsonb",
+            "metadata jsonb",
+            "created_at timestamp with time zone",
+            "updated_at timestamp with time zone",
+            "closed_at timestamp with time zone",
+            "is_deleted boolean",
+            "synced_at timestamp with time zone",
+        ]
+    );
+    let unique: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes
+        WHERE schemaname = current_schema() AND indexdef LIKE 'CREATE UNIQUE INDEX%'
+          AND tablename IN ('amocrm_webhook_events', 'amocrm_deals')",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert!(
+        unique.iter().any(|def| def.contains("(event_hash)")),
+        "{unique:?}"
+    );
+    assert!(
+        unique.iter().any(|def| def.contains("(amocrm_deal_id)")),
+        "{unique:?}"
+    );
+    let metadata_default: String = sqlx::query_scalar(
+        "SELECT column_default FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = 'amocrm_deals'
+          AND column_name = 'metadata' AND is_nullable = 'NO'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert!(metadata_default.starts_with("'{}'"), "{metadata_default}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_without_leaking_the_password() {
+    let url = "postgres://jarvis:s3cret-password@127.0.0.1:1/test";
+    let settings = PoolSettings::default().acquire_timeout(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let error = PgStore::connect_with(url, settings).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(error.is_unavailable(), "{error:?}");
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("s3cret"), "{text}");
+
+    // A lazy store starts, and its operations fail the same way.
+    let lazy = PgStore::connect_lazy(
+        url,
+        PoolSettings::default().acquire_timeout(Duration::from_millis(500)),
+    )
+    .unwrap();
+    let error = lazy.ping().await.unwrap_err();
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(!format!("{error} {error:?}").contains("s3cret"));
+}
+
+#[tokio::test]
+async fn urls_are_checked_without_echoing_them() {
+    let error = jarvis_store::connect("mysql://root:s3cret@localhost/db")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(error, jarvis_store::Error::UnsupportedUrl));
+    assert!(!error.to_string().contains("s3cret"));
+
+    let error = PgStore::connect("postgres://user:s3cret@localhost:notaport/db")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, jarvis_store::Error::InvalidUrl(_)),
+        "{error:?}"
+    );
+    assert!(
+        !format!("{error} {error:?}").contains("s3cret"),
+        "{error:?}"
+    );
+}
