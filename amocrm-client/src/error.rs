@@ -18,7 +18,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// 400: amoCRM refused the request; `errors` lists the offending paths.
-    #[error("{endpoint}: request rejected (400): {detail}{}", format_validation(errors))]
+    #[error(
+        "{endpoint}: request rejected (400): {detail}{}",
+        format_validation(errors)
+    )]
     Validation {
         endpoint: String,
         detail: String,
@@ -38,7 +41,10 @@ pub enum Error {
     #[error("{endpoint}: not found (404)")]
     NotFound { endpoint: String },
     /// 429 after the retries allowed by the [`RetryPolicy`](crate::RetryPolicy).
-    #[error("{endpoint}: too many requests (429){}", format_retry_after(retry_after))]
+    #[error(
+        "{endpoint}: too many requests (429){}",
+        format_retry_after(retry_after)
+    )]
     RateLimited {
         endpoint: String,
         retry_after: Option<Duration>,

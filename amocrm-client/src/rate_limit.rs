@@ -97,7 +97,8 @@ impl RateLimiter {
         })
     }
 
-    /// Waits until a request may start under every budget, and counts it.
+    /// Waits until a request may start under every budget, and counts it. The slot is booked
+    /// on the first poll, so a wait that is cancelled still uses it (erring on the safe side).
     pub async fn acquire(&self) -> Acquired {
         let now = Instant::now();
         let at = self.reserve(now);
@@ -201,11 +202,13 @@ mod tests {
 
     #[test]
     fn zero_budget_is_a_config_error() {
-        assert!(RateLimiter::new(RateLimit {
-            per_second: 0,
-            per_minute: None,
-            per_hour: None
-        })
-        .is_err());
+        assert!(
+            RateLimiter::new(RateLimit {
+                per_second: 0,
+                per_minute: None,
+                per_hour: None
+            })
+            .is_err()
+        );
     }
 }

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    AccountId, CompanyId, ContactId, CustomFieldValue, CustomFieldsExt, EntityRef, FieldId,
-    LeadId, ListItem, Tag, UserId, keep_raw, null_as_default, string_enum,
+    AccountId, CompanyId, ContactId, CustomFieldValue, CustomFieldsExt, EntityRef, FieldId, LeadId,
+    ListItem, Tag, UserId, keep_raw, null_as_default, string_enum,
 };
 
 string_enum!(

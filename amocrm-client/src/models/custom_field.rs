@@ -130,7 +130,8 @@ impl CustomFieldsExt for Option<Vec<CustomFieldValue>> {
     }
 
     fn field_by_code(&self, code: &str) -> Option<&CustomFieldValue> {
-        self.as_deref().and_then(|fields| fields.field_by_code(code))
+        self.as_deref()
+            .and_then(|fields| fields.field_by_code(code))
     }
 }
 

@@ -5,8 +5,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    AccountId, CompanyId, ContactId, CustomFieldValue, CustomFieldsExt, EntityRef, FieldId,
-    LeadId, ListItem, PipelineId, StatusId, Tag, UserId, keep_raw, lenient_i64, null_as_default,
+    AccountId, CompanyId, ContactId, CustomFieldValue, CustomFieldsExt, EntityRef, FieldId, LeadId,
+    ListItem, PipelineId, StatusId, Tag, UserId, keep_raw, lenient_i64, null_as_default,
     string_enum, unix_to_utc,
 };
 

@@ -107,6 +107,12 @@ macro_rules! string_enum {
             }
         }
 
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                self.as_str()
+            }
+        }
+
         impl std::str::FromStr for $name {
             type Err = std::convert::Infallible;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -217,21 +223,23 @@ where
     D: Deserializer<'de>,
 {
     use serde::de::Error;
-    Ok(match Option::<serde_json::Value>::deserialize(deserializer)? {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) => match n.as_i64() {
-            Some(i) => Some(i),
-            None => n.as_f64().map(|f| f as i64),
+    Ok(
+        match Option::<serde_json::Value>::deserialize(deserializer)? {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(i) => Some(i),
+                None => n.as_f64().map(|f| f as i64),
+            },
+            Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
+            Some(serde_json::Value::String(s)) => Some(
+                s.trim()
+                    .parse::<f64>()
+                    .map_err(|_| D::Error::custom(format!("not a number: {s:?}")))?
+                    as i64,
+            ),
+            Some(other) => return Err(D::Error::custom(format!("not a number: {other}"))),
         },
-        Some(serde_json::Value::String(s)) if s.trim().is_empty() => None,
-        Some(serde_json::Value::String(s)) => Some(
-            s.trim()
-                .parse::<f64>()
-                .map_err(|_| D::Error::custom(format!("not a number: {s:?}")))?
-                as i64,
-        ),
-        Some(other) => return Err(D::Error::custom(format!("not a number: {other}"))),
-    })
+    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,550 @@
+//! Credentials: a long-lived token, or OAuth 2.0 with refresh and a token store.
+//!
+//! amoCRM replaces the refresh token on every refresh and the old one stops working, so the
+//! new pair is saved to the [`TokenStore`] before it is used, refreshes are single-flight within
+//! a process, and the stored pair is reloaded before refreshing in case another process rotated
+//! it. Token requests are never retried: a code works once, and a refresh whose answer was lost
+//! has already spent the old refresh token.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use http::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::client::Transport;
+use crate::error::{Error, ProblemBody, Result};
+
+macro_rules! secret {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        ///
+        /// `Debug` prints `[redacted]`; read the value with [`secret`](Self::secret) only where
+        /// it is sent or stored.
+        #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn new(value: impl Into<String>) -> Self {
+                $name(value.into())
+            }
+
+            pub fn secret(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($name), "([redacted])"))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                $name(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                $name(value.to_owned())
+            }
+        }
+    };
+}
+
+secret!(
+    /// An OAuth access token or a long-lived token.
+    AccessToken
+);
+secret!(
+    /// An OAuth refresh token (single use: amoCRM rotates it on every refresh).
+    RefreshToken
+);
+secret!(
+    /// The integration's secret key.
+    ClientSecret
+);
+secret!(
+    /// A one-time authorization code from the OAuth redirect.
+    AuthorizationCode
+);
+
+/// An access and refresh token pair as stored between runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenPair {
+    pub access_token: AccessToken,
+    pub refresh_token: RefreshToken,
+    /// `Bearer`.
+    pub token_type: String,
+    pub expires_at: DateTime<Utc>,
+    /// Lifetime in seconds as granted (`expires_in`); sizes the refresh margin. 0 if unknown.
+    #[serde(default)]
+    pub expires_in: u64,
+}
+
+impl TokenPair {
+    /// Builds a pair from a token response received at `received_at`.
+    pub fn from_response(response: TokenResponse, received_at: DateTime<Utc>) -> Self {
+        TokenPair {
+            access_token: response.access_token,
+            refresh_token: response.refresh_token,
+            token_type: response.token_type,
+            expires_at: received_at + chrono::Duration::seconds(response.expires_in as i64),
+            expires_in: response.expires_in,
+        }
+    }
+
+    /// How long before expiry to refresh: the smaller of a minute and a tenth of the lifetime,
+    /// so a short-lived token (test servers) is not refreshed on every call.
+    pub fn refresh_margin(&self) -> Duration {
+        let minute = Duration::from_secs(60);
+        if self.expires_in == 0 {
+            return minute;
+        }
+        minute.min(Duration::from_secs(self.expires_in) / 10)
+    }
+
+    /// Whether the access token should be refreshed before use at `now`.
+    pub fn needs_refresh(&self, now: DateTime<Utc>) -> bool {
+        let margin = chrono::Duration::from_std(self.refresh_margin())
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        now + margin >= self.expires_at
+    }
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Clone, Deserialize)]
+#[non_exhaustive]
+pub struct TokenResponse {
+    pub token_type: String,
+    pub expires_in: u64,
+    pub access_token: AccessToken,
+    pub refresh_token: RefreshToken,
+    #[serde(default)]
+    pub server_time: Option<i64>,
+}
+
+/// Where the OAuth pair lives between runs. Implement it over a database to share tokens
+/// between processes; serialise refreshes across processes with a lock the store shares
+/// (e.g. a row lock) if several may refresh at once.
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn load(&self) -> Result<Option<TokenPair>>;
+    /// Must be durable when it returns: the previous refresh token no longer works.
+    async fn save(&self, tokens: &TokenPair) -> Result<()>;
+}
+
+/// Keeps the pair in memory only: for tests and short-lived tools.
+#[derive(Debug, Default)]
+pub struct InMemoryTokenStore {
+    tokens: RwLock<Option<TokenPair>>,
+}
+
+impl InMemoryTokenStore {
+    pub fn new(tokens: Option<TokenPair>) -> Self {
+        InMemoryTokenStore {
+            tokens: RwLock::new(tokens),
+        }
+    }
+
+    /// The pair currently held.
+    pub fn get(&self) -> Option<TokenPair> {
+        self.tokens
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl TokenStore for InMemoryTokenStore {
+    async fn load(&self) -> Result<Option<TokenPair>> {
+        Ok(self.get())
+    }
+
+    async fn save(&self, tokens: &TokenPair) -> Result<()> {
+        *self.tokens.write().unwrap_or_else(|e| e.into_inner()) = Some(tokens.clone());
+        Ok(())
+    }
+}
+
+/// Keeps the pair in a JSON file, replaced atomically (temp file, fsync, rename) so a crash
+/// never leaves half a token behind. On Unix the file is readable by its owner only.
+#[derive(Debug, Clone)]
+pub struct JsonFileTokenStore {
+    path: PathBuf,
+}
+
+impl JsonFileTokenStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        JsonFileTokenStore { path: path.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl TokenStore for JsonFileTokenStore {
+    async fn load(&self) -> Result<Option<TokenPair>> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::token_store(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::token_store(format!("{}: {e}", self.path.display())))
+    }
+
+    async fn save(&self, tokens: &TokenPair) -> Result<()> {
+        let json = serde_json::to_vec_pretty(tokens).map_err(Error::token_store)?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&path, &json))
+            .await
+            .map_err(Error::token_store)?
+            .map_err(Error::token_store)
+    }
+}
+
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("token file path has no file name"))?;
+    let mut temp_name = file_name.to_os_string();
+    temp_name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let temp = dir.join(temp_name);
+
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        // Make the rename itself durable.
+        #[cfg(unix)]
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// The integration's OAuth settings (from the amoCRM integration page).
+#[derive(Debug, Clone)]
+pub struct OAuthConfig {
+    pub client_id: String,
+    pub client_secret: ClientSecret,
+    pub redirect_uri: String,
+}
+
+/// How the authorization page hands the code back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthorizationMode {
+    /// The page posts the result to the opener window.
+    #[default]
+    PostMessage,
+    /// The page redirects the popup to the redirect URI.
+    Popup,
+}
+
+impl AuthorizationMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthorizationMode::PostMessage => "post_message",
+            AuthorizationMode::Popup => "popup",
+        }
+    }
+}
+
+/// How requests are authenticated.
+pub(crate) enum Credentials {
+    LongLived(AccessToken),
+    OAuth(Box<OAuthState>),
+}
+
+impl Credentials {
+    pub(crate) async fn access_token(&self, transport: &Transport) -> Result<AccessToken> {
+        match self {
+            Credentials::LongLived(token) => Ok(token.clone()),
+            Credentials::OAuth(state) => state.access_token(transport).await,
+        }
+    }
+}
+
+pub(crate) struct OAuthState {
+    pub(crate) config: OAuthConfig,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) authorization_endpoint: Url,
+    current: RwLock<Option<TokenPair>>,
+    /// Held while loading or refreshing, so concurrent callers wait for one refresh.
+    refresh_lock: tokio::sync::Mutex<()>,
+}
+
+const TOKEN_ENDPOINT: &str = "POST /oauth2/access_token";
+
+impl OAuthState {
+    pub(crate) fn new(
+        config: OAuthConfig,
+        store: Arc<dyn TokenStore>,
+        authorization_endpoint: Url,
+    ) -> Self {
+        OAuthState {
+            config,
+            store,
+            authorization_endpoint,
+            current: RwLock::new(None),
+            refresh_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Option<TokenPair> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_cached(&self, tokens: TokenPair) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(tokens);
+    }
+
+    fn fresh_cached(&self) -> Option<AccessToken> {
+        self.cached()
+            .filter(|t| !t.needs_refresh(Utc::now()))
+            .map(|t| t.access_token)
+    }
+
+    /// A token valid for a while yet: cached, reloaded from the store, or refreshed.
+    pub(crate) async fn access_token(&self, transport: &Transport) -> Result<AccessToken> {
+        if let Some(token) = self.fresh_cached() {
+            return Ok(token);
+        }
+        let _guard = self.refresh_lock.lock().await;
+        // Whoever held the lock before us may have refreshed already.
+        if let Some(token) = self.fresh_cached() {
+            return Ok(token);
+        }
+        let pair = self.load_latest().await?;
+        if !pair.needs_refresh(Utc::now()) {
+            let token = pair.access_token.clone();
+            self.set_cached(pair);
+            return Ok(token);
+        }
+        Ok(self
+            .refresh(transport, &pair.refresh_token)
+            .await?
+            .access_token)
+    }
+
+    /// After a 401 with `rejected`: refresh once, unless someone already replaced that token.
+    pub(crate) async fn refresh_after_unauthorized(
+        &self,
+        transport: &Transport,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken> {
+        let _guard = self.refresh_lock.lock().await;
+        if let Some(current) = self.cached().filter(|t| &t.access_token != rejected) {
+            return Ok(current.access_token);
+        }
+        let pair = self.load_latest().await?;
+        if &pair.access_token != rejected && !pair.needs_refresh(Utc::now()) {
+            let token = pair.access_token.clone();
+            self.set_cached(pair);
+            return Ok(token);
+        }
+        Ok(self
+            .refresh(transport, &pair.refresh_token)
+            .await?
+            .access_token)
+    }
+
+    /// The stored pair (another process may have rotated it), else the one in memory.
+    async fn load_latest(&self) -> Result<TokenPair> {
+        match self.store.load().await? {
+            Some(pair) => Ok(pair),
+            None => self.cached().ok_or(Error::NoToken),
+        }
+    }
+
+    async fn refresh(
+        &self,
+        transport: &Transport,
+        refresh_token: &RefreshToken,
+    ) -> Result<TokenPair> {
+        tracing::info!("refreshing the amoCRM access token");
+        let body = serde_json::json!({
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret.secret(),
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token.secret(),
+            "redirect_uri": self.config.redirect_uri,
+        });
+        transport.usage.record_refresh();
+        let pair = self.token_request(transport, "refresh_token", body).await?;
+        self.persist(pair).await
+    }
+
+    pub(crate) async fn exchange_code(
+        &self,
+        transport: &Transport,
+        code: &AuthorizationCode,
+    ) -> Result<TokenPair> {
+        let _guard = self.refresh_lock.lock().await;
+        let body = serde_json::json!({
+            "client_id": self.config.client_id,
+            "client_secret": self.config.client_secret.secret(),
+            "grant_type": "authorization_code",
+            "code": code.secret(),
+            "redirect_uri": self.config.redirect_uri,
+        });
+        let pair = self
+            .token_request(transport, "authorization_code", body)
+            .await?;
+        self.persist(pair).await
+    }
+
+    /// Saves, then caches. If saving fails the pair is still kept in memory (the old refresh
+    /// token is already spent, so dropping the new one would lose access) and the error is
+    /// returned so the caller learns the store is broken.
+    async fn persist(&self, pair: TokenPair) -> Result<TokenPair> {
+        let saved = self.store.save(&pair).await;
+        self.set_cached(pair.clone());
+        if let Err(e) = saved {
+            tracing::error!(error = %e, "could not save the rotated amoCRM tokens");
+            return Err(e);
+        }
+        Ok(pair)
+    }
+
+    async fn token_request(
+        &self,
+        transport: &Transport,
+        grant: &'static str,
+        body: serde_json::Value,
+    ) -> Result<TokenPair> {
+        let url = transport.url("oauth2/access_token", None)?;
+        let request = transport.http.request(Method::POST, url).json(&body);
+        let response = transport
+            .execute(TOKEN_ENDPOINT, 0, request)
+            .await
+            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
+        let status = response.status();
+        let received_at = Utc::now();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
+        if !status.is_success() {
+            return Err(Error::TokenRequest {
+                grant,
+                status: status.as_u16(),
+                detail: ProblemBody::parse(&bytes).summary(b""),
+            });
+        }
+        let response: TokenResponse =
+            serde_json::from_slice(&bytes).map_err(|e| Error::decode(TOKEN_ENDPOINT, e))?;
+        Ok(TokenPair::from_response(response, received_at))
+    }
+
+    pub(crate) fn authorization_url(&self, state: &str, mode: AuthorizationMode) -> Url {
+        let mut url = self.authorization_endpoint.clone();
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("state", state)
+            .append_pair("mode", mode.as_str());
+        url
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(expires_in: u64, expires_at: DateTime<Utc>) -> TokenPair {
+        TokenPair {
+            access_token: "access-secret".into(),
+            refresh_token: "refresh-secret".into(),
+            token_type: "Bearer".into(),
+            expires_at,
+            expires_in,
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let text = format!("{:?}", pair(86400, Utc::now()));
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("[redacted]"));
+        let config = OAuthConfig {
+            client_id: "id".into(),
+            client_secret: ClientSecret::new("very-secret"),
+            redirect_uri: "https://example.com".into(),
+        };
+        assert!(!format!("{config:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn margin_scales_with_lifetime() {
+        let now = Utc::now();
+        // A day-long token: refresh a minute early.
+        assert_eq!(pair(86400, now).refresh_margin(), Duration::from_secs(60));
+        assert!(pair(86400, now + chrono::Duration::seconds(59)).needs_refresh(now));
+        assert!(!pair(86400, now + chrono::Duration::seconds(61)).needs_refresh(now));
+        // A 30-second token: refresh 3 s early, not on every call.
+        assert_eq!(pair(30, now).refresh_margin(), Duration::from_secs(3));
+        assert!(!pair(30, now + chrono::Duration::seconds(20)).needs_refresh(now));
+        assert!(pair(30, now + chrono::Duration::seconds(2)).needs_refresh(now));
+    }
+
+    #[tokio::test]
+    async fn file_store_round_trips_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JsonFileTokenStore::new(dir.path().join("tokens.json"));
+        assert_eq!(store.load().await.unwrap(), None);
+        let tokens = pair(86400, Utc::now());
+        store.save(&tokens).await.unwrap();
+        store.save(&tokens).await.unwrap();
+        assert_eq!(store.load().await.unwrap(), Some(tokens));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["tokens.json"], "no temp file left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}
