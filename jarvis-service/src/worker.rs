@@ -67,9 +67,10 @@ impl Worker {
     /// Sleeps, or returns early (true) when asked to stop.
     async fn sleep_or_stop(&mut self, duration: Duration) -> bool {
         tokio::select! {
-            _ = tokio::time::sleep(duration) => self.stopping(),
-            _ = self.stop.wait_for(|s| *s) => true,
+            _ = tokio::time::sleep(duration) => {}
+            _ = self.stop.wait_for(|s| *s) => {}
         }
+        self.stopping()
     }
 
     pub async fn run(mut self) {
@@ -319,7 +320,15 @@ impl Worker {
         if done.is_empty() {
             return;
         }
-        match store.complete_events(&done).await {
+        // The work is done: keep trying to record it while the lease lasts, so a short database blip does
+        // not make the events wait for their lease to expire (they would be processed again, harmlessly).
+        let mut result = store.complete_events(&done).await;
+        let deadline = std::time::Instant::now() + self.settings.lease / 2;
+        while result.is_err() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            result = store.complete_events(&done).await;
+        }
+        match result {
             Ok(()) => {
                 metrics::counter!(names::EVENTS_PROCESSED).increment(done.len() as u64);
                 for id in &done {

@@ -101,7 +101,7 @@ async fn handle(
         .iter()
         .map(|event| NewEvent {
             event_type: event.event_type().to_string(),
-            entity_type: event.entity.as_str().to_string(),
+            entity_type: event.entity.name().to_string(),
             amocrm_entity_id: event.entity_id().map(str::to_owned),
             event_hash: event.event_hash(),
             payload: serde_json::to_value(event).unwrap_or(Value::Null),

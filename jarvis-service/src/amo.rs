@@ -1,0 +1,309 @@
+//! The amoCRM side of the service: building the client, keeping OAuth tokens in the database,
+//! fetching in bulk, recording API usage, and the `auth` / `webhooks` commands.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amocrm_client::{
+    AccessToken, Client, ClientSecret, ContactId, Domain, LeadId, LeadWith, OAuthConfig, RateLimit, RefreshToken,
+    RetryPolicy, TokenPair, TokenStore, WebhookSetting,
+};
+use anyhow::{Context, bail};
+use chrono::{DateTime, Timelike, Utc};
+use jarvis_store::{ApiUsage, DynStore, StoredTokens};
+use serde_json::Value;
+
+use crate::cli::{AuthCommand, WebhooksCommand};
+use crate::config::{AmoAuth, AmoSettings, Settings};
+use crate::telemetry::names;
+
+/// OAuth tokens kept in `amocrm_oauth_tokens`, so every instance shares the rotated pair.
+pub struct DbTokenStore {
+    store: DynStore,
+    account: String,
+}
+
+impl DbTokenStore {
+    pub fn new(store: DynStore, account: String) -> Self {
+        Self { store, account }
+    }
+}
+
+#[async_trait::async_trait]
+impl TokenStore for DbTokenStore {
+    async fn load(&self) -> amocrm_client::Result<Option<TokenPair>> {
+        let stored = self
+            .store
+            .load_tokens(&self.account)
+            .await
+            .map_err(amocrm_client::Error::token_store)?;
+        Ok(stored.map(|t| TokenPair {
+            access_token: AccessToken::new(t.access_token),
+            refresh_token: RefreshToken::new(t.refresh_token),
+            token_type: t.token_type,
+            expires_at: t.expires_at,
+            // The lifetime is not stored; 0 makes the client use its default refresh margin.
+            expires_in: 0,
+        }))
+    }
+
+    async fn save(&self, tokens: &TokenPair) -> amocrm_client::Result<()> {
+        let stored = StoredTokens {
+            access_token: tokens.access_token.secret().to_string(),
+            refresh_token: tokens.refresh_token.secret().to_string(),
+            token_type: tokens.token_type.clone(),
+            expires_at: tokens.expires_at,
+            updated_at: Utc::now(),
+        };
+        self.store
+            .save_tokens(&self.account, &stored)
+            .await
+            .map_err(amocrm_client::Error::token_store)
+    }
+}
+
+fn oauth_config(settings: &AmoSettings) -> Option<OAuthConfig> {
+    settings
+        .oauth_client
+        .as_ref()
+        .map(|(id, secret, uri)| OAuthConfig {
+            client_id: id.clone(),
+            client_secret: ClientSecret::new(secret.expose()),
+            redirect_uri: uri.clone(),
+        })
+}
+
+fn domain(name: &str) -> Domain {
+    match name.trim().trim_start_matches('.') {
+        "amocrm.ru" => Domain::AmocrmRu,
+        "amocrm.com" => Domain::AmocrmCom,
+        "kommo.com" => Domain::KommoCom,
+        other => Domain::Other(other.to_string()),
+    }
+}
+
+fn builder(settings: &AmoSettings) -> amocrm_client::ClientBuilder {
+    let mut builder = Client::builder()
+        .rate_limit(RateLimit {
+            per_second: settings.rate_per_second,
+            per_minute: settings.rate_per_minute,
+            per_hour: settings.rate_per_hour,
+        })
+        .retry(RetryPolicy { max_retries: settings.max_retries, ..RetryPolicy::default() });
+    if let Some(base) = &settings.base_url {
+        builder = builder.base_url(base.clone());
+    } else if let Some(subdomain) = &settings.subdomain {
+        builder = builder.subdomain(subdomain.clone()).domain(domain(&settings.domain));
+    }
+    builder
+}
+
+/// The API client, or `None` in webhook-only mode (no credentials).
+pub fn build_client(settings: &AmoSettings, store: &DynStore) -> anyhow::Result<Option<Client>> {
+    let Some(auth) = &settings.auth else { return Ok(None) };
+    let builder = builder(settings);
+    let builder = match auth {
+        AmoAuth::LongLived(token) => builder.long_lived_token(AccessToken::new(token.expose())),
+        AmoAuth::OAuth { .. } => {
+            let tokens = Arc::new(DbTokenStore::new(store.clone(), settings.account_key()));
+            builder.oauth(oauth_config(settings).expect("OAuth auth implies an OAuth client"), tokens)
+        }
+    };
+    Ok(Some(builder.build().context("building the amoCRM client")?))
+}
+
+/// A failed fetch, classified for the queue.
+#[derive(Debug)]
+pub struct FetchError {
+    /// 429, 5xx, transport and database errors: retry without counting towards dead.
+    pub transient: bool,
+    pub message: String,
+    pub not_before: Option<DateTime<Utc>>,
+}
+
+impl FetchError {
+    pub fn store(err: jarvis_store::Error) -> Self {
+        FetchError { transient: true, message: format!("database: {err}"), not_before: None }
+    }
+
+    fn api(err: amocrm_client::Error) -> Self {
+        use amocrm_client::Error as E;
+        let (transient, not_before) = match &err {
+            E::RateLimited { retry_after, .. } => (
+                true,
+                retry_after.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
+            ),
+            // 403 after abuse is an account-wide block: wait it out rather than killing events.
+            E::Server { .. } | E::Transport { .. } | E::Forbidden { .. } => (true, None),
+            _ => (false, None),
+        };
+        FetchError { transient, message: err.to_string(), not_before }
+    }
+}
+
+/// Leads by id with their contacts embedded, as raw API JSON (`deal_full_data`).
+pub async fn fetch_leads(client: &Client, ids: &[u64]) -> Result<Vec<Value>, FetchError> {
+    let ids: Vec<LeadId> = ids.iter().copied().map(LeadId).collect();
+    let leads = client
+        .leads()
+        .get_many(&ids, &[LeadWith::Contacts])
+        .await
+        .map_err(FetchError::api)?;
+    Ok(leads.into_iter().map(|lead| lead.raw().clone()).collect())
+}
+
+/// Contacts by id, as raw API JSON.
+pub async fn fetch_contacts(client: &Client, ids: &[u64]) -> Result<Vec<Value>, FetchError> {
+    let ids: Vec<ContactId> = ids.iter().copied().map(ContactId).collect();
+    let contacts = client.contacts().get_many(&ids, &[]).await.map_err(FetchError::api)?;
+    Ok(contacts.into_iter().map(|c| c.raw().clone()).collect())
+}
+
+/// Publishes the client's counters to Prometheus (absolute values: the client counts since start).
+pub fn export_usage(client: &Client) {
+    let usage = client.usage();
+    for ((endpoint, status), count) in &usage.requests {
+        metrics::counter!(names::API_REQUESTS, "endpoint" => endpoint.clone(), "status" => status.to_string())
+            .absolute(*count);
+    }
+    metrics::counter!(names::RATE_LIMIT_WAITS).absolute(usage.rate_limit_waits);
+    metrics::counter!(names::RATE_LIMIT_WAIT_SECONDS).absolute(usage.rate_limit_wait_time.as_secs());
+}
+
+/// Copies the client's request counts into `amocrm_api_usage` so `jarvis status` (another process) can
+/// report use against the budget.
+pub struct UsageRecorder {
+    client: Client,
+    recorded: BTreeMap<(String, u16), u64>,
+    last_flush: Option<Instant>,
+}
+
+impl UsageRecorder {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    pub fn new(client: Client) -> Self {
+        Self { client, recorded: BTreeMap::new(), last_flush: None }
+    }
+
+    pub async fn flush(&mut self, store: &DynStore) {
+        if self.last_flush.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return;
+        }
+        self.last_flush = Some(Instant::now());
+        export_usage(&self.client);
+        let now = Utc::now();
+        let minute = now.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(now);
+        let usage = self.client.usage();
+        let mut rows = Vec::new();
+        for (key, count) in &usage.requests {
+            let before = self.recorded.get(key).copied().unwrap_or(0);
+            if *count > before {
+                rows.push(ApiUsage { minute, endpoint: key.0.clone(), status: key.1, count: count - before });
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        match store.record_api_usage(&rows).await {
+            Ok(()) => self.recorded = usage.requests.clone(),
+            Err(e) => tracing::warn!(error = %e, "recording API usage failed; will retry"),
+        }
+    }
+}
+
+/// `jarvis auth url` / `jarvis auth exchange <code>`.
+pub async fn auth_command(settings: &Settings, cmd: AuthCommand) -> anyhow::Result<()> {
+    let Some(oauth) = oauth_config(&settings.amocrm) else {
+        bail!("OAuth needs AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and AMOCRM_REDIRECT_URI");
+    };
+    match cmd {
+        AuthCommand::Url { state } => {
+            // The authorization page needs no account: build a client without a store round trip.
+            let tokens = Arc::new(amocrm_client::InMemoryTokenStore::new(None));
+            let client = builder(&settings.amocrm).oauth(oauth, tokens).build()?;
+            println!("{}", client.oauth()?.authorization_url(&state));
+            Ok(())
+        }
+        AuthCommand::Exchange { code } => {
+            if settings.amocrm.subdomain.is_none() && settings.amocrm.base_url.is_none() {
+                bail!("set AMOCRM_SUBDOMAIN (or AMOCRM_BASE_URL) to exchange a code");
+            }
+            let store = jarvis_store::connect(&settings.database_url).await?;
+            store.migrate().await?;
+            let tokens = Arc::new(DbTokenStore::new(store, settings.amocrm.account_key()));
+            let client = builder(&settings.amocrm).oauth(oauth, tokens).build()?;
+            let pair = client.oauth()?.exchange_code(code).await?;
+            println!(
+                "tokens stored for account `{}`; the access token expires at {}",
+                settings.amocrm.account_key(),
+                pair.expires_at
+            );
+            Ok(())
+        }
+    }
+}
+
+fn api_client(settings: &Settings, store: &DynStore) -> anyhow::Result<Client> {
+    build_client(&settings.amocrm, store)?.ok_or_else(|| {
+        anyhow::anyhow!("no amoCRM credentials: set AMOCRM_LONG_LIVED_TOKEN or the AMOCRM_CLIENT_* settings")
+    })
+}
+
+fn default_destination(settings: &Settings) -> anyhow::Result<String> {
+    let Some(public) = &settings.public_url else {
+        bail!("set JARVIS_PUBLIC_URL (the service's public base URL) or pass --destination");
+    };
+    let Some(secret) = &settings.webhook_secret else {
+        bail!("set AMOCRM_WEBHOOK_SECRET or pass --destination");
+    };
+    Ok(format!("{}/amocrm/webhook/{}", public.trim_end_matches('/'), secret.expose()))
+}
+
+/// A destination for printing: the secret path segment hidden.
+fn shown(destination: &str, settings: &Settings) -> String {
+    match &settings.webhook_secret {
+        Some(secret) if !secret.expose().is_empty() => destination.replace(secret.expose(), "<secret>"),
+        _ => destination.to_string(),
+    }
+}
+
+fn join(settings: &[WebhookSetting]) -> String {
+    settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// `jarvis webhooks register|list|remove`.
+pub async fn webhooks_command(settings: &Settings, cmd: WebhooksCommand) -> anyhow::Result<()> {
+    let store = jarvis_store::connect(&settings.database_url).await?;
+    let client = api_client(settings, &store)?;
+    match cmd {
+        WebhooksCommand::Register { destination, settings: events } => {
+            let destination = match destination {
+                Some(d) => d,
+                None => default_destination(settings)?,
+            };
+            let events = if events.is_empty() { settings.webhook_settings.clone() } else { events };
+            let events: Vec<WebhookSetting> = events
+                .iter()
+                .map(|e| e.parse::<WebhookSetting>().unwrap_or_else(|never| match never {}))
+                .collect();
+            let hook = client.webhooks().subscribe(&destination, &events).await?;
+            println!("subscribed {} to: {}", shown(&destination, settings), join(&hook.settings));
+        }
+        WebhooksCommand::List => {
+            for hook in client.webhooks().list().await? {
+                let state = if hook.disabled { "disabled" } else { "active" };
+                println!("{}\t{state}\t{}", shown(&hook.destination, settings), join(&hook.settings));
+            }
+        }
+        WebhooksCommand::Remove { destination } => {
+            let destination = match destination {
+                Some(d) => d,
+                None => default_destination(settings)?,
+            };
+            client.webhooks().unsubscribe(&destination).await?;
+            println!("removed {}", shown(&destination, settings));
+        }
+    }
+    Ok(())
+}
