@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amocrm_client::{
-    AccessToken, Client, ClientSecret, ContactId, Domain, LeadId, LeadWith, OAuthConfig, RateLimit, RefreshToken,
-    RetryPolicy, TokenPair, TokenStore, WebhookSetting,
+    AccessToken, Client, ClientSecret, ContactId, Domain, LeadId, LeadWith, OAuthConfig, RateLimit,
+    RefreshToken, RetryPolicy, TokenPair, TokenStore, WebhookSetting,
 };
 use anyhow::{Context, bail};
 use chrono::{DateTime, Timelike, Utc};
@@ -90,24 +90,34 @@ fn builder(settings: &AmoSettings) -> amocrm_client::ClientBuilder {
             per_minute: settings.rate_per_minute,
             per_hour: settings.rate_per_hour,
         })
-        .retry(RetryPolicy { max_retries: settings.max_retries, ..RetryPolicy::default() });
+        .retry(RetryPolicy {
+            max_retries: settings.max_retries,
+            ..RetryPolicy::default()
+        });
     if let Some(base) = &settings.base_url {
         builder = builder.base_url(base.clone());
     } else if let Some(subdomain) = &settings.subdomain {
-        builder = builder.subdomain(subdomain.clone()).domain(domain(&settings.domain));
+        builder = builder
+            .subdomain(subdomain.clone())
+            .domain(domain(&settings.domain));
     }
     builder
 }
 
 /// The API client, or `None` in webhook-only mode (no credentials).
 pub fn build_client(settings: &AmoSettings, store: &DynStore) -> anyhow::Result<Option<Client>> {
-    let Some(auth) = &settings.auth else { return Ok(None) };
+    let Some(auth) = &settings.auth else {
+        return Ok(None);
+    };
     let builder = builder(settings);
     let builder = match auth {
         AmoAuth::LongLived(token) => builder.long_lived_token(AccessToken::new(token.expose())),
         AmoAuth::OAuth { .. } => {
             let tokens = Arc::new(DbTokenStore::new(store.clone(), settings.account_key()));
-            builder.oauth(oauth_config(settings).expect("OAuth auth implies an OAuth client"), tokens)
+            builder.oauth(
+                oauth_config(settings).expect("OAuth auth implies an OAuth client"),
+                tokens,
+            )
         }
     };
     Ok(Some(builder.build().context("building the amoCRM client")?))
@@ -124,7 +134,11 @@ pub struct FetchError {
 
 impl FetchError {
     pub fn store(err: jarvis_store::Error) -> Self {
-        FetchError { transient: true, message: format!("database: {err}"), not_before: None }
+        FetchError {
+            transient: true,
+            message: format!("database: {err}"),
+            not_before: None,
+        }
     }
 
     fn api(err: amocrm_client::Error) -> Self {
@@ -138,7 +152,11 @@ impl FetchError {
             E::Server { .. } | E::Transport { .. } | E::Forbidden { .. } => (true, None),
             _ => (false, None),
         };
-        FetchError { transient, message: err.to_string(), not_before }
+        FetchError {
+            transient,
+            message: err.to_string(),
+            not_before,
+        }
     }
 }
 
@@ -156,7 +174,11 @@ pub async fn fetch_leads(client: &Client, ids: &[u64]) -> Result<Vec<Value>, Fet
 /// Contacts by id, as raw API JSON.
 pub async fn fetch_contacts(client: &Client, ids: &[u64]) -> Result<Vec<Value>, FetchError> {
     let ids: Vec<ContactId> = ids.iter().copied().map(ContactId).collect();
-    let contacts = client.contacts().get_many(&ids, &[]).await.map_err(FetchError::api)?;
+    let contacts = client
+        .contacts()
+        .get_many(&ids, &[])
+        .await
+        .map_err(FetchError::api)?;
     Ok(contacts.into_iter().map(|c| c.raw().clone()).collect())
 }
 
@@ -168,7 +190,8 @@ pub fn export_usage(client: &Client) {
             .absolute(*count);
     }
     metrics::counter!(names::RATE_LIMIT_WAITS).absolute(usage.rate_limit_waits);
-    metrics::counter!(names::RATE_LIMIT_WAIT_SECONDS).absolute(usage.rate_limit_wait_time.as_secs());
+    metrics::counter!(names::RATE_LIMIT_WAIT_SECONDS)
+        .absolute(usage.rate_limit_wait_time.as_secs());
 }
 
 /// Copies the client's request counts into `amocrm_api_usage` so `jarvis status` (another process) can
@@ -183,7 +206,11 @@ impl UsageRecorder {
     const EVERY: Duration = Duration::from_secs(5);
 
     pub fn new(client: Client) -> Self {
-        Self { client, recorded: BTreeMap::new(), last_flush: None }
+        Self {
+            client,
+            recorded: BTreeMap::new(),
+            last_flush: None,
+        }
     }
 
     pub async fn flush(&mut self, store: &DynStore) {
@@ -193,13 +220,21 @@ impl UsageRecorder {
         self.last_flush = Some(Instant::now());
         export_usage(&self.client);
         let now = Utc::now();
-        let minute = now.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(now);
+        let minute = now
+            .with_second(0)
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(now);
         let usage = self.client.usage();
         let mut rows = Vec::new();
         for (key, count) in &usage.requests {
             let before = self.recorded.get(key).copied().unwrap_or(0);
             if *count > before {
-                rows.push(ApiUsage { minute, endpoint: key.0.clone(), status: key.1, count: count - before });
+                rows.push(ApiUsage {
+                    minute,
+                    endpoint: key.0.clone(),
+                    status: key.1,
+                    count: count - before,
+                });
             }
         }
         if rows.is_empty() {
@@ -246,7 +281,9 @@ pub async fn auth_command(settings: &Settings, cmd: AuthCommand) -> anyhow::Resu
 
 fn api_client(settings: &Settings, store: &DynStore) -> anyhow::Result<Client> {
     build_client(&settings.amocrm, store)?.ok_or_else(|| {
-        anyhow::anyhow!("no amoCRM credentials: set AMOCRM_LONG_LIVED_TOKEN or the AMOCRM_CLIENT_* settings")
+        anyhow::anyhow!(
+            "no amoCRM credentials: set AMOCRM_LONG_LIVED_TOKEN or the AMOCRM_CLIENT_* settings"
+        )
     })
 }
 
@@ -257,19 +294,29 @@ fn default_destination(settings: &Settings) -> anyhow::Result<String> {
     let Some(secret) = &settings.webhook_secret else {
         bail!("set AMOCRM_WEBHOOK_SECRET or pass --destination");
     };
-    Ok(format!("{}/amocrm/webhook/{}", public.trim_end_matches('/'), secret.expose()))
+    Ok(format!(
+        "{}/amocrm/webhook/{}",
+        public.trim_end_matches('/'),
+        secret.expose()
+    ))
 }
 
 /// A destination for printing: the secret path segment hidden.
 fn shown(destination: &str, settings: &Settings) -> String {
     match &settings.webhook_secret {
-        Some(secret) if !secret.expose().is_empty() => destination.replace(secret.expose(), "<secret>"),
+        Some(secret) if !secret.expose().is_empty() => {
+            destination.replace(secret.expose(), "<secret>")
+        }
         _ => destination.to_string(),
     }
 }
 
 fn join(settings: &[WebhookSetting]) -> String {
-    settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+    settings
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `jarvis webhooks register|list|remove`.
@@ -277,23 +324,41 @@ pub async fn webhooks_command(settings: &Settings, cmd: WebhooksCommand) -> anyh
     let store = jarvis_store::connect(&settings.database_url).await?;
     let client = api_client(settings, &store)?;
     match cmd {
-        WebhooksCommand::Register { destination, settings: events } => {
+        WebhooksCommand::Register {
+            destination,
+            settings: events,
+        } => {
             let destination = match destination {
                 Some(d) => d,
                 None => default_destination(settings)?,
             };
-            let events = if events.is_empty() { settings.webhook_settings.clone() } else { events };
+            let events = if events.is_empty() {
+                settings.webhook_settings.clone()
+            } else {
+                events
+            };
             let events: Vec<WebhookSetting> = events
                 .iter()
-                .map(|e| e.parse::<WebhookSetting>().unwrap_or_else(|never| match never {}))
+                .map(|e| {
+                    e.parse::<WebhookSetting>()
+                        .unwrap_or_else(|never| match never {})
+                })
                 .collect();
             let hook = client.webhooks().subscribe(&destination, &events).await?;
-            println!("subscribed {} to: {}", shown(&destination, settings), join(&hook.settings));
+            println!(
+                "subscribed {} to: {}",
+                shown(&destination, settings),
+                join(&hook.settings)
+            );
         }
         WebhooksCommand::List => {
             for hook in client.webhooks().list().await? {
                 let state = if hook.disabled { "disabled" } else { "active" };
-                println!("{}\t{state}\t{}", shown(&hook.destination, settings), join(&hook.settings));
+                println!(
+                    "{}\t{state}\t{}",
+                    shown(&hook.destination, settings),
+                    join(&hook.settings)
+                );
             }
         }
         WebhooksCommand::Remove { destination } => {

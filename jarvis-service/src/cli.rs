@@ -130,7 +130,10 @@ impl Cli {
         telemetry::init_logging(settings.log_json);
         match self.command {
             Command::Serve(args) => {
-                let parts = RunParts { http: !args.worker_only, worker: !args.http_only };
+                let parts = RunParts {
+                    http: !args.worker_only,
+                    worker: !args.http_only,
+                };
                 if parts.http && settings.webhook_secret.is_none() {
                     bail!(
                         "AMOCRM_WEBHOOK_SECRET is not set: it is the secret part of the webhook URL \
@@ -150,7 +153,11 @@ impl Cli {
             Command::Webhooks(cmd) => amo::webhooks_command(&settings, cmd).await,
             Command::Events(EventsCommand::Replay { dead, id }) => {
                 let store = jarvis_store::connect(&settings.database_url).await?;
-                let which = if dead { Requeue::Dead } else { Requeue::Ids(id) };
+                let which = if dead {
+                    Requeue::Dead
+                } else {
+                    Requeue::Ids(id)
+                };
                 let n = store.requeue(which).await?;
                 println!("requeued {n} event(s)");
                 Ok(())
@@ -163,7 +170,9 @@ impl Cli {
 
 fn parse_stdin() -> anyhow::Result<()> {
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).context("reading stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("reading stdin")?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let content_type = if matches!(first, Some(b'{') | Some(b'[')) {
         "application/json"
@@ -188,10 +197,18 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
     let store = jarvis_store::connect(&settings.database_url).await?;
     let stats = store.stats().await?;
     let now = Utc::now();
-    let minute = store.api_usage_since(now - chrono::Duration::minutes(1)).await?;
-    let hour = store.api_usage_since(now - chrono::Duration::hours(1)).await?;
+    let minute = store
+        .api_usage_since(now - chrono::Duration::minutes(1))
+        .await?;
+    let hour = store
+        .api_usage_since(now - chrono::Duration::hours(1))
+        .await?;
     let oldest_age = stats.oldest_pending_at.map(|t| (now - t).num_seconds());
-    let mode = if settings.amocrm.auth.is_some() { "api" } else { "webhook-only" };
+    let mode = if settings.amocrm.auth.is_some() {
+        "api"
+    } else {
+        "webhook-only"
+    };
     if as_json {
         let out = json!({
             "mode": mode,
@@ -219,17 +236,26 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
         "backlog:         {} ({} retrying{})",
         stats.backlog,
         stats.retrying,
-        oldest_age.map(|a| format!(", oldest {a}s")).unwrap_or_default()
+        oldest_age
+            .map(|a| format!(", oldest {a}s"))
+            .unwrap_or_default()
     );
     println!("dead:            {}", stats.dead);
     println!("processed:       {}", stats.processed);
     println!("rejected bodies: {}", stats.rejected);
     println!(
         "last event:      {}",
-        stats.last_event_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "none".into())
+        stats
+            .last_event_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| "none".into())
     );
     println!("deals/contacts:  {}/{}", stats.deals, stats.contacts);
-    println!("API requests:    {minute}{} this minute, {hour}{} this hour", budget(settings.amocrm.rate_per_minute), budget(settings.amocrm.rate_per_hour));
+    println!(
+        "API requests:    {minute}{} this minute, {hour}{} this hour",
+        budget(settings.amocrm.rate_per_minute),
+        budget(settings.amocrm.rate_per_hour)
+    );
     if !stats.by_type.is_empty() {
         println!("events by type:");
         for (event_type, count) in &stats.by_type {

@@ -65,7 +65,10 @@ pub fn parse_metadata_fields(spec: &str) -> anyhow::Result<Vec<MetadataField>> {
             Ok(id) => FieldRef::Id(id),
             Err(_) => FieldRef::Code(field.to_string()),
         };
-        out.push(MetadataField { key: key.to_string(), field });
+        out.push(MetadataField {
+            key: key.to_string(),
+            field,
+        });
     }
     Ok(out)
 }
@@ -278,7 +281,11 @@ impl Settings {
     }
 }
 
-fn parse_num<T: std::str::FromStr>(name: &str, value: Option<String>, default: T) -> anyhow::Result<T> {
+fn parse_num<T: std::str::FromStr>(
+    name: &str,
+    value: Option<String>,
+    default: T,
+) -> anyhow::Result<T> {
     match value {
         None => Ok(default),
         Some(v) => v
@@ -288,7 +295,10 @@ fn parse_num<T: std::str::FromStr>(name: &str, value: Option<String>, default: T
     }
 }
 
-fn parse_opt_num<T: std::str::FromStr>(name: &str, value: Option<String>) -> anyhow::Result<Option<T>> {
+fn parse_opt_num<T: std::str::FromStr>(
+    name: &str,
+    value: Option<String>,
+) -> anyhow::Result<Option<T>> {
     match value {
         None => Ok(None),
         Some(v) if v.trim() == "0" || v.trim().eq_ignore_ascii_case("none") => Ok(None),
@@ -302,13 +312,21 @@ fn parse_opt_num<T: std::str::FromStr>(name: &str, value: Option<String>) -> any
 
 impl RawSettings {
     fn into_settings(self) -> anyhow::Result<Settings> {
-        let listen_text = self.jarvis_listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen_text = self
+            .jarvis_listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|_| anyhow::anyhow!("JARVIS_LISTEN must be host:port, got `{listen_text}`"))?;
 
-        let oauth_client = match (&self.amocrm_client_id, &self.amocrm_client_secret, &self.amocrm_redirect_uri) {
-            (Some(id), Some(secret), Some(uri)) => Some((id.clone(), Secret::new(secret.clone()), uri.clone())),
+        let oauth_client = match (
+            &self.amocrm_client_id,
+            &self.amocrm_client_secret,
+            &self.amocrm_redirect_uri,
+        ) {
+            (Some(id), Some(secret), Some(uri)) => {
+                Some((id.clone(), Secret::new(secret.clone()), uri.clone()))
+            }
             (None, None, None) => None,
             _ => bail!(
                 "OAuth needs all of AMOCRM_CLIENT_ID, AMOCRM_CLIENT_SECRET and AMOCRM_REDIRECT_URI"
@@ -326,7 +344,8 @@ impl RawSettings {
         if auth.is_some() && self.amocrm_subdomain.is_none() && self.amocrm_base_url.is_none() {
             bail!("amoCRM credentials are set but neither AMOCRM_SUBDOMAIN nor AMOCRM_BASE_URL is");
         }
-        let rate_per_second: u32 = parse_num("AMOCRM_RATE_PER_SECOND", self.amocrm_rate_per_second, 7)?;
+        let rate_per_second: u32 =
+            parse_num("AMOCRM_RATE_PER_SECOND", self.amocrm_rate_per_second, 7)?;
         if rate_per_second == 0 {
             bail!("AMOCRM_RATE_PER_SECOND must be at least 1");
         }
@@ -341,7 +360,10 @@ impl RawSettings {
                 .filter(|s| !s.is_empty())
                 .map(String::from)
                 .collect(),
-            None => DEFAULT_WEBHOOK_SETTINGS.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_WEBHOOK_SETTINGS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         let log_json = match self.jarvis_log_format.as_deref().map(str::trim) {
             None | Some("text") | Some("pretty") => false,
@@ -351,18 +373,25 @@ impl RawSettings {
         let max_attempts: u32 = parse_num("JARVIS_MAX_ATTEMPTS", self.jarvis_max_attempts, 10)?;
         let claim_batch: usize = parse_num("JARVIS_CLAIM_BATCH", self.jarvis_claim_batch, 1000)?;
         Ok(Settings {
-            database_url: self.database_url.unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
+            database_url: self
+                .database_url
+                .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string()),
             listen,
             webhook_secret: self.amocrm_webhook_secret.map(Secret::new),
             account_id: parse_opt_num("AMOCRM_ACCOUNT_ID", self.amocrm_account_id)?,
             amocrm: AmoSettings {
                 subdomain: self.amocrm_subdomain,
-                domain: self.amocrm_domain.unwrap_or_else(|| "amocrm.ru".to_string()),
+                domain: self
+                    .amocrm_domain
+                    .unwrap_or_else(|| "amocrm.ru".to_string()),
                 base_url: self.amocrm_base_url,
                 auth,
                 oauth_client,
                 rate_per_second,
-                rate_per_minute: parse_opt_num("AMOCRM_RATE_PER_MINUTE", self.amocrm_rate_per_minute)?,
+                rate_per_minute: parse_opt_num(
+                    "AMOCRM_RATE_PER_MINUTE",
+                    self.amocrm_rate_per_minute,
+                )?,
                 rate_per_hour: parse_opt_num("AMOCRM_RATE_PER_HOUR", self.amocrm_rate_per_hour)?,
                 max_retries: parse_num("AMOCRM_MAX_RETRIES", self.amocrm_max_retries, 3)?,
             },
@@ -377,10 +406,18 @@ impl RawSettings {
                     300,
                 )?),
                 claim_batch: claim_batch.max(1),
-                lease: Duration::from_secs(parse_num("JARVIS_LEASE_SECS", self.jarvis_lease_secs, 60)?),
+                lease: Duration::from_secs(parse_num(
+                    "JARVIS_LEASE_SECS",
+                    self.jarvis_lease_secs,
+                    60,
+                )?),
                 max_attempts: max_attempts.max(1),
             },
-            max_body_bytes: parse_num("JARVIS_MAX_BODY_BYTES", self.jarvis_max_body_bytes, 1024 * 1024)?,
+            max_body_bytes: parse_num(
+                "JARVIS_MAX_BODY_BYTES",
+                self.jarvis_max_body_bytes,
+                1024 * 1024,
+            )?,
             log_json,
         })
     }
@@ -391,7 +428,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -399,7 +439,10 @@ mod tests {
         let s = Settings::from_sources(None, &env(&[])).unwrap();
         assert_eq!(s.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
-        assert!(s.amocrm.auth.is_none(), "no credentials means webhook-only mode");
+        assert!(
+            s.amocrm.auth.is_none(),
+            "no credentials means webhook-only mode"
+        );
         assert_eq!(s.worker.batch_window, Duration::from_millis(300));
         assert_eq!(s.amocrm.rate_per_second, 7);
     }
@@ -407,7 +450,8 @@ mod tests {
     #[test]
     fn environment_overrides_file() {
         let file = "database_url = \"sqlite://from-file.db\"\njarvis_listen = \"0.0.0.0:8080\"\n";
-        let s = Settings::from_sources(Some(file), &env(&[("JARVIS_LISTEN", "127.0.0.1:9999")])).unwrap();
+        let s = Settings::from_sources(Some(file), &env(&[("JARVIS_LISTEN", "127.0.0.1:9999")]))
+            .unwrap();
         assert_eq!(s.database_url, "sqlite://from-file.db");
         assert_eq!(s.listen.to_string(), "127.0.0.1:9999");
     }
@@ -422,7 +466,10 @@ mod tests {
     fn long_lived_token_enables_api_mode_and_is_redacted() {
         let s = Settings::from_sources(
             None,
-            &env(&[("AMOCRM_SUBDOMAIN", "geodrive"), ("AMOCRM_LONG_LIVED_TOKEN", "tok-123")]),
+            &env(&[
+                ("AMOCRM_SUBDOMAIN", "geodrive"),
+                ("AMOCRM_LONG_LIVED_TOKEN", "tok-123"),
+            ]),
         )
         .unwrap();
         assert!(matches!(s.amocrm.auth, Some(AmoAuth::LongLived(_))));
@@ -438,8 +485,20 @@ mod tests {
     #[test]
     fn metadata_fields_by_id_and_code() {
         let m = parse_metadata_fields("rentprog_id=771001, source = UTM_SOURCE").unwrap();
-        assert_eq!(m[0], MetadataField { key: "rentprog_id".into(), field: FieldRef::Id(771001) });
-        assert_eq!(m[1], MetadataField { key: "source".into(), field: FieldRef::Code("UTM_SOURCE".into()) });
+        assert_eq!(
+            m[0],
+            MetadataField {
+                key: "rentprog_id".into(),
+                field: FieldRef::Id(771001)
+            }
+        );
+        assert_eq!(
+            m[1],
+            MetadataField {
+                key: "source".into(),
+                field: FieldRef::Code("UTM_SOURCE".into())
+            }
+        );
         assert!(parse_metadata_fields("oops").is_err());
     }
 }

@@ -81,9 +81,14 @@ pub fn custom_field_value(custom_fields: &Value, field: &FieldRef) -> Option<Val
 }
 
 /// The configured metadata keys found in a deal's custom fields.
-pub fn metadata_from_custom_fields(custom_fields: Option<&Value>, mapping: &[MetadataField]) -> Map<String, Value> {
+pub fn metadata_from_custom_fields(
+    custom_fields: Option<&Value>,
+    mapping: &[MetadataField],
+) -> Map<String, Value> {
     let mut out = Map::new();
-    let Some(fields) = custom_fields else { return out };
+    let Some(fields) = custom_fields else {
+        return out;
+    };
     for m in mapping {
         if let Some(v) = custom_field_value(fields, &m.field) {
             out.insert(m.key.clone(), v);
@@ -145,11 +150,22 @@ pub fn main_contact_id(lead: &Value) -> Option<u64> {
 
 /// A deal row from an API lead JSON (as `GET /api/v4/leads` returns each lead), with the main contact's
 /// custom fields when known.
-pub fn deal_from_api(lead: &Value, contact: Option<&Value>, mapping: &[MetadataField]) -> Option<DealUpsert> {
+pub fn deal_from_api(
+    lead: &Value,
+    contact: Option<&Value>,
+    mapping: &[MetadataField],
+) -> Option<DealUpsert> {
     let id = lead.get("id").and_then(json_i64)?;
-    let custom_fields = lead.get("custom_fields_values").filter(|v| !v.is_null()).cloned();
+    let custom_fields = lead
+        .get("custom_fields_values")
+        .filter(|v| !v.is_null())
+        .cloned();
     let metadata = metadata_from_custom_fields(custom_fields.as_ref(), mapping);
-    let contact_custom_fields = contact.map(|c| c.get("custom_fields_values").cloned().unwrap_or(Value::Null));
+    let contact_custom_fields = contact.map(|c| {
+        c.get("custom_fields_values")
+            .cloned()
+            .unwrap_or(Value::Null)
+    });
     Some(DealUpsert {
         amocrm_deal_id: id.to_string(),
         pipeline_id: lead.get("pipeline_id").and_then(json_i64),
@@ -164,7 +180,11 @@ pub fn deal_from_api(lead: &Value, contact: Option<&Value>, mapping: &[MetadataF
         created_at: lead.get("created_at").and_then(json_time),
         updated_at: lead.get("updated_at").and_then(json_time),
         closed_at: lead.get("closed_at").and_then(json_time),
-        is_deleted: Some(lead.get("is_deleted").and_then(Value::as_bool).unwrap_or(false)),
+        is_deleted: Some(
+            lead.get("is_deleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        ),
     })
 }
 
@@ -177,12 +197,22 @@ pub fn contact_from_api(contact: &Value) -> Option<ContactUpsert> {
         first_name: contact.get("first_name").and_then(json_str),
         last_name: contact.get("last_name").and_then(json_str),
         responsible_user_id: contact.get("responsible_user_id").and_then(json_i64),
-        custom_fields: Some(contact.get("custom_fields_values").cloned().unwrap_or(Value::Null)),
+        custom_fields: Some(
+            contact
+                .get("custom_fields_values")
+                .cloned()
+                .unwrap_or(Value::Null),
+        ),
         contact_full_data: Some(contact.clone()),
         metadata: Map::new(),
         created_at: contact.get("created_at").and_then(json_time),
         updated_at: contact.get("updated_at").and_then(json_time),
-        is_deleted: Some(contact.get("is_deleted").and_then(Value::as_bool).unwrap_or(false)),
+        is_deleted: Some(
+            contact
+                .get("is_deleted")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        ),
     })
 }
 
@@ -213,7 +243,10 @@ mod tests {
         assert_eq!(deal.status_id, Some(142));
         assert_eq!(deal.metadata.get("rentprog_id"), Some(&json!("RP-48213")));
         assert_eq!(deal.metadata.get("class"), Some(&json!("Эконом")));
-        assert_eq!(deal.contact_custom_fields.unwrap()[0]["field_code"], "PHONE");
+        assert_eq!(
+            deal.contact_custom_fields.unwrap()[0]["field_code"],
+            "PHONE"
+        );
         assert_eq!(deal.updated_at.unwrap().timestamp(), 1764000150);
         assert_eq!(deal.deal_full_data.unwrap()["id"], 31840021);
     }

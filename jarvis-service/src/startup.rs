@@ -40,21 +40,28 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/amocrm/webhook/{secret}", post(routes::webhook::receive))
-        .route("/amocrm/process-webhook", post(routes::process_webhook::process))
+        .route(
+            "/amocrm/process-webhook",
+            post(routes::process_webhook::process),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         // The webhook route enforces its own limit (and keeps the refused body); this caps the others.
-        .layer(axum::extract::DefaultBodyLimit::max(state.parser_limits.max_body_bytes.max(1024 * 1024)))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
-            // The path holds the webhook secret: log the route, never the path.
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), route = %route)
-        }))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.parser_limits.max_body_bytes.max(1024 * 1024),
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // The path holds the webhook secret: log the route, never the path.
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), route = %route)
+            }),
+        )
         .with_state(state)
 }
 
@@ -67,7 +74,10 @@ pub struct RunParts {
 
 impl Default for RunParts {
     fn default() -> Self {
-        Self { http: true, worker: true }
+        Self {
+            http: true,
+            worker: true,
+        }
     }
 }
 
@@ -114,7 +124,13 @@ impl Application {
         } else {
             (None, None)
         };
-        Ok(Self { settings, state, parts, listener, local_addr })
+        Ok(Self {
+            settings,
+            state,
+            parts,
+            listener,
+            local_addr,
+        })
     }
 
     /// The bound address (port 0 in settings gives a random free port).
@@ -128,10 +144,17 @@ impl Application {
 
     /// Runs until `shutdown` completes: stops accepting, lets in-flight requests finish, lets the worker
     /// finish its batch and release what it still holds.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker_task = if self.parts.worker {
-            let worker = Worker::new(self.state.clone(), self.settings.worker.clone(), stop_rx.clone());
+            let worker = Worker::new(
+                self.state.clone(),
+                self.settings.worker.clone(),
+                stop_rx.clone(),
+            );
             Some(tokio::spawn(worker.run()))
         } else {
             None

@@ -35,7 +35,10 @@ pub struct Worker {
 enum Settle {
     Done,
     /// Worth retrying soon; never turns the event dead (429, outages).
-    Transient { error: String, not_before: Option<DateTime<Utc>> },
+    Transient {
+        error: String,
+        not_before: Option<DateTime<Utc>>,
+    },
     /// Counts towards the maximum attempts.
     Permanent(String),
 }
@@ -57,7 +60,11 @@ struct Plan {
 
 impl Worker {
     pub fn new(state: AppState, settings: WorkerSettings, stop: watch::Receiver<bool>) -> Self {
-        Self { state, settings, stop }
+        Self {
+            state,
+            settings,
+            stop,
+        }
     }
 
     fn stopping(&self) -> bool {
@@ -122,7 +129,8 @@ impl Worker {
 
     /// Processes one claimed batch and settles every event in it.
     pub async fn process(&self, events: Vec<StoredEvent>) {
-        let received: HashMap<i64, DateTime<Utc>> = events.iter().map(|e| (e.id, e.received_at)).collect();
+        let received: HashMap<i64, DateTime<Utc>> =
+            events.iter().map(|e| (e.id, e.received_at)).collect();
         let attempts: HashMap<i64, i32> = events.iter().map(|e| (e.id, e.attempts)).collect();
         let mut plan = self.plan(&events);
         self.execute(&mut plan).await;
@@ -136,26 +144,36 @@ impl Worker {
             let event: WebhookEvent = match serde_json::from_value(stored.payload.clone()) {
                 Ok(event) => event,
                 Err(e) => {
-                    plan.settled
-                        .insert(stored.id, Settle::Permanent(format!("stored payload is not a webhook event: {e}")));
+                    plan.settled.insert(
+                        stored.id,
+                        Settle::Permanent(format!("stored payload is not a webhook event: {e}")),
+                    );
                     continue;
                 }
             };
             let id = event.entity_id().map(str::to_owned);
             match (&event.entity, &event.action, id) {
-                (Entity::Lead, Action::Delete, Some(lead)) => plan.marks.push((stored.id, true, lead, true)),
+                (Entity::Lead, Action::Delete, Some(lead)) => {
+                    plan.marks.push((stored.id, true, lead, true))
+                }
                 (Entity::Lead, action, Some(lead)) => {
                     if matches!(action, Action::Restore) {
                         plan.marks.push((stored.id, true, lead.clone(), false));
                     }
                     match (api, lead.parse::<u64>()) {
-                        (true, Ok(lead_id)) => plan.leads_to_fetch.entry(lead_id).or_default().push(stored.id),
-                        _ => match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
-                            Some(deal) if !matches!(action, Action::Restore) => {
-                                plan.deals_from_bodies.push((stored.id, deal))
+                        (true, Ok(lead_id)) => plan
+                            .leads_to_fetch
+                            .entry(lead_id)
+                            .or_default()
+                            .push(stored.id),
+                        _ => {
+                            match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
+                                Some(deal) if !matches!(action, Action::Restore) => {
+                                    plan.deals_from_bodies.push((stored.id, deal))
+                                }
+                                _ => plan.nothing.push(stored.id),
                             }
-                            _ => plan.nothing.push(stored.id),
-                        },
+                        }
                     }
                 }
                 (Entity::Contact, Action::Delete, Some(contact)) => {
@@ -183,7 +201,11 @@ impl Worker {
 
         // Contacts first: their bodies carry custom fields that deals in this batch may use.
         if !plan.contacts_from_bodies.is_empty() {
-            let rows: Vec<ContactUpsert> = plan.contacts_from_bodies.iter().map(|(_, c)| c.clone()).collect();
+            let rows: Vec<ContactUpsert> = plan
+                .contacts_from_bodies
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect();
             let result = store.upsert_contacts(&rows).await;
             for (id, _) in plan.contacts_from_bodies.drain(..) {
                 plan.settled.insert(id, settle_store(&result));
@@ -191,7 +213,11 @@ impl Worker {
         }
 
         if !plan.deals_from_bodies.is_empty() {
-            let rows: Vec<DealUpsert> = plan.deals_from_bodies.iter().map(|(_, d)| d.clone()).collect();
+            let rows: Vec<DealUpsert> = plan
+                .deals_from_bodies
+                .iter()
+                .map(|(_, d)| d.clone())
+                .collect();
             let result = store.upsert_deals(&rows).await;
             for (id, _) in plan.deals_from_bodies.drain(..) {
                 plan.settled.insert(id, settle_store(&result));
@@ -214,7 +240,10 @@ impl Worker {
         // After upserts, so a delete later in the batch wins over the fetched state, and a restore's
         // row exists.
         for (event_id, is_lead, entity_id, deleted) in plan.marks.drain(..) {
-            if matches!(plan.settled.get(&event_id), Some(Settle::Transient { .. } | Settle::Permanent(_))) {
+            if matches!(
+                plan.settled.get(&event_id),
+                Some(Settle::Transient { .. } | Settle::Permanent(_))
+            ) {
                 continue;
             }
             let result = if is_lead {
@@ -224,7 +253,10 @@ impl Worker {
             };
             let settle = match result {
                 Ok(()) => plan.settled.remove(&event_id).unwrap_or(Settle::Done),
-                Err(e) => Settle::Transient { error: format!("database: {e}"), not_before: None },
+                Err(e) => Settle::Transient {
+                    error: format!("database: {e}"),
+                    not_before: None,
+                },
             };
             plan.settled.insert(event_id, settle);
         }
@@ -233,28 +265,46 @@ impl Worker {
     /// Fetches the leads (contacts embedded), the main contacts whose fields are not stored yet, and
     /// upserts both.
     async fn sync_leads(&self, leads: &BTreeMap<u64, Vec<i64>>) -> Result<(), FetchError> {
-        let client = self.state.client.as_ref().expect("sync_leads runs in API mode only");
+        let client = self
+            .state
+            .client
+            .as_ref()
+            .expect("sync_leads runs in API mode only");
         let store = &self.state.store;
         let ids: Vec<u64> = leads.keys().copied().collect();
         let fetched = amo::fetch_leads(client, &ids).await?;
 
         // Main contacts: stored custom fields are fresh (contact webhooks keep them so); fetch the rest.
-        let main_ids: BTreeSet<u64> = fetched.iter().filter_map(mapping::main_contact_id).collect();
+        let main_ids: BTreeSet<u64> = fetched
+            .iter()
+            .filter_map(mapping::main_contact_id)
+            .collect();
         let mut contact_fields: HashMap<u64, Value> = HashMap::new();
         let mut missing = Vec::new();
         for id in &main_ids {
-            match store.get_contact(&id.to_string()).await.map_err(FetchError::store)? {
+            match store
+                .get_contact(&id.to_string())
+                .await
+                .map_err(FetchError::store)?
+            {
                 Some(contact) if contact.custom_fields.is_some() => {
                     let fields = contact.custom_fields.unwrap_or(Value::Null);
-                    contact_fields.insert(*id, serde_json::json!({ "custom_fields_values": fields }));
+                    contact_fields
+                        .insert(*id, serde_json::json!({ "custom_fields_values": fields }));
                 }
                 _ => missing.push(*id),
             }
         }
         if !missing.is_empty() {
             let contacts = amo::fetch_contacts(client, &missing).await?;
-            let rows: Vec<ContactUpsert> = contacts.iter().filter_map(mapping::contact_from_api).collect();
-            store.upsert_contacts(&rows).await.map_err(FetchError::store)?;
+            let rows: Vec<ContactUpsert> = contacts
+                .iter()
+                .filter_map(mapping::contact_from_api)
+                .collect();
+            store
+                .upsert_contacts(&rows)
+                .await
+                .map_err(FetchError::store)?;
             for contact in contacts {
                 if let Some(id) = contact.get("id").and_then(Value::as_u64) {
                     contact_fields.insert(id, contact);
@@ -271,9 +321,16 @@ impl Worker {
             .collect();
         if deals.len() < ids.len() {
             // A lead the API no longer returns was deleted meanwhile; its delete event settles it.
-            tracing::debug!(requested = ids.len(), returned = deals.len(), "some leads were not returned");
+            tracing::debug!(
+                requested = ids.len(),
+                returned = deals.len(),
+                "some leads were not returned"
+            );
         }
-        store.upsert_deals(&deals).await.map_err(FetchError::store)?;
+        store
+            .upsert_deals(&deals)
+            .await
+            .map_err(FetchError::store)?;
         Ok(())
     }
 
@@ -304,7 +361,10 @@ impl Worker {
                     let tries = attempts.get(&id).copied().unwrap_or(0);
                     let next = now + backoff(tries, Duration::from_secs(600));
                     metrics::counter!(names::EVENTS_FAILED, "kind" => "permanent").increment(1);
-                    match store.fail_event(id, &error, next, self.settings.max_attempts).await {
+                    match store
+                        .fail_event(id, &error, next, self.settings.max_attempts)
+                        .await
+                    {
                         Ok(jarvis_store::FailOutcome::Dead) => {
                             metrics::counter!(names::EVENTS_DEAD).increment(1);
                             tracing::warn!(event = id, %error, "event is dead after its last attempt");
@@ -338,7 +398,9 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "completing events failed; they will be claimed again"),
+            Err(e) => {
+                tracing::warn!(error = %e, "completing events failed; they will be claimed again")
+            }
         }
     }
 }
@@ -346,14 +408,20 @@ impl Worker {
 fn settle_store<T>(result: &jarvis_store::Result<T>) -> Settle {
     match result {
         Ok(_) => Settle::Done,
-        Err(e) => Settle::Transient { error: format!("database: {e}"), not_before: None },
+        Err(e) => Settle::Transient {
+            error: format!("database: {e}"),
+            not_before: None,
+        },
     }
 }
 
 impl FetchError {
     fn to_settle(&self) -> Settle {
         if self.transient {
-            Settle::Transient { error: self.message.clone(), not_before: self.not_before }
+            Settle::Transient {
+                error: self.message.clone(),
+                not_before: self.not_before,
+            }
         } else {
             Settle::Permanent(self.message.clone())
         }
@@ -383,6 +451,6 @@ mod tests {
         let first = backoff(0, cap).num_milliseconds();
         assert!((1600..=2400).contains(&first), "{first}");
         let late = backoff(30, cap).num_milliseconds();
-        assert!(late <= 360_000 && late >= 240_000, "{late}");
+        assert!((240_000..=360_000).contains(&late), "{late}");
     }
 }

@@ -31,7 +31,10 @@ fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .ok_or(ApiError::Unauthorized)?;
     if bool::from(given.trim().as_bytes().ct_eq(expected.expose().as_bytes())) {
         Ok(())
@@ -48,7 +51,11 @@ fn leads_of(body: &Value) -> Vec<Value> {
         .or_else(|| body.get("leads"));
     match candidate {
         Some(Value::Array(list)) => list.clone(),
-        Some(v) => match v.get("_embedded").and_then(|e| e.get("leads")).and_then(Value::as_array) {
+        Some(v) => match v
+            .get("_embedded")
+            .and_then(|e| e.get("leads"))
+            .and_then(Value::as_array)
+        {
             Some(list) => list.clone(),
             None => vec![v.clone()],
         },
@@ -66,7 +73,9 @@ pub async fn process(
         .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     let leads = leads_of(&body);
     if leads.is_empty() {
-        return Err(ApiError::BadRequest("no `lead` object with an `id` in the body".into()));
+        return Err(ApiError::BadRequest(
+            "no `lead` object with an `id` in the body".into(),
+        ));
     }
     let contact = body.get("contact").filter(|c| c.is_object());
     let mut deals = Vec::with_capacity(leads.len());
@@ -82,10 +91,16 @@ pub async fn process(
             .await
             .map_err(|e| unavailable(&e))?;
     }
-    let outcome = state.store.upsert_deals(&deals).await.map_err(|e| unavailable(&e))?;
+    let outcome = state
+        .store
+        .upsert_deals(&deals)
+        .await
+        .map_err(|e| unavailable(&e))?;
     let ids: Vec<&str> = deals.iter().map(|d| d.amocrm_deal_id.as_str()).collect();
     Ok((
         StatusCode::OK,
-        Json(json!({"ok": true, "deal_ids": ids, "applied": outcome.applied, "stale": outcome.stale})),
+        Json(
+            json!({"ok": true, "deal_ids": ids, "applied": outcome.applied, "stale": outcome.stale}),
+        ),
     ))
 }

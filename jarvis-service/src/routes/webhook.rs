@@ -23,7 +23,8 @@ async fn read_limited(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiEr
     let mut stream = body.into_data_stream();
     let mut buf = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
         let room = (limit + 1).saturating_sub(buf.len());
         buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
         if buf.len() > limit {
@@ -45,7 +46,8 @@ pub async fn receive(
         Ok(_) => StatusCode::OK,
         Err(e) => e.status(),
     };
-    metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string()).increment(1);
+    metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string())
+        .increment(1);
     metrics::histogram!(names::WEBHOOK_DURATION).record(started.elapsed().as_secs_f64());
     result
 }
@@ -72,7 +74,14 @@ async fn handle(
     if too_long {
         // Keep what was read (the first `limit` bytes) so the sender can be traced; say so in the reason.
         let reason = format!("body larger than {limit} bytes; the first {limit} bytes are kept");
-        return Err(reject(state, &raw[..limit], content_type, "too_large", ApiError::PayloadTooLarge(reason)).await);
+        return Err(reject(
+            state,
+            &raw[..limit],
+            content_type,
+            "too_large",
+            ApiError::PayloadTooLarge(reason),
+        )
+        .await);
     }
 
     let batch = match state.parser.parse(content_type.as_deref(), &raw) {
@@ -81,7 +90,10 @@ async fn handle(
             let (label, api_error) = if err.is_too_large() {
                 ("too_large", ApiError::PayloadTooLarge(err.to_string()))
             } else if err.is_unsupported_content_type() {
-                ("content_type", ApiError::UnsupportedMediaType(err.to_string()))
+                (
+                    "content_type",
+                    ApiError::UnsupportedMediaType(err.to_string()),
+                )
             } else {
                 ("malformed", ApiError::BadRequest(err.to_string()))
             };
@@ -92,7 +104,14 @@ async fn handle(
         && expected != actual
     {
         let reason = format!("account {actual} is not the configured account");
-        return Err(reject(state, &raw, content_type, "account", ApiError::BadRequest(reason)).await);
+        return Err(reject(
+            state,
+            &raw,
+            content_type,
+            "account",
+            ApiError::BadRequest(reason),
+        )
+        .await);
     }
 
     let received_at = Utc::now();
@@ -110,7 +129,11 @@ async fn handle(
         })
         .collect();
     metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
-    let outcome = state.store.insert_events(&events).await.map_err(|e| unavailable(&e))?;
+    let outcome = state
+        .store
+        .insert_events(&events)
+        .await
+        .map_err(|e| unavailable(&e))?;
     metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
     metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
     if outcome.stored > 0 {
