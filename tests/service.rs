@@ -64,7 +64,10 @@ fn api_contact(id: u64) -> Value {
 struct Leads;
 impl Respond for Leads {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let leads: Vec<Value> = filter_ids(req).into_iter().map(|id| api_lead(id, 1764000150)).collect();
+        let leads: Vec<Value> = filter_ids(req)
+            .into_iter()
+            .map(|id| api_lead(id, 1764000150))
+            .collect();
         if leads.is_empty() {
             return ResponseTemplate::new(204);
         }
@@ -91,8 +94,16 @@ impl Respond for Contacts {
 
 async fn amocrm() -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(Leads)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
     server
 }
 
@@ -110,11 +121,18 @@ fn api_env(server: &MockServer) -> Vec<(&'static str, String)> {
     vec![
         ("AMOCRM_BASE_URL", server.uri()),
         ("AMOCRM_SUBDOMAIN", "geodrive".to_string()),
-        ("AMOCRM_LONG_LIVED_TOKEN", "e2e-long-lived-token".to_string()),
+        (
+            "AMOCRM_LONG_LIVED_TOKEN",
+            "e2e-long-lived-token".to_string(),
+        ),
     ]
 }
 
-async fn spawn_api(backend: Backend, server: &MockServer, extra: &[(&str, &str)]) -> Option<TestApp> {
+async fn spawn_api(
+    backend: Backend,
+    server: &MockServer,
+    extra: &[(&str, &str)],
+) -> Option<TestApp> {
     let env = api_env(server);
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
@@ -125,7 +143,10 @@ async fn spawn_api(backend: Backend, server: &MockServer, extra: &[(&str, &str)]
 fn status_body(id: u64, updated_at: i64) -> String {
     fixture("lead_status.form")
         .replace("31840021", &id.to_string())
-        .replace("updated_at%5D=1764000150", &format!("updated_at%5D={updated_at}"))
+        .replace(
+            "updated_at%5D=1764000150",
+            &format!("updated_at%5D={updated_at}"),
+        )
 }
 
 macro_rules! on_both_backends {
@@ -155,26 +176,45 @@ on_both_backends!(
     process_webhook_upserts_without_amocrm,
     webhook_only_mode_mirrors_from_bodies,
     outage_leaves_events_pending_then_drains,
+    out_of_order_update_never_overwrites_newer_data,
+    permanent_failure_goes_dead_then_replays,
+    health_and_metrics_report_the_queue,
 );
 
 async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
     let server = amocrm().await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
     let response = app.post_form(fixture("lead_status.form")).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"stored": 1, "duplicates": 0}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"stored": 1, "duplicates": 0})
+    );
     app.wait_idle(IDLE).await;
 
-    let deal = app.store.get_deal("31840021").await.unwrap().expect("deal row");
+    let deal = app
+        .store
+        .get_deal("31840021")
+        .await
+        .unwrap()
+        .expect("deal row");
     assert_eq!(deal.status_id, Some(142));
     assert_eq!(deal.pipeline_id, Some(7401234));
     assert_eq!(deal.metadata["rentprog_id"], "RP-31840021");
     let contact_fields = deal.contact_custom_fields.expect("contact fields");
     assert_eq!(contact_fields[0]["field_code"], "PHONE");
-    assert_eq!(deal.deal_full_data.expect("full data")["_embedded"]["contacts"][0]["id"], 32840021);
+    assert_eq!(
+        deal.deal_full_data.expect("full data")["_embedded"]["contacts"][0]["id"],
+        32840021
+    );
     let leads = requests_to(&server, "/api/v4/leads").await;
     assert_eq!(leads.len(), 1);
-    assert_eq!(leads[0].headers["authorization"], "Bearer e2e-long-lived-token");
+    assert_eq!(
+        leads[0].headers["authorization"],
+        "Bearer e2e-long-lived-token"
+    );
     assert!(leads[0].url.query().unwrap().contains("with=contacts"));
     assert_eq!(requests_to(&server, "/api/v4/contacts").await.len(), 1);
     app.stop().await;
@@ -186,12 +226,19 @@ async fn burst_is_coalesced_into_few_requests(backend: Backend) {
         return;
     };
     // 500 events over 120 leads, sent by 16 concurrent senders.
-    let bodies: Vec<String> = (0..500u64).map(|i| status_body(40_000_000 + i % 120, 1764000000 + i as i64)).collect();
+    let bodies: Vec<String> = (0..500u64)
+        .map(|i| status_body(40_000_000 + i % 120, 1764000000 + i as i64))
+        .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let mut senders = Vec::new();
     for _ in 0..16 {
-        let (bodies, next, http, url) = (bodies.clone(), next.clone(), app.http.clone(), app.webhook_url());
+        let (bodies, next, http, url) = (
+            bodies.clone(),
+            next.clone(),
+            app.http.clone(),
+            app.webhook_url(),
+        );
         senders.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -215,8 +262,16 @@ async fn burst_is_coalesced_into_few_requests(backend: Backend) {
     assert_eq!(stats.processed, 500);
     let lead_requests = requests_to(&server, "/api/v4/leads").await;
     let contact_requests = requests_to(&server, "/api/v4/contacts").await;
-    assert!(lead_requests.len() <= 2, "{} lead requests", lead_requests.len());
-    assert!(contact_requests.len() <= 1, "{} contact requests", contact_requests.len());
+    assert!(
+        lead_requests.len() <= 2,
+        "{} lead requests",
+        lead_requests.len()
+    );
+    assert!(
+        contact_requests.len() <= 1,
+        "{} contact requests",
+        contact_requests.len()
+    );
     let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();
     assert_eq!(asked.len(), 120);
     assert!(app.store.get_deal("40000119").await.unwrap().is_some());
@@ -225,12 +280,20 @@ async fn burst_is_coalesced_into_few_requests(backend: Backend) {
 
 async fn duplicates_are_not_processed_twice(backend: Backend) {
     let server = amocrm().await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
     let first = app.post_form(fixture("lead_status.form")).await;
-    assert_eq!(first.json::<Value>().await.unwrap(), json!({"stored": 1, "duplicates": 0}));
+    assert_eq!(
+        first.json::<Value>().await.unwrap(),
+        json!({"stored": 1, "duplicates": 0})
+    );
     app.wait_idle(IDLE).await;
     let again = app.post_form(fixture("lead_status.form")).await;
-    assert_eq!(again.json::<Value>().await.unwrap(), json!({"stored": 0, "duplicates": 1}));
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"stored": 0, "duplicates": 1})
+    );
     // Give the worker a chance to (wrongly) process something.
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.wait_idle(IDLE).await;
@@ -241,12 +304,25 @@ async fn duplicates_are_not_processed_twice(backend: Backend) {
 
 async fn delete_needs_no_request(backend: Backend) {
     let server = amocrm().await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
-    assert_eq!(app.post_form(fixture("lead_delete.form")).await.status(), 200);
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
+    assert_eq!(
+        app.post_form(fixture("lead_delete.form")).await.status(),
+        200
+    );
     app.wait_idle(IDLE).await;
-    let deal = app.store.get_deal("31840025").await.unwrap().expect("row for the deleted lead");
+    let deal = app
+        .store
+        .get_deal("31840025")
+        .await
+        .unwrap()
+        .expect("row for the deleted lead");
     assert!(deal.is_deleted);
-    assert!(server.received_requests().await.unwrap().is_empty(), "a delete made an API call");
+    assert!(
+        server.received_requests().await.unwrap().is_empty(),
+        "a delete made an API call"
+    );
     app.stop().await;
 }
 
@@ -259,13 +335,28 @@ async fn server_error_then_success_is_retried(backend: Backend) {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).with_priority(2).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(Leads)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
     app.post_form(fixture("lead_status.form")).await;
     app.wait_idle(IDLE).await;
     assert!(app.store.get_deal("31840021").await.unwrap().is_some());
-    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 2, "one failed and one retried lead request");
+    assert_eq!(
+        requests_to(&server, "/api/v4/leads").await.len(),
+        2,
+        "one failed and one retried lead request"
+    );
     app.stop().await;
 }
 
@@ -290,11 +381,19 @@ async fn rate_limited_then_success_waits(backend: Backend) {
     let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
     Mock::given(method("GET"))
         .and(path("/api/v4/leads"))
-        .respond_with(RateLimitedOnce { calls: calls.clone() })
+        .respond_with(RateLimitedOnce {
+            calls: calls.clone(),
+        })
         .mount(&server)
         .await;
-    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
     app.post_form(fixture("lead_status.form")).await;
     app.wait_idle(IDLE).await;
     assert!(app.store.get_deal("31840021").await.unwrap().is_some());
@@ -307,7 +406,9 @@ async fn rate_limited_then_success_waits(backend: Backend) {
 }
 
 async fn wrong_secret_is_404_and_stores_nothing(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
     let response = app
         .http
         .post(format!("{}/amocrm/webhook/not-{SECRET}", app.base))
@@ -323,26 +424,43 @@ async fn wrong_secret_is_404_and_stores_nothing(backend: Backend) {
 }
 
 async fn malformed_body_is_400_and_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
     let body = "leads%5Bupdate%5D%5B0%5D%5Bid%5D=1%ZZ&account%5Bid%5D=1";
     let response = app.post_form(body).await;
     assert_eq!(response.status(), 400);
     let reason: Value = response.json().await.unwrap();
-    assert!(reason["reason"].as_str().unwrap().to_lowercase().contains("percent"), "{reason}");
+    assert!(
+        reason["reason"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("percent"),
+        "{reason}"
+    );
     let rejected = app.store.list_rejected(10).await.unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].rejected.body, body.as_bytes());
-    assert_eq!(rejected[0].rejected.content_type.as_deref(), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        rejected[0].rejected.content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(app.store.stats().await.unwrap().backlog, 0);
     app.stop().await;
 }
 
 async fn oversize_body_is_413_and_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend, &[("JARVIS_MAX_BODY_BYTES", "4096")]).await else { return };
+    let Some(app) = TestApp::spawn(backend, &[("JARVIS_MAX_BODY_BYTES", "4096")]).await else {
+        return;
+    };
     let body = format!("{}&pad={}", fixture("lead_status.form"), "x".repeat(8000));
     let response = app.post_form(body.clone()).await;
     assert_eq!(response.status(), 413);
-    assert_eq!(response.json::<Value>().await.unwrap()["error"], "payload_too_large");
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "payload_too_large"
+    );
     let rejected = app.store.list_rejected(10).await.unwrap();
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].rejected.body, body.as_bytes()[..4096]);
@@ -350,7 +468,9 @@ async fn oversize_body_is_413_and_kept(backend: Backend) {
 }
 
 async fn unsupported_content_type_is_415_and_kept(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
     let response = app
         .http
         .post(app.webhook_url())
@@ -366,31 +486,61 @@ async fn unsupported_content_type_is_415_and_kept(backend: Backend) {
 
 async fn process_webhook_upserts_without_amocrm(backend: Backend) {
     let server = amocrm().await;
-    let Some(app) = spawn_api(backend, &server, &[]).await else { return };
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
     let url = format!("{}/amocrm/process-webhook", app.base);
     let body = json!({"event_type": "lead.status", "lead": api_lead(555, 1764000999), "contact": api_contact(1000555)});
     let unauthorized = app.http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
-    let response = app.http.post(&url).bearer_auth(API_TOKEN).json(&body).send().await.unwrap();
+    let response = app
+        .http
+        .post(&url)
+        .bearer_auth(API_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let deal = app.store.get_deal("555").await.unwrap().expect("deal");
     assert_eq!(deal.metadata["rentprog_id"], "RP-555");
-    assert_eq!(deal.contact_custom_fields.unwrap()[0]["field_code"], "PHONE");
+    assert_eq!(
+        deal.contact_custom_fields.unwrap()[0]["field_code"],
+        "PHONE"
+    );
     assert!(server.received_requests().await.unwrap().is_empty());
     app.stop().await;
 }
 
 async fn webhook_only_mode_mirrors_from_bodies(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend, &[]).await else { return };
-    for name in ["lead_add.form", "lead_status.form", "contact_update.form", "note_add_lead.form", "talk_add.form"] {
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
+    for name in [
+        "lead_add.form",
+        "lead_status.form",
+        "contact_update.form",
+        "note_add_lead.form",
+        "talk_add.form",
+    ] {
         assert_eq!(app.post_form(fixture(name)).await.status(), 200, "{name}");
     }
     app.wait_idle(IDLE).await;
-    let deal = app.store.get_deal("31840021").await.unwrap().expect("deal from the body");
+    let deal = app
+        .store
+        .get_deal("31840021")
+        .await
+        .unwrap()
+        .expect("deal from the body");
     assert_eq!(deal.status_id, Some(142));
     assert_eq!(deal.metadata["rentprog_id"], "RP-48213");
     assert_eq!(deal.custom_fields.unwrap()[0]["field_id"], 771001);
-    let contact = app.store.get_contact("52110077").await.unwrap().expect("contact from the body");
+    let contact = app
+        .store
+        .get_contact("52110077")
+        .await
+        .unwrap()
+        .expect("contact from the body");
     assert_eq!(contact.custom_fields.unwrap()[0]["field_code"], "PHONE");
     let stats = app.store.stats().await.unwrap();
     assert_eq!((stats.processed, stats.dead), (5, 0));
@@ -416,9 +566,21 @@ async fn sqlite_outage() {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("GET")).and(path("/api/v4/leads")).respond_with(Leads).with_priority(2).mount(&server).await;
-    Mock::given(method("GET")).and(path("/api/v4/contacts")).respond_with(Contacts).mount(&server).await;
-    let Some(app) = spawn_api(Backend::Sqlite, &server, &[("AMOCRM_MAX_RETRIES", "1")]).await else { return };
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(Leads)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
+    let Some(app) = spawn_api(Backend::Sqlite, &server, &[("AMOCRM_MAX_RETRIES", "1")]).await
+    else {
+        return;
+    };
     app.post_form(fixture("lead_status.form")).await;
     app.wait_idle(Duration::from_secs(60)).await;
     let stats = app.store.stats().await.unwrap();
@@ -428,9 +590,15 @@ async fn sqlite_outage() {
 }
 
 async fn postgres_outage() {
-    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else { return };
+    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else {
+        return;
+    };
     let mut parsed = reqwest::Url::parse(&url).unwrap();
-    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap_or(5432));
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    );
     let switch = Switch::start(&target).await;
     parsed.set_port(Some(switch.port)).unwrap();
     let app = TestApp::spawn_on(parsed.as_str(), None, &[]).await;
@@ -439,7 +607,15 @@ async fn postgres_outage() {
     switch.cut();
     let during = app.post_form(fixture("lead_status.form")).await;
     assert_eq!(during.status(), 503, "database down must answer 503");
-    assert_eq!(app.http.get(format!("{}/readyz", app.base)).send().await.unwrap().status(), 503);
+    assert_eq!(
+        app.http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
     switch.restore();
     // amoCRM retries the same body; now it is stored.
     let mut stored = false;
@@ -451,10 +627,118 @@ async fn postgres_outage() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(stored, "service did not recover after the database came back");
+    assert!(
+        stored,
+        "service did not recover after the database came back"
+    );
     app.wait_idle(IDLE).await;
     let stats = app.store.stats().await.unwrap();
     assert_eq!(stats.processed, 2);
     assert!(app.store.get_deal("31840022").await.unwrap().is_some());
+    app.stop().await;
+}
+
+async fn out_of_order_update_never_overwrites_newer_data(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
+    let newer = status_body(777, 1764000500).replace("status_id%5D=142", "status_id%5D=143");
+    let older = status_body(777, 1764000100);
+    assert_eq!(app.post_form(newer).await.status(), 200);
+    app.wait_idle(IDLE).await;
+    assert_eq!(app.post_form(older).await.status(), 200);
+    app.wait_idle(IDLE).await;
+    let deal = app.store.get_deal("777").await.unwrap().unwrap();
+    assert_eq!(deal.status_id, Some(143), "the older event must not win");
+    assert_eq!(deal.updated_at.unwrap().timestamp(), 1764000500);
+    assert_eq!(app.store.stats().await.unwrap().processed, 2);
+    app.stop().await;
+}
+
+async fn permanent_failure_goes_dead_then_replays(backend: Backend) {
+    let server = MockServer::start().await;
+    // amoCRM refuses the request (a 400 is not worth retrying as is): the event dies after 2 attempts.
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
+            "detail": "Request validation failed",
+            "validation-errors": [{"request_id": "0", "errors": [{"code": "NotSupportedChoice", "path": "filter.id", "detail": "bad"}]}]
+        })))
+        .up_to_n_times(2)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(Leads)
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
+    let Some(app) = spawn_api(backend, &server, &[("JARVIS_MAX_ATTEMPTS", "2")]).await else {
+        return;
+    };
+    app.post_form(fixture("lead_status.form")).await;
+    let mut dead = Vec::new();
+    for _ in 0..200 {
+        dead = app.store.dead_events(10).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(dead.len(), 1, "the event is dead and visible");
+    assert_eq!(dead[0].attempts, 2);
+    assert!(
+        dead[0].last_error.as_deref().unwrap().contains("400"),
+        "{:?}",
+        dead[0].last_error
+    );
+    assert!(app.store.get_deal("31840021").await.unwrap().is_none());
+
+    assert_eq!(
+        app.store
+            .requeue(jarvis_store::Requeue::Dead)
+            .await
+            .unwrap(),
+        1
+    );
+    app.wait_idle(IDLE).await;
+    assert!(
+        app.store.get_deal("31840021").await.unwrap().is_some(),
+        "replayed event processed"
+    );
+    assert_eq!(app.store.stats().await.unwrap().dead, 0);
+    app.stop().await;
+}
+
+async fn health_and_metrics_report_the_queue(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
+    let get = |p: &str| app.http.get(format!("{}{p}", app.base)).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    app.post_form(fixture("lead_add.form")).await;
+    app.post_form("not a webhook").await;
+    app.wait_idle(IDLE).await;
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in [
+        "jarvis_events_received_total",
+        "jarvis_events_stored_total",
+        "jarvis_webhooks_rejected_total",
+        "jarvis_events_processed_total",
+        "jarvis_backlog_events",
+        "jarvis_dead_events",
+        "jarvis_webhook_duration_seconds_bucket",
+        "jarvis_processing_lag_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     app.stop().await;
 }

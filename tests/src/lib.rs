@@ -25,7 +25,9 @@ pub enum Backend {
 /// store's test support panics instead when `CI=true`).
 pub async fn fresh_database(backend: Backend) -> Option<(String, Option<tempdir::Guard>)> {
     match backend {
-        Backend::Postgres => jarvis_store::testing::fresh_postgres_url().await.map(|url| (url, None)),
+        Backend::Postgres => jarvis_store::testing::fresh_postgres_url()
+            .await
+            .map(|url| (url, None)),
         Backend::Sqlite => {
             let guard = tempdir::Guard::new();
             let url = format!("sqlite://{}", guard.path().join("jarvis.db").display());
@@ -104,9 +106,15 @@ impl TestApp {
     }
 
     /// Spawns the service on a given database URL.
-    pub async fn spawn_on(url: &str, dir: Option<tempdir::Guard>, extra: &[(&str, &str)]) -> TestApp {
+    pub async fn spawn_on(
+        url: &str,
+        dir: Option<tempdir::Guard>,
+        extra: &[(&str, &str)],
+    ) -> TestApp {
         let settings = Settings::from_sources(None, &test_env(url, extra)).expect("test settings");
-        let app = Application::build(settings, RunParts::default()).await.expect("service builds");
+        let app = Application::build(settings, RunParts::default())
+            .await
+            .expect("service builds");
         let addr = app.local_addr().expect("http is on");
         let store = app.state().store.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -146,7 +154,11 @@ impl TestApp {
             if stats.backlog == 0 {
                 return;
             }
-            assert!(started.elapsed() < timeout, "backlog still {} after {timeout:?}", stats.backlog);
+            assert!(
+                started.elapsed() < timeout,
+                "backlog still {} after {timeout:?}",
+                stats.backlog
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -196,7 +208,9 @@ impl Switch {
         let (on2, conns2) = (on.clone(), conns.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !on2.load(std::sync::atomic::Ordering::SeqCst) {
                     drop(inbound);
                     continue;
