@@ -17,7 +17,11 @@ pub enum Error {
 
     /// A key has more segments than [`Limits::max_depth`](crate::Limits::max_depth).
     #[error("key `{key}` has {depth} segments, over the limit of {limit}")]
-    TooDeep { key: String, depth: usize, limit: usize },
+    TooDeep {
+        key: String,
+        depth: usize,
+        limit: usize,
+    },
 
     /// A `%` not followed by two hex digits; `offset` is the byte offset of the `%` in the body.
     #[error("invalid percent-encoding at byte {offset}")]

@@ -28,7 +28,9 @@ pub enum Entity {
     /// A chat message.
     Message,
     /// A note added to `parent` (`leads[note][0][note][...]`).
-    Note { parent: Box<Entity> },
+    Note {
+        parent: Box<Entity>,
+    },
     /// A section this crate does not know, by its raw name.
     Other(String),
 }
@@ -402,7 +404,9 @@ impl WebhookEvent {
         children(linked)
             .filter_map(|(key, entry)| {
                 let from_entry = match entry {
-                    Value::Object(entry) => parse_number(entry.get("ID").or_else(|| entry.get("id"))),
+                    Value::Object(entry) => {
+                        parse_number(entry.get("ID").or_else(|| entry.get("id")))
+                    }
                     scalar => parse_number(Some(scalar)),
                 };
                 from_entry.or_else(|| key.and_then(|key| key.parse().ok()))
@@ -453,7 +457,10 @@ fn detect_entity(section: &str, action: &Action, fields: &Value) -> Entity {
         };
         let company_note = *action == Action::Note
             && (typed_company(note)
-                || note.and_then(|n| n.get("element_type")).and_then(Value::as_str) == Some("3"));
+                || note
+                    .and_then(|n| n.get("element_type"))
+                    .and_then(Value::as_str)
+                    == Some("3"));
         if typed_company(Some(fields)) || company_note {
             entity = Entity::Company;
         }

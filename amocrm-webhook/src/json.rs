@@ -20,7 +20,8 @@ pub(crate) fn decode(body: &[u8], limits: &Limits) -> Result<Map<String, Value>>
             limit: limits.max_body_bytes,
         });
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Error::InvalidJson(e.to_string()))?;
     let Value::Object(object) = value else {
         return Err(Error::InvalidJson(
             "the top level is not an object".to_owned(),

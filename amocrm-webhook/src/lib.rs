@@ -1,1 +1,106 @@
-//! amocrm-webhook
+//! Parses amoCRM / Kommo webhook bodies into typed events with a stable content hash.
+//!
+//! amoCRM posts `application/x-www-form-urlencoded` bodies whose keys are PHP-style bracketed
+//! paths (`leads[status][0][custom_fields][0][values][0][value]=...`) plus an `account[...]`
+//! block. This crate decodes such a body (or the same structure as JSON) into a tree, splits it
+//! into one [`WebhookEvent`] per `section[action][index]`, and gives each event a dotted
+//! [`event_type`](WebhookEvent::event_type), typed accessors and a SHA-256
+//! [`event_hash`](WebhookEvent::event_hash) for de-duplication. It does no I/O.
+//!
+//! ```
+//! let body = b"leads%5Bstatus%5D%5B0%5D%5Bid%5D=31840021\
+//!     &leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142\
+//!     &leads%5Bstatus%5D%5B0%5D%5Bold_status_id%5D=61208755\
+//!     &account%5Bid%5D=29071803&account%5Bsubdomain%5D=geodrive";
+//! let batch = amocrm_webhook::parse_form(body)?;
+//! let event = &batch.events[0];
+//! assert_eq!(event.event_type(), "lead.status");
+//! assert_eq!(event.entity_id(), Some("31840021"));
+//! assert_eq!(event.account_id(), Some(29071803));
+//! assert_eq!((event.old_status_id(), event.status_id()), (Some(61208755), Some(142)));
+//! assert_eq!(event.event_hash().len(), 64);
+//! # Ok::<(), amocrm_webhook::Error>(())
+//! ```
+//!
+//! # Decoding
+//!
+//! - `+` is a space and `%XX` a byte; keys and values must then be UTF-8. Values are kept
+//!   exactly as sent: `&amp;` stays `&amp;`, a double-encoded `%2B` stays `%2B`.
+//! - A key is `name` followed by any number of `[segment]`; `[]` appends to a list.
+//! - A map whose keys are exactly `0..n`, in any order, becomes a JSON array in index order.
+//!   Any other map — skipped indices, ids used as keys (`linked_leads_id[10701093][ID]`),
+//!   names — stays a JSON object in first-seen order. Nothing is allocated by index value.
+//! - A node that is both a scalar and a parent (`a=1&a[b]=2`) keeps its scalar under the
+//!   empty key: `{"a": {"": "1", "b": "2"}}`. A repeated scalar key keeps the last value.
+//! - Every leaf is a string. A JSON body is brought to the same shape: numbers as written,
+//!   booleans as `1`/`0`, `null` as an empty string, objects keyed `0..n` as arrays.
+//!
+//! # Events
+//!
+//! Each child of `section[action]` is one event; its subtree is
+//! [`fields`](WebhookEvent::fields). Top-level keys that are not events are kept in
+//! [`WebhookBatch::unparsed`]; a body with no event at all is [`Error::NoEvents`].
+//!
+//! | section | action | [`Entity`] | `event_type()` |
+//! | --- | --- | --- | --- |
+//! | `leads` | `add` `update` `delete` `restore` `status` `responsible` | `Lead` | `lead.add`, `lead.update`, `lead.delete`, `lead.restore`, `lead.status`, `lead.responsible` |
+//! | `contacts` (no `type=company`) | as above | `Contact` | `contact.add`, `contact.update`, ... |
+//! | `contacts` with `type=company` | as above | `Company` | `company.add`, `company.update`, ... |
+//! | `companies` | as above | `Company` | `company.*` |
+//! | `customers` | as above | `Customer` | `customer.*` |
+//! | `tasks` | as above | `Task` | `task.*` |
+//! | `catalogs` | as above | `Catalog` | `catalog.*` |
+//! | `unsorted` | `add` `update` `delete` | `Unsorted` | `unsorted.add`, `unsorted.update`, `unsorted.delete` |
+//! | `talk` | `add` `update` | `Talk` | `conversation.add`, `conversation.update` |
+//! | `message` | `add` | `Message` | `message.add` |
+//! | any of the above | `note` | `Note { parent }` | `note.add` |
+//! | anything else, e.g. `widgets` | any | `Other("widgets")` | `widgets.<action>` |
+//! | any known section | unknown, e.g. `merge` | as the section | e.g. `lead.merge` |
+//!
+//! A note's fields sit one level down (`leads[note][0][note][id]`): `fields` keeps the whole
+//! item, and the typed accessors read the inner `note`. A note under `contacts` is a company
+//! note (`Note { parent: Company }`) when the item or its note has `type=company`, or the note
+//! has `element_type=3`.
+//!
+//! The entity id is `id`; a talk without one uses `talk_id`, an unsorted item `uid`. The
+//! account id is `account[id]`, else the event's own `account_id`.
+//!
+//! # Hash
+//!
+//! [`WebhookEvent::event_hash`] is the hex SHA-256 of this canonical form, one line of
+//! compact JSON (see [`canonical_form`]):
+//!
+//! ```text
+//! ["amocrm-webhook/1",<account_id>,<subdomain>,<section>,<action>,<entity>,<entity_id>,<fields>]
+//! ```
+//!
+//! `account_id` is a number or `null`, `subdomain` and `entity_id` strings or `null`,
+//! `section` and `action` the raw names, `entity` the serde form of [`Entity`], and `fields`
+//! the tree with every object's keys sorted by their UTF-8 bytes. JSON string escaping makes
+//! the form unambiguous, so the same event hashes the same whatever its key order, and any
+//! changed value changes the hash. An event survives a serde round trip with the same hash.
+//!
+//! # Limits
+//!
+//! [`Limits`] bounds a body: 1 MiB, 10,000 keys, 16 segments per key by default (real
+//! deliveries stay under 8 KB, 90 keys and 10 segments). Breaking one, bad percent-encoding,
+//! bad UTF-8 and malformed keys are each an [`Error`] variant naming the place (byte offset
+//! or key). Parsing never panics; the fuzz target and property tests check that (see the
+//! crate README).
+
+mod batch;
+mod encode;
+mod error;
+mod event;
+mod form;
+mod hash;
+mod json;
+mod parser;
+mod tree;
+
+pub use batch::{Account, WebhookBatch};
+pub use encode::encode_form;
+pub use error::{Error, Result};
+pub use event::{Action, CustomField, CustomFieldValue, Entity, Tag, WebhookEvent};
+pub use hash::canonical_form;
+pub use parser::{Limits, Parser, looks_like_json, parse_form, parse_json};

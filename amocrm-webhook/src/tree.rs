@@ -10,12 +10,13 @@
 //!   any other map (skipped indices, ids as keys, names) stays an object in first-seen order, so
 //!   a key like `[99999999]` never allocates by its value.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 /// Above this many entries a map gets a hash index, so a flat hostile body stays linear.
-const LOOKUP_THRESHOLD: usize = 16;
+const LOOKUP_THRESHOLD: usize = 32;
 
 /// The key under which a node that is also a parent keeps its own scalar.
 pub(crate) const SELF_KEY: &str = "";
@@ -28,16 +29,32 @@ pub(crate) enum Node {
 
 #[derive(Debug, Default)]
 pub(crate) struct MapNode {
-    entries: Vec<(String, Node)>,
+    entries: Vec<Entry>,
     /// Where the next `[]` goes: one past the largest numeric key seen.
     next_index: u64,
+    /// Built once a map grows past [`LOOKUP_THRESHOLD`].
     lookup: Option<HashMap<String, usize>>,
 }
 
+#[derive(Debug)]
+struct Entry {
+    /// A cheap fingerprint of `key`, so a scan compares strings only on a likely match.
+    tag: u64,
+    key: String,
+    node: Node,
+}
+
+/// FNV-1a: fast on the short keys of a webhook, good enough to skip most string compares.
+fn tag(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// One segment of a key: a name (an index is a name too) or `[]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Segment<'k> {
-    Name(&'k str),
+    Name(Cow<'k, str>),
     Push,
 }
 
@@ -57,7 +74,12 @@ impl MapNode {
     fn find(&self, key: &str) -> Option<usize> {
         match &self.lookup {
             Some(lookup) => lookup.get(key).copied(),
-            None => self.entries.iter().position(|(k, _)| k == key),
+            None => {
+                let tag = tag(key);
+                self.entries
+                    .iter()
+                    .position(|entry| entry.tag == tag && entry.key == key)
+            }
         }
     }
 
@@ -69,13 +91,17 @@ impl MapNode {
         if let Some(lookup) = &mut self.lookup {
             lookup.insert(key.clone(), position);
         }
-        self.entries.push((key, node));
+        self.entries.push(Entry {
+            tag: tag(&key),
+            key,
+            node,
+        });
         if self.lookup.is_none() && self.entries.len() > LOOKUP_THRESHOLD {
             let lookup = self
                 .entries
                 .iter()
                 .enumerate()
-                .map(|(i, (k, _))| (k.clone(), i))
+                .map(|(i, entry)| (entry.key.clone(), i))
                 .collect();
             self.lookup = Some(lookup);
         }
@@ -84,25 +110,20 @@ impl MapNode {
 
     /// Finds or creates the child for `segment`; `make` builds a new child.
     fn child(&mut self, segment: Segment<'_>, make: impl FnOnce() -> Node) -> usize {
-        match segment {
-            Segment::Name(name) => match self.find(name) {
-                Some(position) => position,
-                None => self.push_entry(name.to_owned(), make()),
-            },
-            Segment::Push => {
-                let key = self.next_index.to_string();
-                // Only reachable once indices saturate at u64::MAX: merge rather than fail.
-                match self.find(&key) {
-                    Some(position) => position,
-                    None => self.push_entry(key, make()),
-                }
-            }
+        let key = match segment {
+            Segment::Name(name) => name,
+            Segment::Push => Cow::Owned(self.next_index.to_string()),
+        };
+        // A pushed key exists already only once indices saturate at u64::MAX: merge then.
+        match self.find(&key) {
+            Some(position) => position,
+            None => self.push_entry(key.into_owned(), make()),
         }
     }
 
     fn set_self_value(&mut self, value: String) {
         match self.find(SELF_KEY) {
-            Some(position) => self.entries[position].1 = Node::Leaf(value),
+            Some(position) => self.entries[position].node = Node::Leaf(value),
             None => {
                 self.push_entry(String::new(), Node::Leaf(value));
             }
@@ -110,13 +131,31 @@ impl MapNode {
     }
 
     /// Inserts `value` under the path `segments` (the name first). Empty paths are ignored.
+    #[cfg(test)]
     pub(crate) fn insert<'k>(
         &mut self,
         segments: impl IntoIterator<Item = Segment<'k>>,
         value: String,
     ) {
-        let mut segments = segments.into_iter().peekable();
+        self.insert_below(&mut Vec::new(), segments, value);
+    }
+
+    /// Inserts `value` under the nodes at `parents` (entry positions, level by level, each a
+    /// map), then `segments`. Leaves in `parents` the positions of the new value's parents.
+    pub(crate) fn insert_below<'k>(
+        &mut self,
+        parents: &mut Vec<usize>,
+        segments: impl IntoIterator<Item = Segment<'k>>,
+        value: String,
+    ) {
         let mut map = self;
+        for &position in parents.iter() {
+            match map.entries.get_mut(position) {
+                Some(entry) => map = make_map(&mut entry.node),
+                None => return debug_assert!(false, "stale parent position"),
+            }
+        }
+        let mut segments = segments.into_iter().peekable();
         let last = loop {
             let Some(segment) = segments.next() else {
                 return;
@@ -125,44 +164,33 @@ impl MapNode {
                 break segment;
             }
             let position = map.child(segment, || Node::Map(MapNode::default()));
-            map = make_map(&mut map.entries[position].1);
+            parents.push(position);
+            map = make_map(&mut map.entries[position].node);
         };
-        match last {
-            Segment::Name(name) => match map.find(name) {
-                Some(position) => match &mut map.entries[position].1 {
-                    Node::Leaf(old) => *old = value,
-                    Node::Map(child) => child.set_self_value(value),
-                },
-                None => {
-                    map.push_entry(name.to_owned(), Node::Leaf(value));
-                }
-            },
-            Segment::Push => {
-                let position = map.child(Segment::Push, || Node::Leaf(String::new()));
-                match &mut map.entries[position].1 {
-                    Node::Leaf(old) => *old = value,
-                    Node::Map(child) => child.set_self_value(value),
-                }
-            }
+        let position = map.child(last, || Node::Leaf(String::new()));
+        match &mut map.entries[position].node {
+            Node::Leaf(old) => *old = value,
+            Node::Map(child) => child.set_self_value(value),
         }
     }
 
     /// The top level as a JSON object (never turned into an array).
     pub(crate) fn into_object(self) -> Map<String, Value> {
         let mut object = Map::with_capacity(self.entries.len());
-        for (key, node) in self.entries {
-            object.insert(key, node.into_value());
+        for entry in self.entries {
+            object.insert(entry.key, entry.node.into_value());
         }
         object
     }
 
     fn into_value(self) -> Value {
-        if is_dense(self.entries.iter().map(|(k, _)| k.as_str())) {
+        if is_dense(self.entries.iter().map(|entry| entry.key.as_str())) {
             let mut slots: Vec<Option<Value>> = Vec::with_capacity(self.entries.len());
             slots.resize_with(self.entries.len(), || None);
-            for (key, node) in self.entries {
-                if let Some(slot) = parse_index(&key).and_then(|i| slots.get_mut(i as usize)) {
-                    *slot = Some(node.into_value());
+            for entry in self.entries {
+                let slot = parse_index(&entry.key).and_then(|i| slots.get_mut(i as usize));
+                if let Some(slot) = slot {
+                    *slot = Some(entry.node.into_value());
                 }
             }
             Value::Array(slots.into_iter().flatten().collect())
@@ -210,19 +238,21 @@ mod tests {
     fn build(pairs: &[(&[Segment<'_>], &str)]) -> Value {
         let mut root = MapNode::default();
         for (segments, value) in pairs {
-            root.insert(segments.iter().copied(), (*value).to_owned());
+            root.insert(segments.iter().cloned(), (*value).to_owned());
         }
         Value::Object(root.into_object())
     }
 
-    use Segment::{Name as N, Push as P};
+    use Segment::Push as P;
+
+    #[allow(non_snake_case)]
+    fn N(name: &str) -> Segment<'_> {
+        Segment::Name(Cow::Borrowed(name))
+    }
 
     #[test]
     fn dense_indices_become_an_array_in_index_order() {
-        let tree = build(&[
-            (&[N("a"), N("1")], "second"),
-            (&[N("a"), N("0")], "first"),
-        ]);
+        let tree = build(&[(&[N("a"), N("1")], "second"), (&[N("a"), N("0")], "first")]);
         assert_eq!(tree, json!({"a": ["first", "second"]}));
     }
 
@@ -232,7 +262,10 @@ mod tests {
             (&[N("a"), N("99999999"), N("ID")], "99999999"),
             (&[N("a"), N("5")], "x"),
         ]);
-        assert_eq!(tree, json!({"a": {"99999999": {"ID": "99999999"}, "5": "x"}}));
+        assert_eq!(
+            tree,
+            json!({"a": {"99999999": {"ID": "99999999"}, "5": "x"}})
+        );
         let keys: Vec<_> = tree["a"].as_object().unwrap().keys().cloned().collect();
         assert_eq!(keys, ["99999999", "5"]);
     }
@@ -245,7 +278,10 @@ mod tests {
             (&[N("b"), N("5")], "five"),
             (&[N("b"), P], "six"),
         ]);
-        assert_eq!(tree, json!({"a": ["x", "y"], "b": {"5": "five", "6": "six"}}));
+        assert_eq!(
+            tree,
+            json!({"a": ["x", "y"], "b": {"5": "five", "6": "six"}})
+        );
     }
 
     #[test]
@@ -285,7 +321,10 @@ mod tests {
 
     #[test]
     fn saturated_push_merges_instead_of_failing() {
-        let tree = build(&[(&[N("a"), N("18446744073709551615")], "x"), (&[N("a"), P], "y")]);
+        let tree = build(&[
+            (&[N("a"), N("18446744073709551615")], "x"),
+            (&[N("a"), P], "y"),
+        ]);
         assert_eq!(tree, json!({"a": {"18446744073709551615": "y"}}));
     }
 

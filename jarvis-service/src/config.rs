@@ -102,6 +102,7 @@ struct RawSettings {
     jarvis_max_attempts: Option<String>,
     jarvis_max_body_bytes: Option<String>,
     jarvis_log_format: Option<String>,
+    jarvis_startup_wait_secs: Option<String>,
 }
 
 /// The names of every setting, as environment variables (upper case) and TOML keys (lower case).
@@ -131,6 +132,7 @@ pub const SETTING_NAMES: &[&str] = &[
     "JARVIS_MAX_ATTEMPTS",
     "JARVIS_MAX_BODY_BYTES",
     "JARVIS_LOG_FORMAT",
+    "JARVIS_STARTUP_WAIT_SECS",
 ];
 
 /// Webhook settings subscribed by `webhooks register` unless `JARVIS_WEBHOOK_SETTINGS` says otherwise.
@@ -219,6 +221,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     pub max_body_bytes: usize,
     pub log_json: bool,
+    /// How long `serve` waits for an unreachable database at start.
+    pub startup_wait: Duration,
 }
 
 impl Settings {
@@ -275,7 +279,8 @@ impl Settings {
             jarvis_lease_secs,
             jarvis_max_attempts,
             jarvis_max_body_bytes,
-            jarvis_log_format
+            jarvis_log_format,
+            jarvis_startup_wait_secs
         );
         raw.into_settings()
     }
@@ -419,6 +424,11 @@ impl RawSettings {
                 1024 * 1024,
             )?,
             log_json,
+            startup_wait: Duration::from_secs(parse_num(
+                "JARVIS_STARTUP_WAIT_SECS",
+                self.jarvis_startup_wait_secs,
+                30,
+            )?),
         })
     }
 }
@@ -480,6 +490,17 @@ mod tests {
     fn partial_oauth_is_an_error() {
         let err = Settings::from_sources(None, &env(&[("AMOCRM_CLIENT_ID", "x")])).unwrap_err();
         assert!(err.to_string().contains("AMOCRM_CLIENT_SECRET"));
+    }
+
+    #[test]
+    fn readme_documents_every_setting() {
+        let readme = include_str!("../../README.md");
+        for name in SETTING_NAMES {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "{name} is missing from the README's table"
+            );
+        }
     }
 
     #[test]

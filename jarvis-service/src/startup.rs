@@ -94,10 +94,7 @@ impl Application {
     /// Opens and migrates the store, builds the amoCRM client (when credentials are set) and binds the
     /// listener (when `parts.http`).
     pub async fn build(settings: Settings, parts: RunParts) -> anyhow::Result<Self> {
-        let store = jarvis_store::connect(&settings.database_url)
-            .await
-            .context("opening the database")?;
-        store.migrate().await.context("migrating the database")?;
+        let store = open_store(&settings.database_url, settings.startup_wait).await?;
         let client = amo::build_client(&settings.amocrm, &store)?;
         let parser_limits = Limits {
             max_body_bytes: settings.max_body_bytes,
@@ -183,6 +180,32 @@ impl Application {
             task.await.context("worker task")?;
         }
         Ok(())
+    }
+}
+
+/// Opens and migrates the store. A database that is not reachable yet (a restart, a serverless database
+/// waking up) is retried for up to `wait`; any other error is final.
+pub async fn open_store(url: &str, wait: std::time::Duration) -> anyhow::Result<DynStore> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        let attempt = async {
+            let store = jarvis_store::connect(url).await?;
+            store.migrate().await?;
+            Ok::<_, jarvis_store::Error>(store)
+        };
+        match attempt.await {
+            Ok(store) => return Ok(store),
+            Err(e) if e.is_unavailable() && std::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("opening the database {}", redact_url(url))));
+            }
+        }
     }
 }
 
