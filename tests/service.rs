@@ -179,6 +179,7 @@ on_both_backends!(
     out_of_order_update_never_overwrites_newer_data,
     permanent_failure_goes_dead_then_replays,
     health_and_metrics_report_the_queue,
+    missing_oauth_tokens_leave_events_waiting,
 );
 
 async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
@@ -741,4 +742,54 @@ async fn health_and_metrics_report_the_queue(backend: Backend) {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     app.stop().await;
+}
+
+async fn missing_oauth_tokens_leave_events_waiting(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = TestApp::spawn(
+        backend,
+        &[
+            ("AMOCRM_BASE_URL", &server.uri()),
+            ("AMOCRM_SUBDOMAIN", "geodrive"),
+            ("AMOCRM_CLIENT_ID", "integration-id"),
+            ("AMOCRM_CLIENT_SECRET", "client-secret"),
+            ("AMOCRM_REDIRECT_URI", "https://example.com/cb"),
+            ("JARVIS_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    app.post_form(fixture("lead_status.form")).await;
+    // No tokens yet: the attempt fails, and even with one allowed attempt the event waits, not dies.
+    let mut stats = app.store.stats().await.unwrap();
+    for _ in 0..200 {
+        if stats.retrying > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        stats = app.store.stats().await.unwrap();
+    }
+    assert_eq!((stats.retrying, stats.dead, stats.backlog), (1, 0, 1));
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    // An operator exchanges a code (here: the pair is stored directly); the event then goes through.
+    let tokens = jarvis_store::StoredTokens {
+        access_token: "access-1".into(),
+        refresh_token: "refresh-1".into(),
+        token_type: "Bearer".into(),
+        expires_at: chrono_now_plus_day(),
+        updated_at: chrono_now_plus_day(),
+    };
+    app.store.save_tokens("geodrive", &tokens).await.unwrap();
+    app.wait_idle(IDLE).await;
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    let leads = requests_to(&server, "/api/v4/leads").await;
+    assert_eq!(leads[0].headers["authorization"], "Bearer access-1");
+    app.stop().await;
+}
+
+fn chrono_now_plus_day() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::days(1)
 }

@@ -148,8 +148,17 @@ impl FetchError {
                 true,
                 retry_after.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
             ),
-            // 403 after abuse is an account-wide block: wait it out rather than killing events.
-            E::Server { .. } | E::Transport { .. } | E::Forbidden { .. } => (true, None),
+            // Outages, an account-wide block after abuse (403), and credentials that need an operator
+            // (no token yet, revoked, unpaid account): the events wait rather than die.
+            E::Server { .. }
+            | E::Transport { .. }
+            | E::Forbidden { .. }
+            | E::Unauthorized { .. }
+            | E::PaymentRequired { .. }
+            | E::NoToken
+            | E::TokenRequest { .. }
+            | E::TokenStore(_) => (true, None),
+            // A request amoCRM refuses as such (400, an unexpected answer) will not get better by itself.
             _ => (false, None),
         };
         FetchError {
