@@ -793,3 +793,37 @@ async fn missing_oauth_tokens_leave_events_waiting(backend: Backend) {
 fn chrono_now_plus_day() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() + chrono::Duration::days(1)
 }
+
+/// Two instances on one PostgreSQL database: both receive webhooks, one worker spends the account's
+/// API budget (the other stands by), so a burst split between them is still fetched in one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_api_worker() {
+    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else {
+        return;
+    };
+    let server = amocrm().await;
+    let env = api_env(&server);
+    let mut extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("JARVIS_BATCH_WINDOW_MS", "3000"));
+    let first = TestApp::spawn_on(&url, None, &extra).await;
+    let second = TestApp::spawn_on(&url, None, &extra).await;
+    for i in 0..100u64 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let response = app
+            .post_form(status_body(50_000_000 + i % 40, 1764000000 + i as i64))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    first.wait_idle(IDLE).await;
+    assert_eq!(first.store.stats().await.unwrap().processed, 100);
+    let lead_requests = requests_to(&server, "/api/v4/leads").await;
+    assert!(
+        lead_requests.len() <= 2,
+        "{} lead requests",
+        lead_requests.len()
+    );
+    let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();
+    assert_eq!(asked.len(), 40);
+    first.stop().await;
+    second.stop().await;
+}

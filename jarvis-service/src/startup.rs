@@ -34,6 +34,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub metrics: PrometheusHandle,
     pub client: Option<amocrm_client::Client>,
+    /// The amoCRM account this service works for (its subdomain); keys its tokens and its worker lock.
+    pub account_key: String,
 }
 
 /// The HTTP surface.
@@ -111,6 +113,7 @@ impl Application {
             wake: Arc::new(Notify::new()),
             metrics: telemetry::metrics_handle(),
             client,
+            account_key: settings.amocrm.account_key(),
         };
         let (listener, local_addr) = if parts.http {
             let listener = TcpListener::bind(settings.listen)

@@ -23,6 +23,8 @@ use crate::telemetry::names;
 
 /// How often an idle worker looks for events that came due (retries) or were stored by other instances.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How often a standby worker asks whether the account is free, and a working one checks it still holds it.
+const EXCLUSIVE_CHECK: Duration = Duration::from_secs(5);
 
 pub struct Worker {
     state: AppState,
@@ -87,7 +89,51 @@ impl Worker {
             "worker started"
         );
         let mut usage = self.state.client.clone().map(amo::UsageRecorder::new);
+        // In API mode one worker per account across every instance spends the account's API budget, so
+        // its rate limit holds fleet-wide; the others stand by and take over if it goes away.
+        let needs_exclusive = self.state.client.is_some();
+        let mut exclusive: Option<jarvis_store::ExclusiveGuard> = None;
+        let mut checked_at = std::time::Instant::now();
         while !self.stopping() {
+            if needs_exclusive {
+                let due = exclusive.is_none() || checked_at.elapsed() >= EXCLUSIVE_CHECK;
+                if due {
+                    checked_at = std::time::Instant::now();
+                    if let Some(guard) = exclusive.as_mut()
+                        && !guard.is_held().await
+                    {
+                        tracing::warn!("lost the account's worker lock; standing by");
+                        exclusive = None;
+                    }
+                }
+                if exclusive.is_none() {
+                    match self
+                        .state
+                        .store
+                        .try_exclusive(&self.state.account_key)
+                        .await
+                    {
+                        Ok(Some(guard)) => {
+                            tracing::info!(account = %self.state.account_key, "this instance works for the account");
+                            exclusive = Some(guard);
+                        }
+                        Ok(None) => {
+                            tracing::debug!("another instance works for the account; standing by");
+                            if self.sleep_or_stop(EXCLUSIVE_CHECK).await {
+                                break;
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot take the account's worker lock; retrying");
+                            if self.sleep_or_stop(IDLE_POLL).await {
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            }
             if let Some(recorder) = usage.as_mut() {
                 recorder.flush(&self.state.store).await;
             }

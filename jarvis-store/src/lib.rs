@@ -145,6 +145,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queue and mirror figures.
     async fn stats(&self) -> Result<Stats>;
+
+    // ---- coordination -------------------------------------------------------------------------------
+
+    /// Tries to become the only holder of `key` among every process using this database, e.g. the one
+    /// worker that spends an amoCRM account's API budget. `None` if another process holds it.
+    ///
+    /// PostgreSQL: a session advisory lock (scoped to the current schema) on a connection of its own,
+    /// released when the guard is dropped or the process dies. SQLite: always granted, one file being
+    /// served by one host.
+    async fn try_exclusive(&self, key: &str) -> Result<Option<ExclusiveGuard>>;
+}
+
+/// Holds what [`Store::try_exclusive`] granted until dropped.
+pub struct ExclusiveGuard {
+    hold: Box<dyn ExclusiveHold>,
+}
+
+/// Backend side of an [`ExclusiveGuard`].
+#[async_trait::async_trait]
+pub(crate) trait ExclusiveHold: Send + Sync {
+    async fn is_held(&mut self) -> bool;
+}
+
+impl ExclusiveGuard {
+    pub(crate) fn new(hold: impl ExclusiveHold + 'static) -> Self {
+        Self {
+            hold: Box::new(hold),
+        }
+    }
+
+    /// Whether the right is still held (false once the connection that holds it is lost).
+    pub async fn is_held(&mut self) -> bool {
+        self.hold.is_held().await
+    }
+}
+
+impl std::fmt::Debug for ExclusiveGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExclusiveGuard")
+    }
 }
 
 /// A shared store.

@@ -330,8 +330,44 @@ fn count(row: &PgRow, column: &str) -> Result<u64> {
     Ok(row.try_get::<i64, _>(column)?.max(0) as u64)
 }
 
+/// A session advisory lock, held as long as its dedicated connection lives.
+struct AdvisoryLock {
+    connection: sqlx::PgConnection,
+}
+
+#[async_trait::async_trait]
+impl crate::ExclusiveHold for AdvisoryLock {
+    async fn is_held(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.connection)
+            .await
+            .is_ok()
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
+    async fn try_exclusive(&self, key: &str) -> Result<Option<crate::ExclusiveGuard>> {
+        // Detached: the connection never goes back to the pool, so dropping the guard closes it and the
+        // server releases the lock; the same happens if this process dies.
+        let mut connection = self.pool.acquire().await?.detach();
+        let granted: bool = sqlx::query_scalar(
+            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ':jarvis:' || $1, 0))",
+        )
+        .bind(key)
+        .fetch_one(&mut connection)
+        .await?;
+        if granted {
+            Ok(Some(crate::ExclusiveGuard::new(AdvisoryLock {
+                connection,
+            })))
+        } else {
+            use sqlx::Connection;
+            let _ = connection.close().await;
+            Ok(None)
+        }
+    }
+
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())

@@ -461,8 +461,22 @@ fn id_list(ids: &[i64]) -> String {
     Value::from(ids.to_vec()).to_string()
 }
 
+/// SQLite's exclusive right: the file has one host, so it is always granted.
+struct Granted;
+
+#[async_trait::async_trait]
+impl crate::ExclusiveHold for Granted {
+    async fn is_held(&mut self) -> bool {
+        true
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    async fn try_exclusive(&self, _key: &str) -> Result<Option<crate::ExclusiveGuard>> {
+        Ok(Some(crate::ExclusiveGuard::new(Granted)))
+    }
+
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())

@@ -58,6 +58,7 @@ macro_rules! conformance {
 conformance!(
     migrated: [
         ping_answers,
+        a_free_exclusive_key_is_granted,
         migrate_twice_keeps_data,
         insert_dedups_within_and_across_batches,
         insert_empty_batch_is_a_no_op,
@@ -963,4 +964,13 @@ async fn api_usage_adds_up(store: &dyn Store) {
             .unwrap(),
         0
     );
+}
+
+async fn a_free_exclusive_key_is_granted(store: &dyn Store) {
+    let mut guard = store
+        .try_exclusive("geodrive")
+        .await
+        .unwrap()
+        .expect("granted");
+    assert!(guard.is_held().await);
 }

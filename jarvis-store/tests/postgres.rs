@@ -290,3 +290,51 @@ async fn urls_are_checked_without_echoing_them() {
         "{error:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_instance_at_a_time_holds_an_exclusive_key() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let first = PgStore::connect(&url).await.unwrap();
+    let second = PgStore::connect(&url).await.unwrap();
+
+    let mut held = first
+        .try_exclusive("geodrive")
+        .await
+        .unwrap()
+        .expect("free key is granted");
+    assert!(held.is_held().await);
+    assert!(
+        second.try_exclusive("geodrive").await.unwrap().is_none(),
+        "second holder refused"
+    );
+    // Another key, and the same key in another schema, are independent.
+    assert!(
+        second
+            .try_exclusive("other-account")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let Some(elsewhere) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let elsewhere = PgStore::connect(&elsewhere).await.unwrap();
+    assert!(elsewhere.try_exclusive("geodrive").await.unwrap().is_some());
+
+    // Giving it up (or dying: the connection closes either way) lets the next instance take over.
+    drop(held);
+    let mut taken_over = None;
+    for _ in 0..50 {
+        taken_over = second.try_exclusive("geodrive").await.unwrap();
+        if taken_over.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        taken_over.is_some(),
+        "the key is released when its holder goes away"
+    );
+}
