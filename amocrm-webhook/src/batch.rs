@@ -1,5 +1,7 @@
 //! A parsed body: its account block and every event in it.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -21,29 +23,99 @@ pub struct Account {
 }
 
 impl Account {
-    fn from_value(value: Value) -> Account {
+    fn from_level(level: Level<'_>) -> Account {
         let mut account = Account::default();
-        let object = match value {
-            Value::Object(object) => object,
+        let entries = match level {
+            Level::Map {
+                list: false,
+                entries,
+            } => entries,
+            Level::Value(Value::Object(object)) => entries_of(object),
             scalar => {
-                account.extra.insert(SELF_KEY.to_owned(), scalar);
+                account
+                    .extra
+                    .insert(SELF_KEY.to_owned(), scalar.into_value());
                 return account;
             }
         };
-        for (key, value) in object {
-            match (key.as_str(), value) {
-                ("id", Value::String(id)) if account.id.is_none() && id.parse::<u64>().is_ok() => {
+        for (key, level) in entries {
+            match (key.as_ref(), level) {
+                ("id", Level::Value(Value::String(id)))
+                    if account.id.is_none() && id.parse::<u64>().is_ok() =>
+                {
                     account.id = id.parse().ok();
                 }
-                ("subdomain", Value::String(subdomain)) => account.subdomain = Some(subdomain),
-                ("_links", Value::Object(links)) => account.links = links,
-                (_, value) => {
-                    account.extra.insert(key, value);
+                ("subdomain", Level::Value(Value::String(subdomain))) => {
+                    account.subdomain = Some(subdomain);
+                }
+                ("_links", Level::Value(Value::Object(links))) => account.links = links,
+                (
+                    "_links",
+                    Level::Map {
+                        list: false,
+                        entries,
+                    },
+                ) => account.links = object_of(entries),
+                (_, level) => {
+                    account.extra.insert(key.into_owned(), level.into_value());
                 }
             }
         }
         account
     }
+}
+
+/// The entries of a map at the top of a body: the sections and the account, or the actions
+/// of a section and the fields of the account.
+pub(crate) type Entries<'k> = Vec<(Cow<'k, str>, Level<'k>)>;
+
+/// A node at the top two levels of a body. These levels are taken apart into events, so the
+/// form decoder hands them over as lists instead of building JSON maps (each key allocated
+/// and hashed) only to take them apart again.
+#[derive(Debug)]
+pub(crate) enum Level<'k> {
+    /// A leaf, or a node below the top levels, as JSON.
+    Value(Value),
+    /// A map as its entries. `list` when its keys are exactly `0..n` (it would be a JSON
+    /// array), the entries then in index order; else in first-seen order.
+    Map { list: bool, entries: Entries<'k> },
+}
+
+impl Level<'_> {
+    /// The node as JSON, as the decoder would have built it.
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Level::Value(value) => value,
+            Level::Map {
+                list: true,
+                entries,
+            } => Value::Array(
+                entries
+                    .into_iter()
+                    .map(|(_, level)| level.into_value())
+                    .collect(),
+            ),
+            Level::Map {
+                list: false,
+                entries,
+            } => Value::Object(object_of(entries)),
+        }
+    }
+}
+
+fn object_of(entries: Entries<'_>) -> Map<String, Value> {
+    entries
+        .into_iter()
+        .map(|(key, level)| (key.into_owned(), level.into_value()))
+        .collect()
+}
+
+/// A JSON object's members as entries.
+pub(crate) fn entries_of(object: Map<String, Value>) -> Entries<'static> {
+    object
+        .into_iter()
+        .map(|(key, value)| (Cow::Owned(key), Level::Value(value)))
+        .collect()
 }
 
 /// Everything one body carried.
@@ -59,38 +131,55 @@ pub struct WebhookBatch {
 }
 
 impl WebhookBatch {
-    /// Splits a decoded top-level object into the account and the events.
-    pub(crate) fn from_tree(root: Map<String, Value>) -> Result<WebhookBatch> {
+    /// Splits a decoded top level into the account and the events.
+    pub(crate) fn from_tree(root: Entries<'_>) -> Result<WebhookBatch> {
         let mut batch = WebhookBatch::default();
-        let mut sections = Vec::with_capacity(root.len());
-        for (key, value) in root {
-            // Events need the account, which may come last.
-            if key == "account" {
-                batch.account = Account::from_value(value);
-            } else {
-                sections.push((key, value));
-            }
+        let mut root = root;
+        // Events need the account, which may come last.
+        if let Some(at) = root.iter().position(|(key, _)| key == "account") {
+            batch.account = Account::from_level(root.remove(at).1);
         }
-        for (section, actions) in sections {
-            let actions = match actions {
-                Value::Object(actions) => actions,
-                Value::Array(items) => indexed(items),
-                scalar => {
-                    batch.unparsed.insert(section, scalar);
+        for (section, level) in root {
+            let actions = match level {
+                // A list's entries are keyed `0..n` in order, as its items would be indexed.
+                Level::Map { entries, .. } => entries,
+                Level::Value(Value::Object(actions)) => entries_of(actions),
+                Level::Value(Value::Array(items)) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| (Cow::Owned(i.to_string()), Level::Value(item)))
+                    .collect(),
+                Level::Value(scalar) => {
+                    batch.unparsed.insert(section.into_owned(), scalar);
                     continue;
                 }
             };
-            for (action, items) in actions {
-                let items = match items {
-                    Value::Object(items) => items.into_iter().map(|(_, item)| item).collect(),
-                    Value::Array(items) => items,
-                    scalar => {
+            for (action, level) in actions {
+                let items: Vec<Value> = match level {
+                    Level::Map { entries, .. } => {
+                        batch.events.reserve(entries.len());
+                        for (_, item) in entries {
+                            let event = WebhookEvent::new(
+                                &batch.account,
+                                &section,
+                                &action,
+                                item.into_value(),
+                            );
+                            batch.events.push(event);
+                        }
+                        continue;
+                    }
+                    Level::Value(Value::Object(items)) => {
+                        items.into_iter().map(|(_, item)| item).collect()
+                    }
+                    Level::Value(Value::Array(items)) => items,
+                    Level::Value(scalar) => {
                         let entry = batch
                             .unparsed
-                            .entry(section.clone())
+                            .entry(section.as_ref())
                             .or_insert_with(|| Value::Object(Map::new()));
                         if let Value::Object(entry) = entry {
-                            entry.insert(action, scalar);
+                            entry.insert(action.into_owned(), scalar);
                         }
                         continue;
                     }
@@ -107,12 +196,4 @@ impl WebhookBatch {
         }
         Ok(batch)
     }
-}
-
-fn indexed(items: Vec<Value>) -> Map<String, Value> {
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| (i.to_string(), item))
-        .collect()
 }

@@ -14,7 +14,7 @@
 //!
 //! JSON quoting makes the form unambiguous: two different events never share it.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -61,16 +61,16 @@ pub(crate) fn write_canonical(event: &WebhookEvent, out: &mut impl Write) -> io:
 fn write_sorted(value: &Value, out: &mut impl Write) -> io::Result<()> {
     match value {
         Value::Object(object) => {
-            let mut entries: Vec<_> = object.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.write_all(b"{")?;
-            for (i, (key, child)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                serde_json::to_writer(&mut *out, key)?;
-                out.write_all(b":")?;
-                write_sorted(child, out)?;
+            if object
+                .keys()
+                .is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes())
+            {
+                write_members(object.iter(), out)?;
+            } else {
+                let mut entries: Vec<_> = object.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+                write_members(entries.into_iter(), out)?;
             }
             out.write_all(b"}")
         }
@@ -88,6 +88,21 @@ fn write_sorted(value: &Value, out: &mut impl Write) -> io::Result<()> {
     }
 }
 
+fn write_members<'a>(
+    members: impl Iterator<Item = (&'a String, &'a Value)>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    for (i, (key, child)) in members.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *out, key)?;
+        out.write_all(b":")?;
+        write_sorted(child, out)?;
+    }
+    Ok(())
+}
+
 /// The canonical form as a string, for debugging and documentation.
 pub fn canonical_form(event: &WebhookEvent) -> String {
     let mut out = Vec::new();
@@ -97,8 +112,14 @@ pub fn canonical_form(event: &WebhookEvent) -> String {
 }
 
 pub(crate) fn event_hash(event: &WebhookEvent) -> String {
-    let mut hasher = HashWriter(Sha256::new());
-    // Writing to a hasher cannot fail.
-    let _ = write_canonical(event, &mut hasher);
+    // The form is written in many small pieces; buffered, the hasher sees whole blocks.
+    let mut out = BufWriter::with_capacity(HASH_BUFFER, HashWriter(Sha256::new()));
+    // Writing to a hasher cannot fail, nor can flushing into it.
+    let _ = write_canonical(event, &mut out);
+    let _ = out.flush();
+    let (hasher, _) = out.into_parts();
     hex::encode(hasher.0.finalize())
 }
+
+/// A few SHA-256 blocks.
+const HASH_BUFFER: usize = 512;

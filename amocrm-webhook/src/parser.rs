@@ -1,6 +1,6 @@
 //! The entry points: limits, content-type dispatch and the parser value.
 
-use crate::batch::WebhookBatch;
+use crate::batch::{WebhookBatch, entries_of};
 use crate::error::{Error, Result};
 use crate::{form, json};
 
@@ -49,7 +49,7 @@ impl Parser {
 
     /// Parses a JSON body holding the same structure (`{"leads": {"add": [{...}]}, "account": {...}}`).
     pub fn parse_json(&self, body: &[u8]) -> Result<WebhookBatch> {
-        WebhookBatch::from_tree(json::decode(body, &self.limits)?)
+        WebhookBatch::from_tree(entries_of(json::decode(body, &self.limits)?))
     }
 
     /// Chooses the format by content type: `application/x-www-form-urlencoded` (parameters such

@@ -15,40 +15,97 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::batch::{Entries, Level};
+
 /// Above this many entries a map gets a hash index, so a flat hostile body stays linear.
 const LOOKUP_THRESHOLD: usize = 32;
 
 /// The key under which a node that is also a parent keeps its own scalar.
 pub(crate) const SELF_KEY: &str = "";
 
+/// A node's place in [`Tree::nodes`].
+pub(crate) type NodeId = usize;
+
+/// No node (the end of a child list), or no map (a leaf).
+const NONE: usize = usize::MAX;
+
+/// The tree of one body, every node in one arena. Keys borrow the body unless they needed
+/// decoding, so building it allocates little besides the values; it becomes `serde_json`
+/// values once, at the end, every map and list allocated at its final size.
 #[derive(Debug)]
-pub(crate) enum Node {
-    Leaf(String),
-    Map(MapNode),
+pub(crate) struct Tree<'k> {
+    /// The root (always a map) first, then every node in creation order.
+    nodes: Vec<Node<'k>>,
+    /// The children of the nodes that are maps.
+    maps: Vec<Children>,
+    /// Hash indexes of the maps that grew past [`LOOKUP_THRESHOLD`].
+    lookups: Vec<HashMap<Cow<'k, str>, NodeId>>,
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct MapNode {
-    entries: Vec<Entry>,
-    /// Where the next `[]` goes: one past the largest numeric key seen.
-    next_index: u64,
-    /// Built once a map grows past [`LOOKUP_THRESHOLD`].
-    lookup: Option<HashMap<String, usize>>,
-}
-
+/// One node of a [`Tree`]; a spare `Vec` of them can be handed from tree to tree. Kept
+/// small, as every key pushes one.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct Node<'k> {
+    key: Cow<'k, str>,
+    /// A leaf's value; a map keeps its own scalar in a [`SELF_KEY`] child instead.
+    value: String,
     /// A cheap fingerprint of `key`, so a scan compares strings only on a likely match.
     tag: u64,
-    key: String,
-    node: Node,
+    /// The next child of the same parent, in first-seen order.
+    next: NodeId,
+    /// Into [`Tree::maps`] when the node is a map, else [`NONE`].
+    map: usize,
 }
 
-/// FNV-1a: fast on the short keys of a webhook, good enough to skip most string compares.
+/// A map's children, a singly linked list through [`Node::next`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Children {
+    first: NodeId,
+    last: NodeId,
+    len: usize,
+    /// Where the next `[]` goes: one past the largest numeric key seen.
+    next_index: u64,
+    /// How many keys are not canonical indices.
+    named: usize,
+    /// Every index key so far arrived at its own position (`0`, then `1`, ...).
+    in_order: bool,
+    /// Into [`Tree::lookups`], once the map is large.
+    lookup: Option<usize>,
+}
+
+impl Children {
+    const EMPTY: Children = Children {
+        first: NONE,
+        last: NONE,
+        len: 0,
+        next_index: 0,
+        named: 0,
+        in_order: true,
+        lookup: None,
+    };
+
+    /// True when the keys are exactly `0..n` for n > 0, in any order (keys are unique).
+    fn is_dense(&self) -> bool {
+        self.len > 0 && self.named == 0 && self.next_index == self.len as u64
+    }
+}
+
+/// A fingerprint of a key from its length and its first and last 8 bytes: a few
+/// instructions for any key, and distinct for the keys of a webhook.
 fn tag(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    let bytes = key.as_bytes();
+    let len = bytes.len();
+    let (head, tail) = match (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        (Some(head), Some(tail)) => (u64::from_le_bytes(*head), u64::from_le_bytes(*tail)),
+        _ => (
+            bytes
+                .iter()
+                .fold(0u64, |word, &byte| word << 8 | u64::from(byte)),
+            0,
+        ),
+    };
+    (head ^ tail.rotate_left(23) ^ (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_mul(0x0100_0000_01b3)
 }
 
 /// One segment of a key: a name (an index is a name too) or `[]`.
@@ -65,162 +122,336 @@ pub(crate) fn parse_index(key: &str) -> Option<u64> {
         [] => None,
         [b'0'] => Some(0),
         [b'0', ..] => None,
+        [digit @ b'1'..=b'9'] => Some(u64::from(digit - b'0')),
         _ if bytes.iter().all(u8::is_ascii_digit) => key.parse().ok(),
         _ => None,
     }
 }
 
-impl MapNode {
-    fn find(&self, key: &str) -> Option<usize> {
-        match &self.lookup {
-            Some(lookup) => lookup.get(key).copied(),
-            None => {
-                let tag = tag(key);
-                self.entries
-                    .iter()
-                    .position(|entry| entry.tag == tag && entry.key == key)
-            }
-        }
+/// The buffers of a [`Tree`], emptied, for the next one.
+#[derive(Debug, Default)]
+pub(crate) struct Spare {
+    nodes: Vec<Node<'static>>,
+    maps: Vec<Children>,
+}
+
+impl Spare {
+    pub(crate) const EMPTY: Spare = Spare {
+        nodes: Vec::new(),
+        maps: Vec::new(),
+    };
+
+    /// How many nodes the buffers hold without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.nodes.capacity()
+    }
+}
+
+impl<'k> Tree<'k> {
+    /// The top-level map.
+    pub(crate) const ROOT: NodeId = 0;
+
+    /// An empty tree with room for `nodes` nodes before it grows.
+    #[cfg(test)]
+    pub(crate) fn with_capacity(nodes: usize) -> Self {
+        Self::reusing(Spare::EMPTY, nodes)
     }
 
-    fn push_entry(&mut self, key: String, node: Node) -> usize {
-        if let Some(index) = parse_index(&key) {
-            self.next_index = self.next_index.max(index.saturating_add(1));
-        }
-        let position = self.entries.len();
-        if let Some(lookup) = &mut self.lookup {
-            lookup.insert(key.clone(), position);
-        }
-        self.entries.push(Entry {
-            tag: tag(&key),
-            key,
-            node,
+    /// An empty tree in the buffers of `spare` (see [`Tree::into_entries`]), with room for
+    /// `nodes` nodes before it grows.
+    pub(crate) fn reusing(spare: Spare, nodes: usize) -> Self {
+        let mut tree = Tree {
+            nodes: reuse(spare.nodes),
+            maps: spare.maps,
+            lookups: Vec::new(),
+        };
+        tree.maps.clear();
+        tree.nodes.reserve(nodes.saturating_add(1));
+        tree.maps.reserve(nodes / 4 + 1);
+        tree.maps.push(Children::EMPTY);
+        tree.nodes.push(Node {
+            key: Cow::Borrowed(""),
+            value: String::new(),
+            tag: 0,
+            next: NONE,
+            map: 0,
         });
-        if self.lookup.is_none() && self.entries.len() > LOOKUP_THRESHOLD {
-            let lookup = self
-                .entries
-                .iter()
-                .enumerate()
-                .map(|(i, entry)| (entry.key.clone(), i))
-                .collect();
-            self.lookup = Some(lookup);
-        }
-        position
+        tree
     }
 
-    /// Finds or creates the child for `segment`; `make` builds a new child.
-    fn child(&mut self, segment: Segment<'_>, make: impl FnOnce() -> Node) -> usize {
+    fn find(&self, map: usize, key: &str, tag: u64) -> Option<NodeId> {
+        let children = &self.maps[map];
+        if let Some(lookup) = children.lookup {
+            return self.lookups[lookup].get(key).copied();
+        }
+        let mut id = children.first;
+        while id != NONE {
+            let node = &self.nodes[id];
+            if node.tag == tag && node.key == key {
+                return Some(id);
+            }
+            id = node.next;
+        }
+        None
+    }
+
+    /// An empty map, for a new node.
+    fn new_map(&mut self) -> usize {
+        self.maps.push(Children::EMPTY);
+        self.maps.len() - 1
+    }
+
+    /// Appends a new child to `map`: a leaf holding `value`, or an empty map when `is_map`.
+    fn push_child(
+        &mut self,
+        map: usize,
+        key: Cow<'k, str>,
+        tag: u64,
+        is_map: bool,
+        value: String,
+    ) -> NodeId {
+        let id = self.nodes.len();
+        let index = parse_index(&key);
+        let child_map = if is_map { self.new_map() } else { NONE };
+        self.nodes.push(Node {
+            key,
+            value,
+            tag,
+            next: NONE,
+            map: child_map,
+        });
+        let children = &mut self.maps[map];
+        match index {
+            Some(index) => {
+                children.in_order &= index == children.len as u64;
+                children.next_index = children.next_index.max(index.saturating_add(1));
+            }
+            None => children.named += 1,
+        }
+        let previous = children.last;
+        if previous == NONE {
+            children.first = id;
+        }
+        children.last = id;
+        children.len += 1;
+        let (len, lookup, first) = (children.len, children.lookup, children.first);
+        if previous != NONE {
+            self.nodes[previous].next = id;
+        }
+        match lookup {
+            Some(lookup) => {
+                let key = self.nodes[id].key.clone();
+                self.lookups[lookup].insert(key, id);
+            }
+            None if len > LOOKUP_THRESHOLD => {
+                let mut lookup = HashMap::with_capacity(len * 2);
+                let mut child = first;
+                while child != NONE {
+                    lookup.insert(self.nodes[child].key.clone(), child);
+                    child = self.nodes[child].next;
+                }
+                self.maps[map].lookup = Some(self.lookups.len());
+                self.lookups.push(lookup);
+            }
+            None => {}
+        }
+        id
+    }
+
+    /// Finds or creates the child of `map` for `segment`; a new child is an empty map when
+    /// `is_map`, else an empty leaf.
+    fn child(&mut self, map: usize, segment: Segment<'k>, is_map: bool) -> NodeId {
         let key = match segment {
             Segment::Name(name) => name,
-            Segment::Push => Cow::Owned(self.next_index.to_string()),
+            Segment::Push => Cow::Owned(self.maps[map].next_index.to_string()),
         };
+        let tag = tag(&key);
         // A pushed key exists already only once indices saturate at u64::MAX: merge then.
-        match self.find(&key) {
-            Some(position) => position,
-            None => self.push_entry(key.into_owned(), make()),
+        match self.find(map, &key, tag) {
+            Some(id) => id,
+            None => self.push_child(map, key, tag, is_map, String::new()),
         }
     }
 
-    fn set_self_value(&mut self, value: String) {
-        match self.find(SELF_KEY) {
-            Some(position) => self.entries[position].node = Node::Leaf(value),
+    /// The children of the node `id`, turning a scalar into a map that keeps the scalar
+    /// under [`SELF_KEY`].
+    fn make_map(&mut self, id: NodeId) -> usize {
+        let map = self.nodes[id].map;
+        if map != NONE {
+            return map;
+        }
+        let map = self.new_map();
+        let node = &mut self.nodes[id];
+        node.map = map;
+        let value = std::mem::take(&mut node.value);
+        self.push_child(map, Cow::Borrowed(SELF_KEY), tag(SELF_KEY), false, value);
+        map
+    }
+
+    /// Gives the node `id` the scalar `value`: a leaf's is replaced, a map keeps it under
+    /// [`SELF_KEY`]. A repeated scalar keeps the last value.
+    fn set_value(&mut self, id: NodeId, value: String) {
+        let map = self.nodes[id].map;
+        if map == NONE {
+            self.nodes[id].value = value;
+            return;
+        }
+        let self_tag = tag(SELF_KEY);
+        match self.find(map, SELF_KEY, self_tag) {
+            Some(child) => {
+                let child = &mut self.nodes[child];
+                child.value = value;
+                child.map = NONE;
+            }
             None => {
-                self.push_entry(String::new(), Node::Leaf(value));
+                self.push_child(map, Cow::Borrowed(SELF_KEY), self_tag, false, value);
             }
         }
     }
 
     /// Inserts `value` under the path `segments` (the name first). Empty paths are ignored.
     #[cfg(test)]
-    pub(crate) fn insert<'k>(
+    pub(crate) fn insert(
         &mut self,
         segments: impl IntoIterator<Item = Segment<'k>>,
         value: String,
     ) {
-        self.insert_below(&mut Vec::new(), segments, value);
+        self.insert_below(Self::ROOT, &mut Vec::new(), segments, value);
     }
 
-    /// Inserts `value` under the nodes at `parents` (entry positions, level by level, each a
-    /// map), then `segments`. Leaves in `parents` the positions of the new value's parents.
-    pub(crate) fn insert_below<'k>(
+    /// Inserts `value` under the node `start` (the root, or a node an earlier key led to),
+    /// then `segments`; with no segments, `start` itself gets the value. Appends to `path`
+    /// the node each segment leads to.
+    pub(crate) fn insert_below(
         &mut self,
-        parents: &mut Vec<usize>,
+        start: NodeId,
+        path: &mut Vec<NodeId>,
         segments: impl IntoIterator<Item = Segment<'k>>,
         value: String,
     ) {
-        let mut map = self;
-        for &position in parents.iter() {
-            match map.entries.get_mut(position) {
-                Some(entry) => map = make_map(&mut entry.node),
-                None => return debug_assert!(false, "stale parent position"),
-            }
-        }
+        let mut node = start;
         let mut segments = segments.into_iter().peekable();
-        let last = loop {
-            let Some(segment) = segments.next() else {
-                return;
-            };
-            if segments.peek().is_none() {
-                break segment;
-            }
-            let position = map.child(segment, || Node::Map(MapNode::default()));
-            parents.push(position);
-            map = make_map(&mut map.entries[position].node);
-        };
-        let position = map.child(last, || Node::Leaf(String::new()));
-        match &mut map.entries[position].node {
-            Node::Leaf(old) => *old = value,
-            Node::Map(child) => child.set_self_value(value),
+        while let Some(segment) = segments.next() {
+            let map = self.make_map(node);
+            node = self.child(map, segment, segments.peek().is_some());
+            path.push(node);
         }
+        if node != Self::ROOT {
+            self.set_value(node, value);
+        }
+    }
+
+    /// [`Tree::insert_below`] for one segment naming a leaf; gives the leaf.
+    pub(crate) fn insert_leaf(
+        &mut self,
+        start: NodeId,
+        segment: Segment<'k>,
+        value: String,
+    ) -> NodeId {
+        let map = self.make_map(start);
+        let node = self.child(map, segment, false);
+        self.set_value(node, value);
+        node
     }
 
     /// The top level as a JSON object (never turned into an array).
-    pub(crate) fn into_object(self) -> Map<String, Value> {
-        let mut object = Map::with_capacity(self.entries.len());
-        for entry in self.entries {
-            object.insert(entry.key, entry.node.into_value());
+    #[cfg(test)]
+    pub(crate) fn into_object(mut self) -> Map<String, Value> {
+        self.object(self.maps[0])
+    }
+
+    /// The top level (never a list) and the level below it as entries, deeper levels as
+    /// JSON; and the emptied buffers, for [`Tree::reusing`].
+    pub(crate) fn into_entries(mut self) -> (Entries<'k>, Spare) {
+        let entries = self.entries(self.maps[0], 2);
+        let spare = Spare {
+            nodes: reuse(self.nodes),
+            maps: self.maps,
+        };
+        (entries, spare)
+    }
+
+    /// `children` as entries, in first-seen order; the maps among them as entries again
+    /// while `levels` lasts.
+    fn entries(&mut self, children: Children, levels: usize) -> Entries<'k> {
+        let mut entries = Vec::with_capacity(children.len);
+        let mut child = children.first;
+        while child != NONE {
+            let node = &mut self.nodes[child];
+            let key = std::mem::take(&mut node.key);
+            let next = node.next;
+            let map = node.map;
+            let level = if levels > 1 && map != NONE {
+                let grandchildren = self.maps[map];
+                let mut entries = self.entries(grandchildren, levels - 1);
+                let list = grandchildren.is_dense();
+                if list && !grandchildren.in_order {
+                    // Dense keys are unique indices, so this orders them exactly.
+                    entries.sort_by_key(|(key, _)| parse_index(key));
+                }
+                Level::Map { list, entries }
+            } else {
+                Level::Value(self.value(child))
+            };
+            entries.push((key, level));
+            child = next;
+        }
+        entries
+    }
+
+    fn object(&mut self, children: Children) -> Map<String, Value> {
+        let mut object = Map::with_capacity(children.len);
+        let mut child = children.first;
+        while child != NONE {
+            let node = &mut self.nodes[child];
+            let key = std::mem::take(&mut node.key).into_owned();
+            let next = node.next;
+            object.insert(key, self.value(child));
+            child = next;
         }
         object
     }
 
-    fn into_value(self) -> Value {
-        if is_dense(self.entries.iter().map(|entry| entry.key.as_str())) {
-            let mut slots: Vec<Option<Value>> = Vec::with_capacity(self.entries.len());
-            slots.resize_with(self.entries.len(), || None);
-            for entry in self.entries {
-                let slot = parse_index(&entry.key).and_then(|i| slots.get_mut(i as usize));
-                if let Some(slot) = slot {
-                    *slot = Some(entry.node.into_value());
-                }
+    fn value(&mut self, id: NodeId) -> Value {
+        let node = &mut self.nodes[id];
+        if node.map == NONE {
+            return Value::String(std::mem::take(&mut node.value));
+        }
+        let children = self.maps[node.map];
+        if !children.is_dense() {
+            return Value::Object(self.object(children));
+        }
+        let mut child = children.first;
+        if children.in_order {
+            let mut items = Vec::with_capacity(children.len);
+            while child != NONE {
+                let next = self.nodes[child].next;
+                items.push(self.value(child));
+                child = next;
             }
-            Value::Array(slots.into_iter().flatten().collect())
-        } else {
-            Value::Object(self.into_object())
+            return Value::Array(items);
         }
+        let mut slots: Vec<Option<Value>> = Vec::with_capacity(children.len);
+        slots.resize_with(children.len, || None);
+        while child != NONE {
+            let next = self.nodes[child].next;
+            let slot = parse_index(&self.nodes[child].key).and_then(|i| slots.get_mut(i as usize));
+            if let Some(slot) = slot {
+                *slot = Some(self.value(child));
+            }
+            child = next;
+        }
+        Value::Array(slots.into_iter().flatten().collect())
     }
 }
 
-impl Node {
-    fn into_value(self) -> Value {
-        match self {
-            Node::Leaf(value) => Value::String(value),
-            Node::Map(map) => map.into_value(),
-        }
-    }
-}
-
-/// Turns a scalar into a map that keeps the scalar under [`SELF_KEY`].
-fn make_map(node: &mut Node) -> &mut MapNode {
-    if let Node::Leaf(value) = node {
-        let value = std::mem::take(value);
-        let mut map = MapNode::default();
-        map.push_entry(String::new(), Node::Leaf(value));
-        *node = Node::Map(map);
-    }
-    match node {
-        Node::Map(map) => map,
-        Node::Leaf(_) => unreachable!("a leaf was just replaced by a map"),
-    }
+/// An empty `Vec` of `U` in the allocation of `vec` (emptied first) when `T` and `U` have the
+/// same layout, as the same type under another lifetime does; else a new empty `Vec`. This
+/// relies on std collecting a `Vec`'s `into_iter` in place, which it does without `unsafe` on
+/// our side, and costs nothing but the reuse when it does not happen.
+pub(crate) fn reuse<T, U>(mut vec: Vec<T>) -> Vec<U> {
+    vec.clear();
+    vec.into_iter().filter_map(|_| None).collect()
 }
 
 /// True when the keys are exactly `0..n` for n > 0, in any order (keys are unique).
@@ -236,7 +467,7 @@ mod tests {
     use serde_json::json;
 
     fn build(pairs: &[(&[Segment<'_>], &str)]) -> Value {
-        let mut root = MapNode::default();
+        let mut root = Tree::with_capacity(0);
         for (segments, value) in pairs {
             root.insert(segments.iter().cloned(), (*value).to_owned());
         }
@@ -331,7 +562,7 @@ mod tests {
     #[test]
     fn large_maps_use_the_index_and_stay_correct() {
         let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
-        let mut root = MapNode::default();
+        let mut root = Tree::with_capacity(0);
         for key in &keys {
             root.insert([N("a"), N(key)], "1".to_owned());
         }
