@@ -1,5 +1,7 @@
 //! [`Store`] on PostgreSQL 13+ (plain SQL, no extensions, so Neon and managed servers work).
 
+mod ingest;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -34,6 +36,8 @@ const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_nam
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Group commit of event inserts (see `ingest`).
+    ingest: ingest::Ingest,
 }
 
 impl PgStore {
@@ -48,7 +52,10 @@ impl PgStore {
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
         let pool = pool_options(&settings).connect_with(options).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            ingest: ingest::Ingest::default(),
+        })
     }
 
     /// Builds the store without connecting: for a service that must start (and answer 503) while the
@@ -56,13 +63,17 @@ impl PgStore {
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
         Ok(Self {
+            ingest: ingest::Ingest::default(),
             pool: pool_options(&settings).connect_lazy_with(options),
         })
     }
 
     /// Wraps a pool built elsewhere (sharing it with other code).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            ingest: ingest::Ingest::default(),
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -398,60 +409,20 @@ impl Store for PgStore {
         if distinct.is_empty() {
             return Ok(InsertOutcome::default());
         }
-        let stored = if let [event] = distinct.as_slice() {
-            // The common webhook carries one event: a plain VALUES statement plans faster.
-            sqlx::query(
-                "INSERT INTO amocrm_webhook_events
-                    (ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, account_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
-                ON CONFLICT (event_hash) DO NOTHING",
-            )
-            .bind(event.received_at)
-            .bind(&event.event_type)
-            .bind(&event.entity_type)
-            .bind(&event.amocrm_entity_id)
-            .bind(&event.event_hash)
-            .bind(&event.payload)
-            .bind(account_id_to_i32(event.account_id)?)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-        } else {
-            let mut received_at = Vec::with_capacity(distinct.len());
-            let mut event_types = Vec::with_capacity(distinct.len());
-            let mut entity_types = Vec::with_capacity(distinct.len());
-            let mut entity_ids = Vec::with_capacity(distinct.len());
-            let mut hashes = Vec::with_capacity(distinct.len());
-            let mut payloads = Vec::with_capacity(distinct.len());
-            let mut account_ids = Vec::with_capacity(distinct.len());
-            for event in &distinct {
-                received_at.push(event.received_at);
-                event_types.push(event.event_type.as_str());
-                entity_types.push(event.entity_type.as_str());
-                entity_ids.push(event.amocrm_entity_id.as_deref());
-                hashes.push(event.event_hash.as_str());
-                payloads.push(&event.payload);
-                account_ids.push(account_id_to_i32(event.account_id)?);
-            }
-            // One statement is one transaction: the batch is stored whole or not at all.
-            sqlx::query(
-                "INSERT INTO amocrm_webhook_events
-                    (ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, account_id)
-                SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
-                    $5::text[], $6::jsonb[], $7::int4[])
-                ON CONFLICT (event_hash) DO NOTHING",
-            )
-            .bind(received_at)
-            .bind(event_types)
-            .bind(entity_types)
-            .bind(entity_ids)
-            .bind(hashes)
-            .bind(payloads)
-            .bind(account_ids)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-        };
+        let mut rows = Vec::with_capacity(distinct.len());
+        for event in distinct {
+            rows.push(ingest::EventRow {
+                received_at: event.received_at,
+                event_type: event.event_type.clone(),
+                entity_type: event.entity_type.clone(),
+                amocrm_entity_id: event.amocrm_entity_id.clone(),
+                event_hash: event.event_hash.clone(),
+                payload: event.payload.clone(),
+                account_id: account_id_to_i32(event.account_id)?,
+            });
+        }
+        // Shares a statement and a commit with concurrent callers; answers after the commit.
+        let stored = self.ingest.insert(&self.pool, rows).await?;
         Ok(InsertOutcome {
             stored,
             duplicates: events.len() as u64 - stored,

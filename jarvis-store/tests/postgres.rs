@@ -338,3 +338,11 @@ async fn one_instance_at_a_time_holds_an_exclusive_key() {
         "the key is released when its holder goes away"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_sharing_commits_get_their_own_outcomes() {
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    common::concurrent_batches_get_their_own_outcomes(Arc::new(store)).await;
+}

@@ -107,34 +107,6 @@ async fn in_memory_database_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_batches_sharing_commits_get_their_own_outcomes() {
-    const TASKS: usize = 32;
     let (store, _dir) = testing::sqlite_store().await;
-    let barrier = Arc::new(Barrier::new(TASKS));
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let store = store.clone();
-            let barrier = barrier.clone();
-            tokio::spawn(async move {
-                barrier.wait().await;
-                let batch = [
-                    event(&format!("own-{i}")),
-                    event("shared"),
-                    event(&format!("own-{i}")),
-                ];
-                store.insert_events(&batch).await.unwrap()
-            })
-        })
-        .collect();
-    let (mut stored, mut duplicates) = (0, 0);
-    for task in tasks {
-        let outcome = task.await.unwrap();
-        assert!(outcome.stored == 1 || outcome.stored == 2, "{outcome:?}");
-        stored += outcome.stored;
-        duplicates += outcome.duplicates;
-    }
-    assert_eq!(
-        (stored, duplicates),
-        (TASKS as u64 + 1, 2 * TASKS as u64 - 1)
-    );
-    assert_eq!(store.stats().await.unwrap().backlog, TASKS as u64 + 1);
+    common::concurrent_batches_get_their_own_outcomes(Arc::new(store)).await;
 }

@@ -80,3 +80,39 @@ pub fn contact(id: &str, updated_at: Option<DateTime<Utc>>) -> ContactUpsert {
         ..ContactUpsert::default()
     }
 }
+
+/// 32 callers insert at once, each a batch with its own event twice and one event all share: every
+/// caller must get its own counts even when the backend stores their batches in one shared commit.
+pub async fn concurrent_batches_get_their_own_outcomes(
+    store: std::sync::Arc<dyn jarvis_store::Store>,
+) {
+    const TASKS: usize = 32;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let batch = [
+                    event(&format!("own-{i}")),
+                    event("shared"),
+                    event(&format!("own-{i}")),
+                ];
+                store.insert_events(&batch).await.unwrap()
+            })
+        })
+        .collect();
+    let (mut stored, mut duplicates) = (0, 0);
+    for task in tasks {
+        let outcome = task.await.unwrap();
+        assert!(outcome.stored == 1 || outcome.stored == 2, "{outcome:?}");
+        stored += outcome.stored;
+        duplicates += outcome.duplicates;
+    }
+    assert_eq!(
+        (stored, duplicates),
+        (TASKS as u64 + 1, 2 * TASKS as u64 - 1)
+    );
+    assert_eq!(store.stats().await.unwrap().backlog, TASKS as u64 + 1);
+}
