@@ -1,0 +1,200 @@
+//! `bench ingest`: N concurrent senders post webhook bodies to the release service for T seconds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use fake_amocrm::{FakeAmo, FakeConfig, SendPlan, SendReport, lead_event_body, send};
+
+use crate::db::{self, Backend};
+use crate::pgbench;
+use crate::service::{RssSampler, Service, cpu_time};
+
+pub struct IngestOptions {
+    pub senders: Vec<usize>,
+    pub seconds: u64,
+    pub backends: Vec<Backend>,
+    /// Size of pgbench's JSON payload; 0 = exactly the JSON the service stores for one event.
+    pub pgbench_payload_bytes: usize,
+}
+
+pub struct Cell {
+    pub backend: Backend,
+    pub senders: usize,
+    pub report: SendReport,
+    pub stored: u64,
+    pub acknowledged: u64,
+    pub rss_peak_kib: u64,
+    /// Share of the machine's CPU the service and the load generator used during the measurement.
+    pub service_cpu: f64,
+    pub sender_cpu: f64,
+    /// pgbench transactions/s and average latency (ms) with as many clients as senders.
+    pub pgbench: Option<(f64, Option<f64>)>,
+}
+
+/// One lead status body of the fake, and the JSON the service stores for its event.
+pub fn sample(fake: &FakeAmo) -> (String, String) {
+    let id = fake.lead_ids()[0];
+    let lead = fake.lead(id).unwrap_or_default();
+    let config = fake.config();
+    let body = lead_event_body(&lead, "status", config.account_id, &config.subdomain);
+    let batch = amocrm_webhook::parse_form(body.as_bytes()).expect("the fake's body parses");
+    let payload = serde_json::to_string(&batch.events[0]).expect("an event serializes");
+    (body, payload)
+}
+
+/// The stored payload padded with a filler key up to `bytes` (when larger).
+fn padded(payload: &str, bytes: usize) -> String {
+    let mut value: serde_json::Value = serde_json::from_str(payload).expect("JSON");
+    let overhead = ",\"_pad\":\"\"".len();
+    let room = bytes.saturating_sub(payload.len() + overhead);
+    if room > 0 {
+        value["_pad"] = "x".repeat(room).into();
+    }
+    value.to_string()
+}
+
+/// A generator of realistic bodies (the fake is not served: webhook-only mode needs no API).
+pub fn body_source() -> FakeAmo {
+    let fake = FakeAmo::new(FakeConfig::default());
+    fake.seed(300, 300, 1);
+    fake
+}
+
+pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<Cell>> {
+    let fake = body_source();
+    let (body, stored) = sample(&fake);
+    let payload = padded(&stored, options.pgbench_payload_bytes);
+    println!(
+        "## Service ingest: webhook-only mode, {} s per cell, 1 event per body \
+         (mix lead_status 4 : lead_update 4 : lead_add 1 : contact_update 1); \
+         a status body is {} bytes, its stored payload {} bytes; pgbench inserts {} bytes",
+        options.seconds,
+        body.len(),
+        stored.len(),
+        payload.len()
+    );
+    println!();
+    println!(
+        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | pgbench tps | pgbench avg ms | ours / pgbench |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let mut cells = Vec::new();
+    for &backend in &options.backends {
+        for &senders in &options.senders {
+            let cell = cell(binary, &fake, backend, senders, options.seconds, &payload).await?;
+            print_row(&cell);
+            cells.push(cell);
+        }
+    }
+    println!();
+    let mismatched: Vec<_> = cells
+        .iter()
+        .filter(|c| c.stored != c.acknowledged)
+        .collect();
+    if mismatched.is_empty() {
+        println!("stored == acknowledged in every cell");
+    } else {
+        for c in mismatched {
+            println!(
+                "MISMATCH {} x{}: stored {} acknowledged {}",
+                c.backend.name(),
+                c.senders,
+                c.stored,
+                c.acknowledged
+            );
+        }
+    }
+    Ok(cells)
+}
+
+fn print_row(c: &Cell) {
+    let l = &c.report.latency;
+    let rps = c.report.acknowledged as f64 / c.report.elapsed_secs;
+    let (tps, avg, ratio) = match c.pgbench {
+        Some((tps, avg)) => (
+            format!("{tps:.0}"),
+            avg.map(|a| format!("{a:.2}")).unwrap_or_default(),
+            format!("{:.2}", rps / tps),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    println!(
+        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {tps} | {avg} | {ratio} |",
+        c.backend.name(),
+        c.senders,
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        c.report.failed,
+        c.acknowledged,
+        c.stored,
+        c.rss_peak_kib as f64 / 1024.0,
+        c.service_cpu,
+        c.sender_cpu,
+    );
+}
+
+/// One measurement: a fresh database, a fresh service, a warm-up, T seconds of load, then the count.
+async fn cell(
+    binary: &Path,
+    fake: &FakeAmo,
+    backend: Backend,
+    senders: usize,
+    seconds: u64,
+    payload: &str,
+) -> anyhow::Result<Cell> {
+    let (url, _dir) = db::fresh(backend).await?;
+    let service = Service::start(binary, &[("DATABASE_URL", url.clone())]).await?;
+    let (report, warm, rss_peak_kib, (service_cpu, sender_cpu)) =
+        load(&service, fake, senders, seconds).await?;
+    let stored = db::count_events(&url).await?;
+    service.stop();
+    let pgbench = match backend {
+        Backend::Postgres => {
+            let r = pgbench::single_row_insert(senders, seconds, payload).await?;
+            Some((r.tps, r.latency_ms))
+        }
+        Backend::Sqlite => None,
+    };
+    Ok(Cell {
+        backend,
+        senders,
+        acknowledged: warm.acknowledged + report.acknowledged,
+        report,
+        stored,
+        rss_peak_kib,
+        service_cpu,
+        sender_cpu,
+        pgbench,
+    })
+}
+
+/// Warms the service up (connections, caches), then sends as fast as `senders` closed-loop senders
+/// can for `seconds`, sampling the service's RSS. Returns the measured report, the warm-up report and
+/// the peak RSS and the CPU shares (percent of all cores) of the service and of this process.
+pub async fn load(
+    service: &Service,
+    fake: &FakeAmo,
+    senders: usize,
+    seconds: u64,
+) -> anyhow::Result<(SendReport, SendReport, u64, (f64, f64))> {
+    let mut warm_plan = SendPlan::new(service.webhook_url());
+    warm_plan.concurrency = senders;
+    warm_plan.total = Some(200);
+    let warm = send(&warm_plan, fake).await?;
+    let sampler = RssSampler::start(service.pid());
+    let pid = service.pid().to_string();
+    let (service_before, self_before) = (cpu_time(&pid), cpu_time("self"));
+    let mut plan = SendPlan::new(service.webhook_url());
+    plan.concurrency = senders;
+    plan.duration = Some(Duration::from_secs(seconds));
+    let report = send(&plan, fake).await?;
+    let peak = sampler.peak_kib().max(service.memory().rss_kib);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let share = |used: Duration| 100.0 * used.as_secs_f64() / report.elapsed_secs / cores;
+    let cpu = (
+        share(cpu_time(&pid).saturating_sub(service_before)),
+        share(cpu_time("self").saturating_sub(self_before)),
+    );
+    Ok((report, warm, peak, cpu))
+}
