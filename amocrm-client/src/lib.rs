@@ -19,7 +19,7 @@
 //! let client = Client::builder()
 //!     .subdomain("geodrive")
 //!     .long_lived_token(std::env::var("AMOCRM_LONG_LIVED_TOKEN").unwrap_or_default())
-//!     .rate_limit(RateLimit { per_second: 7, per_minute: Some(250), per_hour: Some(7_000) })
+//!     .rate_limit(RateLimit::with_budgets()) // 7/s, 250/min, 7,000/h
 //!     .build()?;
 //!
 //! let lead = client.leads().get(LeadId(17657), &[LeadWith::Contacts]).await?;
@@ -56,7 +56,7 @@ pub use models::{
     Pipeline, PipelineId, Status, StatusId, Tag, TagId, User, UserId, UserWith, Webhook, WebhookId,
     WebhookSetting,
 };
-pub use rate_limit::{RateLimit, RateLimiter};
+pub use rate_limit::{DEFAULT_GUARD, RateLimit, RateLimiter};
 pub use resources::companies::CompaniesFilter;
 pub use resources::contacts::{ContactsFilter, EntityFilter};
 pub use resources::events::EventsFilter;

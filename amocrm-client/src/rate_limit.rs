@@ -23,7 +23,14 @@ pub struct RateLimit {
     pub per_second: u32,
     pub per_minute: Option<u32>,
     pub per_hour: Option<u32>,
+    /// Added to every window. amoCRM counts requests as they arrive, so requests started exactly a
+    /// window apart can land inside one window after network and scheduling jitter and draw a 429.
+    /// Default 100 ms (7 a second then means 7 in any 1.1 s).
+    pub guard: Duration,
 }
+
+/// The default [`RateLimit::guard`].
+pub const DEFAULT_GUARD: Duration = Duration::from_millis(100);
 
 impl Default for RateLimit {
     /// 7 requests a second, no minute or hour budget.
@@ -32,6 +39,7 @@ impl Default for RateLimit {
             per_second: 7,
             per_minute: None,
             per_hour: None,
+            guard: DEFAULT_GUARD,
         }
     }
 }
@@ -43,6 +51,7 @@ impl RateLimit {
             per_second: 7,
             per_minute: Some(250),
             per_hour: Some(7_000),
+            guard: DEFAULT_GUARD,
         }
     }
 }
@@ -87,7 +96,7 @@ impl RateLimiter {
                 }
                 Some(n) => windows.push(Window {
                     limit: n as usize,
-                    period,
+                    period: period + limit.guard,
                     starts: VecDeque::with_capacity((n as usize).min(1024)),
                 }),
             }
@@ -143,8 +152,23 @@ mod tests {
             per_second,
             per_minute,
             per_hour: None,
+            guard: Duration::ZERO,
         })
         .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_guard_widens_every_window() {
+        let limiter = RateLimiter::new(RateLimit::default()).unwrap();
+        let start = Instant::now();
+        let mut starts = Vec::new();
+        for _ in 0..15 {
+            limiter.acquire().await;
+            starts.push(Instant::now() - start);
+        }
+        assert!(starts[..7].iter().all(|d| d.is_zero()));
+        assert_eq!(starts[7], Duration::from_millis(1_100));
+        assert_eq!(starts[14], Duration::from_millis(2_200));
     }
 
     #[tokio::test(start_paused = true)]
@@ -205,8 +229,7 @@ mod tests {
         assert!(
             RateLimiter::new(RateLimit {
                 per_second: 0,
-                per_minute: None,
-                per_hour: None
+                ..RateLimit::default()
             })
             .is_err()
         );

@@ -210,6 +210,7 @@ async fn rate_limiter_spaces_requests_across_clones() {
             per_second: 5,
             per_minute: None,
             per_hour: None,
+            guard: Duration::ZERO,
         })
         .long_lived_token(TOKEN)
         .build()
@@ -254,6 +255,7 @@ async fn minute_budget_is_enforced() {
             per_second: 7,
             per_minute: Some(10),
             per_hour: Some(7_000),
+            guard: Duration::ZERO,
         })
         .long_lived_token(TOKEN)
         .build()

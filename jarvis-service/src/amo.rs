@@ -89,6 +89,7 @@ fn builder(settings: &AmoSettings) -> amocrm_client::ClientBuilder {
             per_second: settings.rate_per_second,
             per_minute: settings.rate_per_minute,
             per_hour: settings.rate_per_hour,
+            ..RateLimit::default()
         })
         .retry(RetryPolicy {
             max_retries: settings.max_retries,

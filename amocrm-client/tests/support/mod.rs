@@ -40,6 +40,7 @@ pub fn fast_rate() -> RateLimit {
         per_second: 10_000,
         per_minute: None,
         per_hour: None,
+        guard: std::time::Duration::ZERO,
     }
 }
 
