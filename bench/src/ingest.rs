@@ -15,6 +15,8 @@ pub struct IngestOptions {
     pub backends: Vec<Backend>,
     /// Size of pgbench's JSON payload; 0 = exactly the JSON the service stores for one event.
     pub pgbench_payload_bytes: usize,
+    /// `serve --http-only`: no worker in the measured process.
+    pub receiver_only: bool,
 }
 
 pub struct Cell {
@@ -65,9 +67,14 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     let (body, stored) = sample(&fake);
     let payload = padded(&stored, options.pgbench_payload_bytes);
     println!(
-        "## Service ingest: webhook-only mode, {} s per cell, 1 event per body \
+        "## Service ingest: webhook-only mode{}, {} s per cell, 1 event per body \
          (mix lead_status 4 : lead_update 4 : lead_add 1 : contact_update 1); \
          a status body is {} bytes, its stored payload {} bytes; pgbench inserts {} bytes",
+        if options.receiver_only {
+            " (receiver only: serve --http-only)"
+        } else {
+            " (receiver and worker)"
+        },
         options.seconds,
         body.len(),
         stored.len(),
@@ -81,7 +88,7 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     let mut cells = Vec::new();
     for &backend in &options.backends {
         for &senders in &options.senders {
-            let cell = cell(binary, &fake, backend, senders, options.seconds, &payload).await?;
+            let cell = cell(binary, &fake, backend, senders, options, &payload).await?;
             print_row(&cell);
             cells.push(cell);
         }
@@ -140,11 +147,17 @@ async fn cell(
     fake: &FakeAmo,
     backend: Backend,
     senders: usize,
-    seconds: u64,
+    options: &IngestOptions,
     payload: &str,
 ) -> anyhow::Result<Cell> {
+    let seconds = options.seconds;
     let (url, _dir) = db::fresh(backend).await?;
-    let service = Service::start(binary, &[("DATABASE_URL", url.clone())]).await?;
+    let args: &[&str] = if options.receiver_only {
+        &["--http-only"]
+    } else {
+        &[]
+    };
+    let service = Service::start_with(binary, args, &[("DATABASE_URL", url.clone())]).await?;
     let (report, warm, rss_peak_kib, (service_cpu, sender_cpu)) =
         load(&service, fake, senders, seconds).await?;
     let stored = db::count_events(&url).await?;

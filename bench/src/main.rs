@@ -58,6 +58,10 @@ struct IngestArgs {
     /// JSON payload size of pgbench's insert (the stored event padded); 0 = the stored event as is.
     #[arg(long, default_value_t = 1400)]
     pgbench_payload_bytes: usize,
+    /// Run the service as a receiver only (`serve --http-only`): what the acknowledgement path alone
+    /// does, the worker's mirroring (3 more statements per event) left to another process.
+    #[arg(long)]
+    receiver_only: bool,
 }
 
 #[derive(Args)]
@@ -101,6 +105,7 @@ impl Default for IngestArgs {
             seconds: 10,
             backend: vec![Backend::Postgres, Backend::Sqlite],
             pgbench_payload_bytes: 1400,
+            receiver_only: false,
         }
     }
 }
@@ -185,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
                 seconds: a.seconds,
                 backends: a.backend,
                 pgbench_payload_bytes: a.pgbench_payload_bytes,
+                receiver_only: a.receiver_only,
             },
         )
         .await?;

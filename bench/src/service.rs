@@ -59,10 +59,20 @@ impl Service {
     /// Starts `jarvis serve` with exactly `env` (plus the listen address and the webhook secret) and
     /// waits for `/readyz`.
     pub async fn start(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<Service> {
+        Self::start_with(binary, &[], env).await
+    }
+
+    /// [`Service::start`] with extra `serve` arguments (e.g. `--http-only`).
+    pub async fn start_with(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
         let port = free_port();
         let started = Instant::now();
         let child = Command::new(binary)
             .arg("serve")
+            .args(args)
             .env_clear()
             .env("JARVIS_LISTEN", format!("127.0.0.1:{port}"))
             .env("AMOCRM_WEBHOOK_SECRET", SECRET)
