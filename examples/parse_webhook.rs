@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 
 use amocrm_webhook::Parser;
 use anyhow::Context;
-use serde_json::json;
 
 fn main() -> anyhow::Result<()> {
     let mut body = Vec::new();
@@ -22,14 +21,7 @@ fn main() -> anyhow::Result<()> {
         .context("parsing the webhook body")?;
     let mut out = std::io::stdout().lock();
     for event in &batch.events {
-        let line = json!({
-            "event_type": event.event_type(),
-            "entity_id": event.entity_id(),
-            "account_id": event.account_id(),
-            "event_hash": event.event_hash(),
-            "fields": event.fields,
-        });
-        writeln!(out, "{line}")?;
+        writeln!(out, "{}", event.summary())?;
     }
     Ok(())
 }

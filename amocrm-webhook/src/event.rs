@@ -258,6 +258,18 @@ impl WebhookEvent {
         hash::event_hash(self)
     }
 
+    /// The event as one JSON object of `event_type`, `entity_id`, `account_id`, `event_hash` and
+    /// `fields`: a line of `jarvis webhook parse` and of the `parse_webhook` example.
+    pub fn summary(&self) -> Value {
+        serde_json::json!({
+            "event_type": self.event_type(),
+            "entity_id": self.entity_id(),
+            "account_id": self.account_id(),
+            "event_hash": self.event_hash(),
+            "fields": self.fields,
+        })
+    }
+
     pub fn entity_id(&self) -> Option<&str> {
         self.entity_id.as_deref()
     }

@@ -173,22 +173,10 @@ fn parse_stdin() -> anyhow::Result<()> {
     std::io::stdin()
         .read_to_end(&mut body)
         .context("reading stdin")?;
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    let content_type = if matches!(first, Some(b'{') | Some(b'[')) {
-        "application/json"
-    } else {
-        "application/x-www-form-urlencoded"
-    };
-    let batch = amocrm_webhook::Parser::default().parse(Some(content_type), &body)?;
+    // No content type: JSON when the body starts with `{`, else a form.
+    let batch = amocrm_webhook::Parser::default().parse(None, &body)?;
     for event in &batch.events {
-        let line = json!({
-            "event_type": event.event_type(),
-            "entity_id": event.entity_id(),
-            "account_id": event.account_id(),
-            "event_hash": event.event_hash(),
-            "fields": event.fields,
-        });
-        println!("{line}");
+        println!("{}", event.summary());
     }
     Ok(())
 }
