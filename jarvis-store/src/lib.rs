@@ -18,6 +18,7 @@
 
 mod batch;
 mod error;
+mod group_commit;
 pub mod model;
 mod postgres;
 mod settings;

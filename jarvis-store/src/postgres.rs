@@ -422,7 +422,10 @@ impl Store for PgStore {
             });
         }
         // Shares a statement and a commit with concurrent callers; answers after the commit.
-        let stored = self.ingest.insert(&self.pool, rows).await?;
+        let stored = self
+            .ingest
+            .insert(&ingest::EventWriter(self.pool.clone()), rows)
+            .await?;
         Ok(InsertOutcome {
             stored,
             duplicates: events.len() as u64 - stored,

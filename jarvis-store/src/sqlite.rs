@@ -27,7 +27,7 @@ use crate::{
     NewEvent, PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent,
     StoredRejected, StoredTokens, UpsertOutcome,
 };
-use ingest::{EventRow, Ingest};
+use ingest::{EventRow, EventWriter, Ingest};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -522,7 +522,10 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let stored = self.ingest.insert(&self.writer, rows).await?;
+        let stored = self
+            .ingest
+            .insert(&EventWriter(self.writer.clone()), rows)
+            .await?;
         Ok(InsertOutcome {
             stored,
             duplicates: events.len() as u64 - stored,
