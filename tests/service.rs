@@ -107,6 +107,19 @@ async fn amocrm() -> MockServer {
     server
 }
 
+/// amoCRM whose leads endpoint answers `failure` the first `times` times, then like [`amocrm`].
+async fn amocrm_failing_first(times: u64, failure: ResponseTemplate) -> MockServer {
+    let server = amocrm().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(failure)
+        .up_to_n_times(times)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    server
+}
+
 async fn requests_to(server: &MockServer, p: &str) -> Vec<Request> {
     server
         .received_requests()
@@ -328,25 +341,7 @@ async fn delete_needs_no_request(backend: Backend) {
 }
 
 async fn server_error_then_success_is_retried(backend: Backend) {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(Leads)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/contacts"))
-        .respond_with(Contacts)
-        .mount(&server)
-        .await;
+    let server = amocrm_failing_first(1, ResponseTemplate::new(500)).await;
     let Some(app) = spawn_api(backend, &server, &[]).await else {
         return;
     };
@@ -559,25 +554,7 @@ async fn outage_leaves_events_pending_then_drains(backend: Backend) {
 
 async fn sqlite_outage() {
     // SQLite has no server to stop; the amoCRM side is what goes down: events wait, then drain.
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(ResponseTemplate::new(503))
-        .up_to_n_times(4)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(Leads)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/contacts"))
-        .respond_with(Contacts)
-        .mount(&server)
-        .await;
+    let server = amocrm_failing_first(4, ResponseTemplate::new(503)).await;
     let Some(app) = spawn_api(Backend::Sqlite, &server, &[("AMOCRM_MAX_RETRIES", "1")]).await
     else {
         return;
@@ -657,30 +634,13 @@ async fn out_of_order_update_never_overwrites_newer_data(backend: Backend) {
 }
 
 async fn permanent_failure_goes_dead_then_replays(backend: Backend) {
-    let server = MockServer::start().await;
     // amoCRM refuses the request (a 400 is not worth retrying as is): the event dies after 2 attempts.
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
-            "title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
-            "detail": "Request validation failed",
-            "validation-errors": [{"request_id": "0", "errors": [{"code": "NotSupportedChoice", "path": "filter.id", "detail": "bad"}]}]
-        })))
-        .up_to_n_times(2)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/leads"))
-        .respond_with(Leads)
-        .with_priority(2)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/contacts"))
-        .respond_with(Contacts)
-        .mount(&server)
-        .await;
+    let refused = ResponseTemplate::new(400).set_body_json(json!({
+        "title": "Bad Request", "type": "https://httpstatus.es/400", "status": 400,
+        "detail": "Request validation failed",
+        "validation-errors": [{"request_id": "0", "errors": [{"code": "NotSupportedChoice", "path": "filter.id", "detail": "bad"}]}]
+    }));
+    let server = amocrm_failing_first(2, refused).await;
     let Some(app) = spawn_api(backend, &server, &[("JARVIS_MAX_ATTEMPTS", "2")]).await else {
         return;
     };

@@ -5,9 +5,11 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-/// Installs the `tracing` subscriber: `RUST_LOG` filters (default `info`), JSON lines when asked.
+/// Installs the `tracing` subscriber: `RUST_LOG` filters (default `info`, without PostgreSQL's
+/// notices such as the migrations' "already exists, skipping"), JSON lines when asked.
 pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
