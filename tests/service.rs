@@ -193,6 +193,7 @@ on_both_backends!(
     permanent_failure_goes_dead_then_replays,
     health_and_metrics_report_the_queue,
     missing_oauth_tokens_leave_events_waiting,
+    contact_change_reaches_its_deals_without_a_request,
 );
 
 async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
@@ -786,4 +787,33 @@ async fn two_instances_share_one_api_worker() {
     assert_eq!(asked.len(), 40);
     first.stop().await;
     second.stop().await;
+}
+
+async fn contact_change_reaches_its_deals_without_a_request(backend: Backend) {
+    let server = amocrm().await;
+    let Some(app) = spawn_api(backend, &server, &[]).await else {
+        return;
+    };
+    app.post_form(fixture("lead_status.form")).await;
+    app.wait_idle(IDLE).await;
+    let before = app.store.get_deal("31840021").await.unwrap().unwrap();
+    assert_eq!(before.main_contact_id.as_deref(), Some("32840021"));
+
+    // The main contact's phone changes in amoCRM: its webhook body carries the new fields.
+    let body = fixture("contact_update.form")
+        .replace("52110077", "32840021")
+        .replace("%2B7+%28999%29+123-45-67", "%2B7+%28900%29+000-11-22");
+    assert_eq!(app.post_form(body).await.status(), 200);
+    app.wait_idle(IDLE).await;
+    let after = app.store.get_deal("31840021").await.unwrap().unwrap();
+    let fields = after.contact_custom_fields.expect("contact fields");
+    assert_eq!(fields[0]["field_code"], "PHONE");
+    assert_eq!(fields[0]["values"][0]["value"], "+7 (900) 000-11-22");
+    assert_eq!(
+        after.updated_at, before.updated_at,
+        "the deal itself did not change"
+    );
+    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 1);
+    assert_eq!(requests_to(&server, "/api/v4/contacts").await.len(), 1);
+    app.stop().await;
 }

@@ -252,7 +252,10 @@ impl Worker {
                 .iter()
                 .map(|(_, c)| c.clone())
                 .collect();
-            let result = store.upsert_contacts(&rows).await;
+            let mut result = store.upsert_contacts(&rows).await.map(|_| ());
+            if result.is_ok() {
+                result = self.follow_contact_fields(&rows).await;
+            }
             for (id, _) in plan.contacts_from_bodies.drain(..) {
                 plan.settled.insert(id, settle_store(&result));
             }
@@ -306,6 +309,22 @@ impl Worker {
             };
             plan.settled.insert(event_id, settle);
         }
+    }
+
+    /// Copies the contacts' stored custom fields into the deals they are the main contact of. The
+    /// stored row is read back so an out-of-order (older) body never wins over newer fields.
+    async fn follow_contact_fields(&self, contacts: &[ContactUpsert]) -> jarvis_store::Result<()> {
+        let store = &self.state.store;
+        let ids: BTreeSet<&str> = contacts
+            .iter()
+            .map(|c| c.amocrm_contact_id.as_str())
+            .collect();
+        for id in ids {
+            if let Some(fields) = store.get_contact(id).await?.and_then(|c| c.custom_fields) {
+                store.set_main_contact_fields(id, &fields).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Fetches the leads (contacts embedded), the main contacts whose fields are not stored yet, and

@@ -112,6 +112,14 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>>;
 
+    /// Sets `contact_custom_fields` of every deal whose main contact is this contact (its fields
+    /// changed); the deals' amoCRM `updated_at` is not involved. Returns how many deals changed.
+    async fn set_main_contact_fields(
+        &self,
+        amocrm_contact_id: &str,
+        custom_fields: &Value,
+    ) -> Result<u64>;
+
     /// Inserts or updates many contacts in one statement; same ordering rule as deals.
     async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome>;
 

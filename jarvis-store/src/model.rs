@@ -136,6 +136,8 @@ pub struct DealUpsert {
     pub custom_fields: Option<Value>,
     pub deal_full_data: Option<Value>,
     pub contact_custom_fields: Option<Value>,
+    /// amoCRM id of the lead's main contact (column `main_contact_id`): contact changes follow it.
+    pub main_contact_id: Option<String>,
     pub metadata: Map<String, Value>,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
@@ -158,6 +160,7 @@ pub struct Deal {
     pub custom_fields: Option<Value>,
     pub deal_full_data: Option<Value>,
     pub contact_custom_fields: Option<Value>,
+    pub main_contact_id: Option<String>,
     pub metadata: Value,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,

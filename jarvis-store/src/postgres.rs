@@ -25,8 +25,8 @@ const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, 
      account_id, processed, attempts, next_attempt_at, locked_until, last_error, processed_at, dead_at";
 
 const DEAL_COLUMNS: &str = "id, client_id, conversation_id, amocrm_deal_id, pipeline_id, status_id, \
-     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata, \
-     created_at, updated_at, closed_at, is_deleted, synced_at";
+     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, \
+     main_contact_id, metadata, created_at, updated_at, closed_at, is_deleted, synced_at";
 
 const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_name, \
      responsible_user_id, custom_fields, contact_full_data, metadata, created_at, updated_at, \
@@ -104,7 +104,9 @@ impl PgStore {
         let mut updated_at = Vec::with_capacity(deals.len());
         let mut closed_at = Vec::with_capacity(deals.len());
         let mut is_deleted = Vec::with_capacity(deals.len());
+        let mut main_contact_ids = Vec::with_capacity(deals.len());
         for deal in deals {
+            main_contact_ids.push(deal.main_contact_id.as_deref());
             ids.push(deal.amocrm_deal_id.as_str());
             pipeline_ids.push(deal.pipeline_id);
             status_ids.push(deal.status_id);
@@ -126,17 +128,18 @@ impl PgStore {
             "WITH input AS MATERIALIZED (
                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[],
                     $6::int8[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::jsonb[],
-                    $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bool[])
+                    $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bool[],
+                    $15::text[])
                 AS u(amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
                     custom_fields, deal_full_data, contact_custom_fields, metadata,
-                    created_at, updated_at, closed_at, is_deleted)
+                    created_at, updated_at, closed_at, is_deleted, main_contact_id)
             )
             INSERT INTO amocrm_deals AS d (amocrm_deal_id, pipeline_id, status_id, price, name,
                 responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata,
-                created_at, updated_at, closed_at, is_deleted, synced_at)
+                created_at, updated_at, closed_at, is_deleted, main_contact_id, synced_at)
             SELECT amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
                 custom_fields, deal_full_data, contact_custom_fields, metadata,
-                created_at, updated_at, closed_at, COALESCE(is_deleted, false), now()
+                created_at, updated_at, closed_at, COALESCE(is_deleted, false), main_contact_id, now()
             FROM input
             ON CONFLICT (amocrm_deal_id) DO UPDATE SET
                 pipeline_id = COALESCE(EXCLUDED.pipeline_id, d.pipeline_id),
@@ -147,6 +150,7 @@ impl PgStore {
                 custom_fields = COALESCE(EXCLUDED.custom_fields, d.custom_fields),
                 deal_full_data = COALESCE(EXCLUDED.deal_full_data, d.deal_full_data),
                 contact_custom_fields = COALESCE(EXCLUDED.contact_custom_fields, d.contact_custom_fields),
+                main_contact_id = COALESCE(EXCLUDED.main_contact_id, d.main_contact_id),
                 metadata = d.metadata || EXCLUDED.metadata,
                 created_at = COALESCE(EXCLUDED.created_at, d.created_at),
                 updated_at = COALESCE(EXCLUDED.updated_at, d.updated_at),
@@ -172,6 +176,7 @@ impl PgStore {
         .bind(updated_at)
         .bind(closed_at)
         .bind(is_deleted)
+        .bind(main_contact_ids)
         .fetch_all(executor)
         .await?
         .len();
@@ -310,6 +315,7 @@ fn deal_from_row(row: &PgRow) -> Result<Deal> {
         custom_fields: row.try_get("custom_fields")?,
         deal_full_data: row.try_get("deal_full_data")?,
         contact_custom_fields: row.try_get("contact_custom_fields")?,
+        main_contact_id: row.try_get("main_contact_id")?,
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
@@ -658,6 +664,23 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() > 0)
+    }
+
+    async fn set_main_contact_fields(
+        &self,
+        amocrm_contact_id: &str,
+        custom_fields: &Value,
+    ) -> Result<u64> {
+        let changed = sqlx::query(
+            "UPDATE amocrm_deals SET contact_custom_fields = $2, synced_at = now()
+            WHERE main_contact_id = $1 AND contact_custom_fields IS DISTINCT FROM $2",
+        )
+        .bind(amocrm_contact_id)
+        .bind(custom_fields)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed)
     }
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {

@@ -35,8 +35,8 @@ const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, 
      account_id, processed, attempts, next_attempt_at, locked_until, last_error, processed_at, dead_at";
 
 const DEAL_COLUMNS: &str = "id, client_id, conversation_id, amocrm_deal_id, pipeline_id, status_id, \
-     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata, \
-     created_at, updated_at, closed_at, is_deleted, synced_at";
+     price, name, responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, \
+     main_contact_id, metadata, created_at, updated_at, closed_at, is_deleted, synced_at";
 
 const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_name, \
      responsible_user_id, custom_fields, contact_full_data, metadata, created_at, updated_at, \
@@ -126,8 +126,9 @@ impl SqliteStore {
             sqlx::query(
                 "INSERT INTO amocrm_deals (id, amocrm_deal_id, pipeline_id, status_id, price, name,
                     responsible_user_id, custom_fields, deal_full_data, contact_custom_fields,
-                    metadata, created_at, updated_at, closed_at, is_deleted, synced_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    metadata, created_at, updated_at, closed_at, is_deleted, synced_at,
+                    main_contact_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&deal.amocrm_deal_id)
@@ -145,6 +146,7 @@ impl SqliteStore {
             .bind(deal.closed_at.map(micros))
             .bind(deal.is_deleted.unwrap_or(false))
             .bind(now)
+            .bind(&deal.main_contact_id)
             .execute(&mut *conn)
             .await?;
             return Ok(true);
@@ -168,7 +170,8 @@ impl SqliteStore {
                 updated_at = COALESCE(?, updated_at),
                 closed_at = COALESCE(?, closed_at),
                 is_deleted = COALESCE(?, is_deleted),
-                synced_at = ?
+                synced_at = ?,
+                main_contact_id = COALESCE(?, main_contact_id)
             WHERE amocrm_deal_id = ?",
         )
         .bind(deal.pipeline_id)
@@ -185,6 +188,7 @@ impl SqliteStore {
         .bind(deal.closed_at.map(micros))
         .bind(deal.is_deleted)
         .bind(now)
+        .bind(&deal.main_contact_id)
         .bind(&deal.amocrm_deal_id)
         .execute(&mut *conn)
         .await?;
@@ -425,6 +429,7 @@ fn deal_from_row(row: &SqliteRow) -> Result<Deal> {
         custom_fields: optional_json(row, "custom_fields")?,
         deal_full_data: optional_json(row, "deal_full_data")?,
         contact_custom_fields: optional_json(row, "contact_custom_fields")?,
+        main_contact_id: row.try_get("main_contact_id")?,
         metadata: json(row, "metadata")?,
         created_at: optional_time(row, "created_at")?,
         updated_at: optional_time(row, "updated_at")?,
@@ -742,6 +747,26 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         self.set_metadata("amocrm_deals", "amocrm_deal_id", amocrm_deal_id, metadata)
             .await
+    }
+
+    async fn set_main_contact_fields(
+        &self,
+        amocrm_contact_id: &str,
+        custom_fields: &Value,
+    ) -> Result<u64> {
+        let fields = custom_fields.to_string();
+        let changed = sqlx::query(
+            "UPDATE amocrm_deals SET contact_custom_fields = ?, synced_at = ?
+            WHERE main_contact_id = ? AND contact_custom_fields IS NOT ?",
+        )
+        .bind(&fields)
+        .bind(micros(Utc::now()))
+        .bind(amocrm_contact_id)
+        .bind(&fields)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(changed)
     }
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {

@@ -59,6 +59,7 @@ conformance!(
     migrated: [
         ping_answers,
         a_free_exclusive_key_is_granted,
+        contact_fields_follow_the_main_contact,
         migrate_twice_keeps_data,
         insert_dedups_within_and_across_batches,
         insert_empty_batch_is_a_no_op,
@@ -973,4 +974,82 @@ async fn a_free_exclusive_key_is_granted(store: &dyn Store) {
         .unwrap()
         .expect("granted");
     assert!(guard.is_held().await);
+}
+
+async fn contact_fields_follow_the_main_contact(store: &dyn Store) {
+    let older = at(-600);
+    store
+        .upsert_deals(&[
+            full_deal("1", older),
+            full_deal("2", older),
+            deal("3", Some(older)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_deal("1")
+            .await
+            .unwrap()
+            .unwrap()
+            .main_contact_id
+            .as_deref(),
+        Some("5000001")
+    );
+    let phone = json!([{ "field_code": "PHONE", "values": [{ "value": "+7 999 000-00-00" }] }]);
+    // Deals 1 and 2 have the contact as their main contact; deal 3 has none. No amoCRM time is
+    // compared: the deals themselves did not change.
+    assert_eq!(
+        store
+            .set_main_contact_fields("5000001", &phone)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .get_deal("2")
+            .await
+            .unwrap()
+            .unwrap()
+            .contact_custom_fields,
+        Some(phone.clone())
+    );
+    assert_eq!(
+        store
+            .get_deal("3")
+            .await
+            .unwrap()
+            .unwrap()
+            .contact_custom_fields,
+        None
+    );
+    assert_eq!(
+        store.get_deal("1").await.unwrap().unwrap().updated_at,
+        Some(older)
+    );
+    // The same fields again change nothing; another contact touches nothing.
+    assert_eq!(
+        store
+            .set_main_contact_fields("5000001", &phone)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.set_main_contact_fields("404", &phone).await.unwrap(),
+        0
+    );
+    // An upsert without a main contact keeps the stored one.
+    store.upsert_deals(&[deal("1", Some(at(0)))]).await.unwrap();
+    assert_eq!(
+        store
+            .get_deal("1")
+            .await
+            .unwrap()
+            .unwrap()
+            .main_contact_id
+            .as_deref(),
+        Some("5000001")
+    );
 }

@@ -218,6 +218,8 @@ async fn column_contract_of_events_and_deals() {
             "closed_at timestamp with time zone",
             "is_deleted boolean",
             "synced_at timestamp with time zone",
+            // Added by this service after the contract columns.
+            "main_contact_id text",
         ]
     );
     let unique: Vec<String> = sqlx::query_scalar(

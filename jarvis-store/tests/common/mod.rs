@@ -65,6 +65,7 @@ pub fn full_deal(id: &str, updated_at: DateTime<Utc>) -> DealUpsert {
         custom_fields: Some(json!([{ "field_id": 1, "values": [{ "value": "RP-1" }] }])),
         deal_full_data: Some(json!({ "id": id, "price": 125_000, "_embedded": {} })),
         contact_custom_fields: Some(json!([{ "field_code": "PHONE" }])),
+        main_contact_id: Some("5000001".into()),
         metadata: map(json!({ "rentprog_booking_id": "RP-1" })),
         created_at: Some(at(-3600)),
         updated_at: Some(updated_at),
