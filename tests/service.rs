@@ -194,6 +194,7 @@ on_both_backends!(
     health_and_metrics_report_the_queue,
     missing_oauth_tokens_leave_events_waiting,
     contact_change_reaches_its_deals_without_a_request,
+    a_value_the_database_refuses_is_bad_input_not_an_outage,
 );
 
 async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
@@ -815,5 +816,32 @@ async fn contact_change_reaches_its_deals_without_a_request(backend: Backend) {
     );
     assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 1);
     assert_eq!(requests_to(&server, "/api/v4/contacts").await.len(), 1);
+    app.stop().await;
+}
+
+/// PostgreSQL text cannot hold a NUL character: such a body is refused as bad input (400, kept for
+/// audit), never answered 503 forever. SQLite stores it.
+async fn a_value_the_database_refuses_is_bad_input_not_an_outage(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
+    let body = fixture("lead_add.form").replace("RP-48213", "RP%0048213");
+    let response = app.post_form(body.clone()).await;
+    match backend {
+        Backend::Postgres => {
+            assert_eq!(response.status(), 400);
+            let rejected = app.store.list_rejected(10).await.unwrap();
+            assert_eq!(rejected.len(), 1);
+            assert_eq!(rejected[0].rejected.body, body.as_bytes());
+        }
+        Backend::Sqlite => assert_eq!(response.status(), 200),
+    }
+    // The service goes on as usual.
+    assert_eq!(
+        app.post_form(fixture("lead_status.form")).await.status(),
+        200
+    );
+    app.wait_idle(IDLE).await;
+    assert_eq!(app.store.stats().await.unwrap().dead, 0);
     app.stop().await;
 }

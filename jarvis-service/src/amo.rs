@@ -136,7 +136,8 @@ pub struct FetchError {
 impl FetchError {
     pub fn store(err: jarvis_store::Error) -> Self {
         FetchError {
-            transient: true,
+            // Data the database refuses will be refused again.
+            transient: !err.is_bad_data(),
             message: format!("database: {err}"),
             not_before: None,
         }
@@ -147,7 +148,12 @@ impl FetchError {
         let (transient, not_before) = match &err {
             E::RateLimited { retry_after, .. } => (
                 true,
-                retry_after.map(|d| Utc::now() + chrono::Duration::from_std(d).unwrap_or_default()),
+                // Bounded: an absurd Retry-After must neither overflow nor park events for years.
+                retry_after.map(|d| {
+                    Utc::now()
+                        + chrono::Duration::from_std(d.min(std::time::Duration::from_secs(3600)))
+                            .unwrap_or_default()
+                }),
             ),
             // Outages, an account-wide block after abuse (403), and credentials that need an operator
             // (no token yet, revoked, unpaid account): the events wait rather than die.

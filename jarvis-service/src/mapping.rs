@@ -117,7 +117,8 @@ pub fn deal_from_webhook(event: &WebhookEvent, mapping: &[MetadataField]) -> Opt
         created_at: event.created_at().and_then(unix_to_time),
         updated_at: event.updated_at().and_then(unix_to_time),
         closed_at: None,
-        is_deleted: Some(false),
+        // Not `Some(false)`: a late or retried body must not undo a delete (restores are explicit).
+        is_deleted: None,
     })
 }
 
@@ -135,7 +136,8 @@ pub fn contact_from_webhook(event: &WebhookEvent) -> Option<ContactUpsert> {
         metadata: Map::new(),
         created_at: event.created_at().and_then(unix_to_time),
         updated_at: event.updated_at().and_then(unix_to_time),
-        is_deleted: Some(false),
+        // Not `Some(false)`: a late or retried body must not undo a delete (restores are explicit).
+        is_deleted: None,
     })
 }
 

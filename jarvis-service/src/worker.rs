@@ -473,6 +473,8 @@ impl Worker {
 fn settle_store<T>(result: &jarvis_store::Result<T>) -> Settle {
     match result {
         Ok(_) => Settle::Done,
+        // Data the database refuses will be refused again: count it towards dead.
+        Err(e) if e.is_bad_data() => Settle::Permanent(format!("database refused the data: {e}")),
         Err(e) => Settle::Transient {
             error: format!("database: {e}"),
             not_before: None,

@@ -49,6 +49,19 @@ pub enum Error {
 impl Error {
     /// True when the database could not be reached or did not answer in time: worth answering 503 and
     /// retrying later, as opposed to a bug or bad data.
+    /// The data itself cannot be stored (a value the database refuses, e.g. a NUL character in
+    /// PostgreSQL text, or an account id out of range): retrying the same data will fail again.
+    pub fn is_bad_data(&self) -> bool {
+        match self {
+            Error::AccountIdOutOfRange(_) => true,
+            // SQLSTATE class 22: data exception.
+            Error::Database(sqlx::Error::Database(db)) => {
+                db.code().is_some_and(|code| code.starts_with("22"))
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Database(error) => matches!(

@@ -129,11 +129,17 @@ async fn handle(
         })
         .collect();
     metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
-    let outcome = state
-        .store
-        .insert_events(&events)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let outcome = match state.store.insert_events(&events).await {
+        Ok(outcome) => outcome,
+        // Refused for its content (e.g. PostgreSQL cannot hold a NUL character): a retry would fail
+        // the same way, so this is bad input, kept for audit like any other.
+        Err(e) if e.is_bad_data() => {
+            let reason = format!("the events cannot be stored: {e}");
+            let error = ApiError::BadRequest(reason);
+            return Err(reject(state, &raw, content_type, "unstorable", error).await);
+        }
+        Err(e) => return Err(unavailable(&e)),
+    };
     metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
     metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
     if outcome.stored > 0 {
