@@ -195,6 +195,7 @@ on_both_backends!(
     missing_oauth_tokens_leave_events_waiting,
     contact_change_reaches_its_deals_without_a_request,
     a_value_the_database_refuses_is_bad_input_not_an_outage,
+    outages_do_not_count_towards_dead,
 );
 
 async fn status_change_mirrors_deal_with_contact_fields_and_rentprog_id(backend: Backend) {
@@ -843,5 +844,50 @@ async fn a_value_the_database_refuses_is_bad_input_not_an_outage(backend: Backen
     );
     app.wait_idle(IDLE).await;
     assert_eq!(app.store.stats().await.unwrap().dead, 0);
+    app.stop().await;
+}
+
+/// Answers the given statuses in turn, then like [`Leads`].
+struct Statuses {
+    statuses: Vec<u16>,
+    calls: AtomicUsize,
+}
+impl Respond for Statuses {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        match self.statuses.get(self.calls.fetch_add(1, Ordering::SeqCst)) {
+            Some(status) => ResponseTemplate::new(*status),
+            None => Leads.respond(req),
+        }
+    }
+}
+
+/// Two outage answers, then one refusal: with two attempts allowed, the refusal is the first counted
+/// failure, so the event lives to succeed (outages only ever delay).
+async fn outages_do_not_count_towards_dead(backend: Backend) {
+    let server = MockServer::start().await;
+    let statuses = Statuses {
+        statuses: vec![503, 503, 400],
+        calls: AtomicUsize::new(0),
+    };
+    Mock::given(method("GET"))
+        .and(path("/api/v4/leads"))
+        .respond_with(statuses)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v4/contacts"))
+        .respond_with(Contacts)
+        .mount(&server)
+        .await;
+    let extra = [("JARVIS_MAX_ATTEMPTS", "2"), ("AMOCRM_MAX_RETRIES", "0")];
+    let Some(app) = spawn_api(backend, &server, &extra).await else {
+        return;
+    };
+    app.post_form(fixture("lead_status.form")).await;
+    app.wait_idle(Duration::from_secs(60)).await;
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.processed, stats.dead), (1, 0));
+    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 4);
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
     app.stop().await;
 }

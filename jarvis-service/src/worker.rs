@@ -412,13 +412,12 @@ impl Worker {
             match settle {
                 Settle::Done => done.push(id),
                 Settle::Transient { error, not_before } => {
-                    let tries = attempts.get(&id).copied().unwrap_or(0);
-                    let next = not_before
-                        .unwrap_or(now)
-                        .max(now + backoff(tries, Duration::from_secs(300)));
+                    // Outages and rate limits delay work but never count towards dead: the event is
+                    // postponed, by half its age (2 s to 5 min), so a long outage is retried calmly.
+                    let age = received.get(&id).map(|at| now - *at).unwrap_or_default();
+                    let next = not_before.unwrap_or(now).max(now + transient_delay(age));
                     metrics::counter!(names::EVENTS_FAILED, "kind" => "transient").increment(1);
-                    // Outages and rate limits delay work, they never make it dead.
-                    if let Err(e) = store.fail_event(id, &error, next, i32::MAX as u32).await {
+                    if let Err(e) = store.postpone_event(id, &error, next).await {
                         tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire");
                     }
                 }
@@ -495,6 +494,14 @@ impl FetchError {
     }
 }
 
+/// Delay after a failure that is not the event's fault: half the event's age, from 2 s to 5 min, with
+/// ±20 % jitter so retries after an outage spread out.
+pub fn transient_delay(age: chrono::Duration) -> chrono::Duration {
+    let half = (age.num_milliseconds().max(0) as f64 / 2000.0).clamp(2.0, 300.0);
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    chrono::Duration::milliseconds((half * jitter * 1000.0) as i64)
+}
+
 /// Exponential backoff from 2 s, doubled per attempt, capped, with ±20 % jitter so retries spread out.
 pub fn backoff(attempts: i32, cap: Duration) -> chrono::Duration {
     let base = 2f64 * 2f64.powi(attempts.clamp(0, 20));
@@ -511,6 +518,14 @@ pub fn export_client_usage(client: &amocrm_client::Client) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transient_delay_follows_the_age_within_bounds() {
+        let ms = |d: chrono::Duration| transient_delay(d).num_milliseconds();
+        assert!((1600..=2400).contains(&ms(chrono::Duration::zero())));
+        assert!((48_000..=72_000).contains(&ms(chrono::Duration::minutes(2))));
+        assert!((240_000..=360_000).contains(&ms(chrono::Duration::days(1))));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

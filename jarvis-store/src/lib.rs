@@ -75,6 +75,16 @@ pub trait Store: Send + Sync + 'static {
         max_attempts: u32,
     ) -> Result<FailOutcome>;
 
+    /// Puts an event off until `next_attempt_at` without counting an attempt: for failures that are
+    /// not the event's fault (an outage, a rate limit), which must never make it dead. Records
+    /// `last_error` and drops the lease.
+    async fn postpone_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<()>;
+
     /// Drops the leases of unfinished events without counting an attempt (graceful shutdown).
     async fn release_events(&self, ids: &[i64]) -> Result<()>;
 

@@ -258,7 +258,7 @@ pub struct Stats {
     /// Events that gave up.
     pub dead: u64,
     pub processed: u64,
-    /// Events in the backlog that have failed at least once.
+    /// Events in the backlog that have failed at least once (counted or postponed).
     pub retrying: u64,
     pub rejected: u64,
     /// `ts` of the newest stored event.

@@ -519,6 +519,25 @@ impl Store for PgStore {
         }
     }
 
+    async fn postpone_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE amocrm_webhook_events
+            SET last_error = $2, next_attempt_at = $3, locked_until = NULL
+            WHERE id = $1 AND NOT processed",
+        )
+        .bind(id)
+        .bind(error)
+        .bind(next_attempt_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn release_events(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -831,7 +850,8 @@ impl Store for PgStore {
                 min(ts) FILTER (WHERE NOT processed AND dead_at IS NULL) AS oldest_pending_at,
                 count(*) FILTER (WHERE NOT processed AND dead_at IS NOT NULL) AS dead,
                 count(*) FILTER (WHERE processed) AS processed,
-                count(*) FILTER (WHERE NOT processed AND dead_at IS NULL AND attempts > 0) AS retrying,
+                count(*) FILTER (WHERE NOT processed AND dead_at IS NULL
+                    AND (attempts > 0 OR last_error IS NOT NULL)) AS retrying,
                 max(ts) AS last_event_at,
                 (SELECT count(*) FROM amocrm_rejected_webhooks) AS rejected,
                 (SELECT count(*) FROM amocrm_deals) AS deals,

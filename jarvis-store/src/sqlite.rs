@@ -612,6 +612,25 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn postpone_event(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE amocrm_webhook_events
+            SET last_error = ?, next_attempt_at = ?, locked_until = NULL
+            WHERE id = ? AND processed = 0",
+        )
+        .bind(error)
+        .bind(micros(next_attempt_at))
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn release_events(&self, ids: &[i64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -911,7 +930,8 @@ impl Store for SqliteStore {
                 min(ts) FILTER (WHERE processed = 0 AND dead_at IS NULL) AS oldest_pending_at,
                 count(*) FILTER (WHERE processed = 0 AND dead_at IS NOT NULL) AS dead,
                 count(*) FILTER (WHERE processed <> 0) AS processed,
-                count(*) FILTER (WHERE processed = 0 AND dead_at IS NULL AND attempts > 0) AS retrying,
+                count(*) FILTER (WHERE processed = 0 AND dead_at IS NULL
+                    AND (attempts > 0 OR last_error IS NOT NULL)) AS retrying,
                 max(ts) AS last_event_at,
                 (SELECT count(*) FROM amocrm_rejected_webhooks) AS rejected,
                 (SELECT count(*) FROM amocrm_deals) AS deals,

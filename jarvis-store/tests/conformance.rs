@@ -60,6 +60,7 @@ conformance!(
         ping_answers,
         a_free_exclusive_key_is_granted,
         contact_fields_follow_the_main_contact,
+        postponed_events_wait_without_counting_attempts,
         migrate_twice_keeps_data,
         insert_dedups_within_and_across_batches,
         insert_empty_batch_is_a_no_op,
@@ -1051,5 +1052,48 @@ async fn contact_fields_follow_the_main_contact(store: &dyn Store) {
             .main_contact_id
             .as_deref(),
         Some("5000001")
+    );
+}
+
+async fn postponed_events_wait_without_counting_attempts(store: &dyn Store) {
+    store.insert_events(&[event("outage")]).await.unwrap();
+    let lease = Duration::from_secs(60);
+    for round in 0..3 {
+        let claimed = store.claim_events(10, lease).await.unwrap();
+        assert_eq!(claimed.len(), 1, "round {round}");
+        // Due again at once: the outage is over.
+        store
+            .postpone_event(
+                claimed[0].id,
+                "amoCRM answered 503",
+                now() - TimeDelta::seconds(1),
+            )
+            .await
+            .unwrap();
+    }
+    let claimed = store.claim_events(10, lease).await.unwrap();
+    let id = claimed[0].id;
+    assert_eq!(claimed[0].attempts, 0, "postponing never counts an attempt");
+    assert_eq!(
+        claimed[0].last_error.as_deref(),
+        Some("amoCRM answered 503")
+    );
+    // Put off into the future: not claimable, visible as retrying, lease dropped.
+    store
+        .postpone_event(id, "rate limited", now() + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert!(store.claim_events(10, lease).await.unwrap().is_empty());
+    let stored = store.get_event(id).await.unwrap().unwrap();
+    assert_eq!((stored.attempts, stored.locked_until), (0, None));
+    assert_eq!(stored.state(now()), EventState::Pending);
+    assert_eq!(store.stats().await.unwrap().retrying, 1);
+    // A counted failure still starts from zero: with two allowed, one failure is not dead.
+    assert_eq!(
+        store
+            .fail_event(id, "bad request", now() - TimeDelta::seconds(1), 2)
+            .await
+            .unwrap(),
+        FailOutcome::Retrying
     );
 }
