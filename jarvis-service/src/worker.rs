@@ -99,8 +99,11 @@ impl Worker {
                 let due = exclusive.is_none() || checked_at.elapsed() >= EXCLUSIVE_CHECK;
                 if due {
                     checked_at = std::time::Instant::now();
+                    // Bounded: a half-open connection must not stall the worker.
                     if let Some(guard) = exclusive.as_mut()
-                        && !guard.is_held().await
+                        && !tokio::time::timeout(Duration::from_secs(5), guard.is_held())
+                            .await
+                            .unwrap_or(false)
                     {
                         tracing::warn!("lost the account's worker lock; standing by");
                         exclusive = None;
