@@ -6,6 +6,21 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use crate::model::{ApiUsage, NewEvent};
 
+/// `Ok` when every embedded migration is among the `applied` versions, else [`crate::Error::NotMigrated`].
+pub(crate) fn require_migrated(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[i64],
+) -> crate::Result<()> {
+    if migrator
+        .iter()
+        .all(|migration| applied.contains(&migration.version))
+    {
+        Ok(())
+    } else {
+        Err(crate::Error::NotMigrated)
+    }
+}
+
 /// The events of a batch whose hash was not seen earlier in the same batch.
 pub(crate) fn distinct_events(events: &[NewEvent]) -> Vec<&NewEvent> {
     let mut seen = HashSet::with_capacity(events.len());

@@ -11,7 +11,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use crate::batch::{distinct_events, rounds, sql_limit, usage_rows};
+use crate::batch::{distinct_events, require_migrated, rounds, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
@@ -400,14 +400,7 @@ impl Store for PgStore {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.pool)
                 .await?;
-        if MIGRATOR
-            .iter()
-            .all(|migration| applied.contains(&migration.version))
-        {
-            Ok(())
-        } else {
-            Err(Error::NotMigrated)
-        }
+        require_migrated(&MIGRATOR, &applied)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
-use crate::batch::{distinct_events, sql_limit, usage_rows};
+use crate::batch::{distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
@@ -497,14 +497,7 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
                 .fetch_all(&self.reader)
                 .await?;
-        if MIGRATOR
-            .iter()
-            .all(|migration| applied.contains(&migration.version))
-        {
-            Ok(())
-        } else {
-            Err(Error::NotMigrated)
-        }
+        require_migrated(&MIGRATOR, &applied)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {
