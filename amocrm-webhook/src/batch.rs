@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::event::WebhookEvent;
+use crate::fields::Fields;
 use crate::tree::SELF_KEY;
 
 /// The `account[...]` block. Anything that does not fit the typed fields (an extra key, an id
@@ -31,6 +32,12 @@ impl Account {
                 entries,
             } => entries,
             Level::Value(Value::Object(object)) => entries_of(object),
+            Level::Fields(fields) if fields.as_field().is_object() => {
+                entries_of(match fields.to_value() {
+                    Value::Object(object) => object,
+                    _ => Map::new(),
+                })
+            }
             scalar => {
                 account
                     .extra
@@ -40,12 +47,12 @@ impl Account {
         };
         for (key, level) in entries {
             match (key.as_ref(), level) {
-                ("id", Level::Value(Value::String(id)))
+                ("id", Level::Text(id) | Level::Value(Value::String(id)))
                     if account.id.is_none() && id.parse::<u64>().is_ok() =>
                 {
                     account.id = id.parse().ok();
                 }
-                ("subdomain", Level::Value(Value::String(subdomain))) => {
+                ("subdomain", Level::Text(subdomain) | Level::Value(Value::String(subdomain))) => {
                     account.subdomain = Some(subdomain);
                 }
                 ("_links", Level::Value(Value::Object(links))) => account.links = links,
@@ -69,12 +76,16 @@ impl Account {
 /// of a section and the fields of the account.
 pub(crate) type Entries<'k> = Vec<(Cow<'k, str>, Level<'k>)>;
 
-/// A node at the top two levels of a body. These levels are taken apart into events, so the
-/// form decoder hands them over as lists instead of building JSON maps (each key allocated
-/// and hashed) only to take them apart again.
+/// A node at the top three levels of a body (sections, actions, items). These levels are
+/// taken apart into events, so the form decoder hands them over as lists instead of building
+/// maps only to take them apart again.
 #[derive(Debug)]
 pub(crate) enum Level<'k> {
-    /// A leaf, or a node below the top levels, as JSON.
+    /// A leaf of a form body.
+    Text(String),
+    /// A map of a form body below the top levels: an event's fields.
+    Fields(Fields),
+    /// Any node of a JSON body.
     Value(Value),
     /// A map as its entries. `list` when its keys are exactly `0..n` (it would be a JSON
     /// array), the entries then in index order; else in first-seen order.
@@ -85,6 +96,8 @@ impl Level<'_> {
     /// The node as JSON, as the decoder would have built it.
     pub(crate) fn into_value(self) -> Value {
         match self {
+            Level::Text(text) => Value::String(text),
+            Level::Fields(fields) => fields.to_value(),
             Level::Value(value) => value,
             Level::Map {
                 list: true,
@@ -143,37 +156,40 @@ impl WebhookBatch {
             let actions = match level {
                 // A list's entries are keyed `0..n` in order, as its items would be indexed.
                 Level::Map { entries, .. } => entries,
-                Level::Value(Value::Object(actions)) => entries_of(actions),
-                Level::Value(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| (Cow::Owned(i.to_string()), Level::Value(item)))
-                    .collect(),
-                Level::Value(scalar) => {
-                    batch.unparsed.insert(section.into_owned(), scalar);
-                    continue;
-                }
+                other => match other.into_value() {
+                    Value::Object(actions) => entries_of(actions),
+                    Value::Array(items) => items
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, item)| (Cow::Owned(i.to_string()), Level::Value(item)))
+                        .collect(),
+                    scalar => {
+                        batch.unparsed.insert(section.into_owned(), scalar);
+                        continue;
+                    }
+                },
             };
             for (action, level) in actions {
-                let items: Vec<Value> = match level {
+                let items = match level {
                     Level::Map { entries, .. } => {
                         batch.events.reserve(entries.len());
                         for (_, item) in entries {
-                            let event = WebhookEvent::new(
-                                &batch.account,
-                                &section,
-                                &action,
-                                item.into_value(),
-                            );
+                            let fields = match item {
+                                Level::Fields(fields) => fields,
+                                other => Fields::from(other.into_value()),
+                            };
+                            let event =
+                                WebhookEvent::new(&batch.account, &section, &action, fields);
                             batch.events.push(event);
                         }
                         continue;
                     }
-                    Level::Value(Value::Object(items)) => {
-                        items.into_iter().map(|(_, item)| item).collect()
-                    }
-                    Level::Value(Value::Array(items)) => items,
-                    Level::Value(scalar) => {
+                    other => other.into_value(),
+                };
+                let items: Vec<Value> = match items {
+                    Value::Object(items) => items.into_iter().map(|(_, item)| item).collect(),
+                    Value::Array(items) => items,
+                    scalar => {
                         let entry = batch
                             .unparsed
                             .entry(section.as_ref())

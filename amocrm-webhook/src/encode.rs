@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 
 use crate::batch::WebhookBatch;
 use crate::event::WebhookEvent;
+use crate::fields::{Field, Fields};
 use crate::tree::SELF_KEY;
 
 /// Encodes a batch as an `application/x-www-form-urlencoded` body with bracketed keys.
@@ -40,14 +41,14 @@ pub fn encode_form(batch: &WebhookBatch) -> String {
                 push_name(&mut key, section);
                 push_segment(&mut key, action);
                 push_segment(&mut key, &index.to_string());
-                write_value(&mut out, &mut key, &event.fields);
+                write_field(&mut out, &mut key, event.fields.as_field());
             }
         }
     }
     for (name, value) in &batch.unparsed {
         key.clear();
         push_name(&mut key, name);
-        write_value(&mut out, &mut key, value);
+        write_field(&mut out, &mut key, Fields::from(value).as_field());
     }
     let account = &batch.account;
     let mut block = Map::new();
@@ -66,7 +67,11 @@ pub fn encode_form(batch: &WebhookBatch) -> String {
     if !block.is_empty() {
         key.clear();
         push_name(&mut key, "account");
-        write_value(&mut out, &mut key, &Value::Object(block));
+        write_field(
+            &mut out,
+            &mut key,
+            Fields::from(Value::Object(block)).as_field(),
+        );
     }
     out
 }
@@ -74,40 +79,20 @@ pub fn encode_form(batch: &WebhookBatch) -> String {
 /// The events of one action, in order.
 type ActionGroup<'a> = (&'a str, Vec<&'a WebhookEvent>);
 
-fn write_value(out: &mut String, key: &mut String, value: &Value) {
-    let scalar = match value {
-        Value::String(text) => text.as_str(),
-        Value::Number(number) => return write_pair(out, key, &number.to_string()),
-        Value::Bool(flag) => {
-            if *flag {
-                "1"
-            } else {
-                "0"
-            }
+fn write_field(out: &mut String, key: &mut String, field: Field<'_>) {
+    if let Some(text) = field.as_str() {
+        return write_pair(out, key, text);
+    }
+    let len = key.len();
+    for (index, (name, child)) in field.entries().enumerate() {
+        match name {
+            Some(SELF_KEY) => {}
+            Some(name) => push_segment(key, name),
+            None => push_segment(key, &index.to_string()),
         }
-        Value::Null => "",
-        Value::Array(items) => {
-            let len = key.len();
-            for (index, item) in items.iter().enumerate() {
-                push_segment(key, &index.to_string());
-                write_value(out, key, item);
-                key.truncate(len);
-            }
-            return;
-        }
-        Value::Object(object) => {
-            let len = key.len();
-            for (name, child) in object {
-                if name != SELF_KEY {
-                    push_segment(key, name);
-                }
-                write_value(out, key, child);
-                key.truncate(len);
-            }
-            return;
-        }
-    };
-    write_pair(out, key, scalar);
+        write_field(out, key, child);
+        key.truncate(len);
+    }
 }
 
 fn write_pair(out: &mut String, key: &str, value: &str) {

@@ -3,9 +3,10 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::batch::Account;
+use crate::fields::{Field, Fields};
 use crate::hash;
 
 /// What kind of object an event is about.
@@ -179,9 +180,10 @@ pub struct Tag {
 
 /// One event of a webhook body.
 ///
-/// `fields` is the event's subtree as sent: a JSON object whose leaves are all strings (see the
-/// crate docs for how lists and repeated keys are kept). The typed accessors read it and return
-/// `None` for a missing, empty or unparsable value. For notes they read the inner `note` object.
+/// `fields` is the event's subtree as sent: an object whose leaves are all strings (see the
+/// crate docs for how lists and repeated keys are kept), serialized as that JSON. The typed
+/// accessors read it and return `None` for a missing, empty or unparsable value. For notes they
+/// read the inner `note` object.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WebhookEvent {
     /// `account[id]` of the body, else the event's own `account_id` field.
@@ -194,29 +196,33 @@ pub struct WebhookEvent {
     pub action: Action,
     /// The entity's id as sent: `id`, else `talk_id` for a talk, else `uid` for an unsorted item.
     pub entity_id: Option<String>,
-    pub fields: Value,
+    pub fields: Fields,
 }
 
 impl WebhookEvent {
     /// Builds the event found at `section[action][index]`, deriving the entity, its id and the
-    /// account exactly as parsing does. A `fields` that is not an object is kept under the
-    /// empty key, like any scalar that sits where a parent is expected.
-    pub fn new(account: &Account, section: &str, action: &str, fields: Value) -> WebhookEvent {
-        let fields = match fields {
-            Value::Object(_) => fields,
-            Value::Array(items) => Value::Object(
-                items
+    /// account exactly as parsing does. `fields` is a [`Fields`] or a `serde_json::Value`; one
+    /// that is not an object is made one as parsing would: a list keyed by position, a scalar
+    /// kept under the empty key, like any scalar that sits where a parent is expected.
+    pub fn new(
+        account: &Account,
+        section: &str,
+        action: &str,
+        fields: impl Into<Fields>,
+    ) -> WebhookEvent {
+        let mut fields = fields.into();
+        if !fields.as_field().is_object() {
+            // Rare (`leads[add][0]=1`, `leads[add][0][0]=1`): rebuilt through JSON.
+            let object = match fields.to_value() {
+                Value::Array(items) => items
                     .into_iter()
                     .enumerate()
                     .map(|(i, item)| (i.to_string(), item))
                     .collect(),
-            ),
-            scalar => {
-                let mut object = Map::with_capacity(1);
-                object.insert(String::new(), scalar);
-                Value::Object(object)
-            }
-        };
+                scalar => std::iter::once((String::new(), scalar)).collect(),
+            };
+            fields = Fields::from(Value::Object(object));
+        }
         let action = Action::parse(action);
         let entity = detect_entity(section, &action, &fields);
         let mut event = WebhookEvent {
@@ -280,16 +286,12 @@ impl WebhookEvent {
 
     /// The value at `path` below `fields` (for a note the path starts with `"note"`).
     /// Lists are indexed by decimal position.
-    pub fn field(&self, path: &[&str]) -> Option<&Value> {
-        path.iter().try_fold(&self.fields, |node, key| match node {
-            Value::Object(object) => object.get(*key),
-            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
-            _ => None,
-        })
+    pub fn field(&self, path: &[&str]) -> Option<Field<'_>> {
+        self.fields.path(path)
     }
 
     /// The object holding the entity's own fields: the inner `note` for notes, else `fields`.
-    pub fn body(&self) -> &Value {
+    pub fn body(&self) -> Field<'_> {
         body_of(&self.entity, &self.fields)
     }
 
@@ -367,24 +369,25 @@ impl WebhookEvent {
         let Some(fields) = self.body().get("custom_fields") else {
             return Vec::new();
         };
-        children(fields)
-            .filter_map(|(_, field)| {
-                let field = field.as_object()?;
-                Some(CustomField {
-                    id: parse_number(field.get("id")),
-                    name: non_empty(field.get("name")).map(str::to_owned),
-                    code: non_empty(field.get("code")).map(str::to_owned),
-                    values: custom_field_values(field.get("values")),
-                })
+        fields
+            .entries()
+            .filter(|(_, field)| field.is_object())
+            .map(|(_, field)| CustomField {
+                id: parse_number(field.get("id")),
+                name: non_empty(field.get("name")).map(str::to_owned),
+                code: non_empty(field.get("code")).map(str::to_owned),
+                values: custom_field_values(field.get("values")),
             })
             .collect()
     }
 
     /// `tags[i][id|name]`; a plain string is read as comma-separated names.
     pub fn tags(&self) -> Vec<Tag> {
-        match self.body().get("tags") {
-            None => Vec::new(),
-            Some(Value::String(names)) => names
+        let Some(tags) = self.body().get("tags") else {
+            return Vec::new();
+        };
+        if let Some(names) = tags.as_str() {
+            return names
                 .split(',')
                 .map(str::trim)
                 .filter(|name| !name.is_empty())
@@ -392,17 +395,15 @@ impl WebhookEvent {
                     id: None,
                     name: Some(name.to_owned()),
                 })
-                .collect(),
-            Some(tags) => children(tags)
-                .filter_map(|(_, tag)| {
-                    let tag = tag.as_object()?;
-                    Some(Tag {
-                        id: parse_number(tag.get("id")),
-                        name: non_empty(tag.get("name")).map(str::to_owned),
-                    })
-                })
-                .collect(),
+                .collect();
         }
+        tags.entries()
+            .filter(|(_, tag)| tag.is_object())
+            .map(|(_, tag)| Tag {
+                id: parse_number(tag.get("id")),
+                name: non_empty(tag.get("name")).map(str::to_owned),
+            })
+            .collect()
     }
 
     /// Lead ids of `linked_leads_id[<id>][ID]` (keyed by lead id, in the order sent).
@@ -413,13 +414,13 @@ impl WebhookEvent {
         if let Some(id) = parse_number(Some(linked)) {
             return vec![id];
         }
-        children(linked)
+        linked
+            .entries()
             .filter_map(|(key, entry)| {
-                let from_entry = match entry {
-                    Value::Object(entry) => {
-                        parse_number(entry.get("ID").or_else(|| entry.get("id")))
-                    }
-                    scalar => parse_number(Some(scalar)),
+                let from_entry = if entry.is_object() {
+                    parse_number(entry.get("ID").or_else(|| entry.get("id")))
+                } else {
+                    parse_number(Some(entry))
                 };
                 from_entry.or_else(|| key.and_then(|key| key.parse().ok()))
             })
@@ -453,27 +454,27 @@ impl WebhookEvent {
     }
 }
 
-fn body_of<'a>(entity: &Entity, fields: &'a Value) -> &'a Value {
+fn body_of<'a>(entity: &Entity, fields: &'a Fields) -> Field<'a> {
     match (entity, fields.get("note")) {
-        (Entity::Note { .. }, Some(note @ Value::Object(_))) => note,
-        _ => fields,
+        (Entity::Note { .. }, Some(note)) if note.is_object() => note,
+        _ => fields.as_field(),
     }
 }
 
-fn detect_entity(section: &str, action: &Action, fields: &Value) -> Entity {
-    let note = fields.get("note").filter(|note| note.is_object());
+fn detect_entity(section: &str, action: &Action, fields: &Fields) -> Entity {
+    let note = fields.get("note").filter(Field::is_object);
     let mut entity = Entity::from_section(section);
     if entity == Entity::Contact {
-        let typed_company = |node: Option<&Value>| {
-            node.and_then(|n| n.get("type")).and_then(Value::as_str) == Some("company")
+        let typed_company = |node: Option<Field<'_>>| {
+            node.and_then(|n| n.get("type")).and_then(|t| t.as_str()) == Some("company")
         };
         let company_note = *action == Action::Note
             && (typed_company(note)
                 || note
                     .and_then(|n| n.get("element_type"))
-                    .and_then(Value::as_str)
+                    .and_then(|t| t.as_str())
                     == Some("3"));
-        if typed_company(Some(fields)) || company_note {
+        if typed_company(Some(fields.as_field())) || company_note {
             entity = Entity::Company;
         }
     }
@@ -486,49 +487,40 @@ fn detect_entity(section: &str, action: &Action, fields: &Value) -> Entity {
     }
 }
 
-fn non_empty(value: Option<&Value>) -> Option<&str> {
-    value.and_then(Value::as_str).filter(|s| !s.is_empty())
+fn non_empty(value: Option<Field<'_>>) -> Option<&str> {
+    value.and_then(|v| v.as_str()).filter(|s| !s.is_empty())
 }
 
-fn parse_number(value: Option<&Value>) -> Option<u64> {
+fn parse_number(value: Option<Field<'_>>) -> Option<u64> {
     non_empty(value).and_then(|s| s.trim().parse().ok())
 }
 
-/// The children of a list, whether it arrived dense (an array) or sparse (an object).
-fn children(value: &Value) -> Box<dyn Iterator<Item = (Option<&str>, &Value)> + '_> {
-    match value {
-        Value::Array(items) => Box::new(items.iter().map(|item| (None, item))),
-        Value::Object(object) => Box::new(object.iter().map(|(k, v)| (Some(k.as_str()), v))),
-        _ => Box::new(std::iter::empty()),
-    }
-}
-
-fn custom_field_values(values: Option<&Value>) -> Vec<CustomFieldValue> {
-    let one = |object: &Map<String, Value>| CustomFieldValue {
+fn custom_field_values(values: Option<Field<'_>>) -> Vec<CustomFieldValue> {
+    let one = |object: Field<'_>| CustomFieldValue {
         value: non_empty(object.get("value")).map(str::to_owned),
         enum_id: parse_number(object.get("enum").or_else(|| object.get("enum_id"))),
     };
-    match values {
-        None => Vec::new(),
-        Some(Value::String(value)) => vec![CustomFieldValue {
-            value: Some(value.clone()).filter(|v| !v.is_empty()),
+    let Some(values) = values else {
+        return Vec::new();
+    };
+    if let Some(value) = values.as_str() {
+        return vec![CustomFieldValue {
+            value: Some(value.to_owned()).filter(|v| !v.is_empty()),
             enum_id: None,
-        }],
-        // The radio form: one value object with no index.
-        Some(Value::Object(object))
-            if object.contains_key("value") || object.contains_key("enum") =>
-        {
-            vec![one(object)]
-        }
-        Some(list) => children(list)
-            .filter_map(|(_, value)| match value {
-                Value::Object(object) => Some(one(object)),
-                Value::String(text) => Some(CustomFieldValue {
-                    value: Some(text.clone()).filter(|v| !v.is_empty()),
-                    enum_id: None,
-                }),
-                _ => None,
-            })
-            .collect(),
+        }];
     }
+    // The radio form: one value object with no index.
+    if values.is_object() && (values.get("value").is_some() || values.get("enum").is_some()) {
+        return vec![one(values)];
+    }
+    values
+        .entries()
+        .filter_map(|(_, value)| match value.as_str() {
+            Some(text) => Some(CustomFieldValue {
+                value: Some(text.to_owned()).filter(|v| !v.is_empty()),
+                enum_id: None,
+            }),
+            None => value.is_object().then(|| one(value)),
+        })
+        .collect()
 }

@@ -16,10 +16,10 @@
 
 use std::io::{self, BufWriter, Write};
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::WebhookEvent;
+use crate::fields::Field;
 
 /// Version tag of the canonical form; change it if the form ever changes.
 const FORM_TAG: &str = "amocrm-webhook/1";
@@ -54,49 +54,48 @@ pub(crate) fn write_canonical(event: &WebhookEvent, out: &mut impl Write) -> io:
     out.write_all(b",")?;
     serde_json::to_writer(&mut *out, &event.entity_id)?;
     out.write_all(b",")?;
-    write_sorted(&event.fields, out)?;
+    write_sorted(event.fields.as_field(), out)?;
     out.write_all(b"]")
 }
 
-fn write_sorted(value: &Value, out: &mut impl Write) -> io::Result<()> {
-    match value {
-        Value::Object(object) => {
-            out.write_all(b"{")?;
-            if object
-                .keys()
-                .is_sorted_by(|a, b| a.as_bytes() <= b.as_bytes())
-            {
-                write_members(object.iter(), out)?;
-            } else {
-                let mut entries: Vec<_> = object.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-                write_members(entries.into_iter(), out)?;
-            }
-            out.write_all(b"}")
-        }
-        Value::Array(items) => {
-            out.write_all(b"[")?;
-            for (i, child) in items.iter().enumerate() {
-                if i > 0 {
-                    out.write_all(b",")?;
-                }
-                write_sorted(child, out)?;
-            }
-            out.write_all(b"]")
-        }
-        scalar => Ok(serde_json::to_writer(&mut *out, scalar)?),
+fn write_sorted(field: Field<'_>, out: &mut impl Write) -> io::Result<()> {
+    if let Some(text) = field.as_str() {
+        return Ok(serde_json::to_writer(&mut *out, text)?);
     }
+    if field.is_list() {
+        out.write_all(b"[")?;
+        for (i, (_, item)) in field.entries().enumerate() {
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            write_sorted(item, out)?;
+        }
+        return out.write_all(b"]");
+    }
+    out.write_all(b"{")?;
+    if field.entries().is_sorted_by(|a, b| key(a) <= key(b)) {
+        write_members(field.entries(), out)?;
+    } else {
+        let mut entries: Vec<_> = field.entries().collect();
+        entries.sort_unstable_by(|a, b| key(a).cmp(key(b)));
+        write_members(entries.into_iter(), out)?;
+    }
+    out.write_all(b"}")
+}
+
+fn key<'a>(entry: &(Option<&'a str>, Field<'a>)) -> &'a [u8] {
+    entry.0.unwrap_or_default().as_bytes()
 }
 
 fn write_members<'a>(
-    members: impl Iterator<Item = (&'a String, &'a Value)>,
+    members: impl Iterator<Item = (Option<&'a str>, Field<'a>)>,
     out: &mut impl Write,
 ) -> io::Result<()> {
     for (i, (key, child)) in members.enumerate() {
         if i > 0 {
             out.write_all(b",")?;
         }
-        serde_json::to_writer(&mut *out, key)?;
+        serde_json::to_writer(&mut *out, key.unwrap_or_default())?;
         out.write_all(b":")?;
         write_sorted(child, out)?;
     }

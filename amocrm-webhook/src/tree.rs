@@ -13,9 +13,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
-
 use crate::batch::{Entries, Level};
+use crate::fields::{Builder, Fields, Span};
 
 /// Above this many entries a map gets a hash index, so a flat hostile body stays linear.
 const LOOKUP_THRESHOLD: usize = 32;
@@ -29,9 +28,9 @@ pub(crate) type NodeId = usize;
 /// No node (the end of a child list), or no map (a leaf).
 const NONE: usize = usize::MAX;
 
-/// The tree of one body, every node in one arena. Keys borrow the body unless they needed
-/// decoding, so building it allocates little besides the values; it becomes `serde_json`
-/// values once, at the end, every map and list allocated at its final size.
+/// The tree of one body, every node in one arena. Keys and values borrow the body unless they
+/// needed decoding, so building it allocates little; at the end each event's subtree is laid
+/// out as [`Fields`], in two allocations of their final size.
 #[derive(Debug)]
 pub(crate) struct Tree<'k> {
     /// The root (always a map) first, then every node in creation order.
@@ -48,7 +47,7 @@ pub(crate) struct Tree<'k> {
 pub(crate) struct Node<'k> {
     key: Cow<'k, str>,
     /// A leaf's value; a map keeps its own scalar in a [`SELF_KEY`] child instead.
-    value: String,
+    value: Cow<'k, str>,
     /// A cheap fingerprint of `key`, so a scan compares strings only on a likely match.
     tag: u64,
     /// The next child of the same parent, in first-seen order.
@@ -171,7 +170,7 @@ impl<'k> Tree<'k> {
         tree.maps.push(Children::EMPTY);
         tree.nodes.push(Node {
             key: Cow::Borrowed(""),
-            value: String::new(),
+            value: Cow::Borrowed(""),
             tag: 0,
             next: NONE,
             map: 0,
@@ -208,7 +207,7 @@ impl<'k> Tree<'k> {
         key: Cow<'k, str>,
         tag: u64,
         is_map: bool,
-        value: String,
+        value: Cow<'k, str>,
     ) -> NodeId {
         let id = self.nodes.len();
         let index = parse_index(&key);
@@ -269,7 +268,7 @@ impl<'k> Tree<'k> {
         // A pushed key exists already only once indices saturate at u64::MAX: merge then.
         match self.find(map, &key, tag) {
             Some(id) => id,
-            None => self.push_child(map, key, tag, is_map, String::new()),
+            None => self.push_child(map, key, tag, is_map, Cow::Borrowed("")),
         }
     }
 
@@ -290,7 +289,7 @@ impl<'k> Tree<'k> {
 
     /// Gives the node `id` the scalar `value`: a leaf's is replaced, a map keeps it under
     /// [`SELF_KEY`]. A repeated scalar keeps the last value.
-    fn set_value(&mut self, id: NodeId, value: String) {
+    fn set_value(&mut self, id: NodeId, value: Cow<'k, str>) {
         let map = self.nodes[id].map;
         if map == NONE {
             self.nodes[id].value = value;
@@ -314,7 +313,7 @@ impl<'k> Tree<'k> {
     pub(crate) fn insert(
         &mut self,
         segments: impl IntoIterator<Item = Segment<'k>>,
-        value: String,
+        value: Cow<'k, str>,
     ) {
         self.insert_below(Self::ROOT, &mut Vec::new(), segments, value);
     }
@@ -327,7 +326,7 @@ impl<'k> Tree<'k> {
         start: NodeId,
         path: &mut Vec<NodeId>,
         segments: impl IntoIterator<Item = Segment<'k>>,
-        value: String,
+        value: Cow<'k, str>,
     ) {
         let mut node = start;
         let mut segments = segments.into_iter().peekable();
@@ -346,7 +345,7 @@ impl<'k> Tree<'k> {
         &mut self,
         start: NodeId,
         segment: Segment<'k>,
-        value: String,
+        value: Cow<'k, str>,
     ) -> NodeId {
         let map = self.make_map(start);
         let node = self.child(map, segment, false);
@@ -354,16 +353,21 @@ impl<'k> Tree<'k> {
         node
     }
 
-    /// The top level as a JSON object (never turned into an array).
+    /// The whole tree as JSON (the root stays an object).
     #[cfg(test)]
-    pub(crate) fn into_object(mut self) -> Map<String, Value> {
-        self.object(self.maps[0])
+    pub(crate) fn into_value(self) -> serde_json::Value {
+        if self.maps[0].len == 0 {
+            return serde_json::json!({});
+        }
+        let mut builder = Builder::with_capacity(1, 0);
+        self.lay_out(&mut builder, 0, Span::EMPTY, Self::ROOT, true);
+        builder.finish().to_value()
     }
 
-    /// The top level (never a list) and the level below it as entries, deeper levels as
-    /// JSON; and the emptied buffers, for [`Tree::reusing`].
+    /// The top level (never a list) and the two levels below it (actions, then items) as
+    /// entries, anything deeper as [`Fields`]; and the emptied buffers, for [`Tree::reusing`].
     pub(crate) fn into_entries(mut self) -> (Entries<'k>, Spare) {
-        let entries = self.entries(self.maps[0], 2);
+        let entries = self.entries(self.maps[0], 3);
         let spare = Spare {
             nodes: reuse(self.nodes),
             maps: self.maps,
@@ -381,7 +385,9 @@ impl<'k> Tree<'k> {
             let key = std::mem::take(&mut node.key);
             let next = node.next;
             let map = node.map;
-            let level = if levels > 1 && map != NONE {
+            let level = if map == NONE {
+                Level::Text(std::mem::take(&mut node.value).into_owned())
+            } else if levels > 1 {
                 let grandchildren = self.maps[map];
                 let mut entries = self.entries(grandchildren, levels - 1);
                 let list = grandchildren.is_dense();
@@ -391,7 +397,7 @@ impl<'k> Tree<'k> {
                 }
                 Level::Map { list, entries }
             } else {
-                Level::Value(self.value(child))
+                Level::Fields(self.fields(child))
             };
             entries.push((key, level));
             child = next;
@@ -399,49 +405,64 @@ impl<'k> Tree<'k> {
         entries
     }
 
-    fn object(&mut self, children: Children) -> Map<String, Value> {
-        let mut object = Map::with_capacity(children.len);
-        let mut child = children.first;
-        while child != NONE {
-            let node = &mut self.nodes[child];
-            let key = std::mem::take(&mut node.key).into_owned();
-            let next = node.next;
-            object.insert(key, self.value(child));
-            child = next;
-        }
-        object
+    /// The subtree of the node `id` as [`Fields`], sized exactly.
+    fn fields(&self, id: NodeId) -> Fields {
+        let (nodes, bytes) = self.measure(id);
+        let mut builder = Builder::with_capacity(nodes, bytes);
+        self.lay_out(&mut builder, 0, Span::EMPTY, id, false);
+        builder.finish()
     }
 
-    fn value(&mut self, id: NodeId) -> Value {
-        let node = &mut self.nodes[id];
+    /// How many nodes and bytes of keys and values the subtree of `id` holds.
+    fn measure(&self, id: NodeId) -> (usize, usize) {
+        let node = &self.nodes[id];
         if node.map == NONE {
-            return Value::String(std::mem::take(&mut node.value));
+            return (1, node.value.len());
+        }
+        let (mut nodes, mut bytes) = (1, 0);
+        let mut child = self.maps[node.map].first;
+        while child != NONE {
+            let (n, b) = self.measure(child);
+            nodes += n;
+            bytes += b + self.nodes[child].key.len();
+            child = self.nodes[child].next;
+        }
+        (nodes, bytes)
+    }
+
+    /// Lays out the node `id` in the slot `at` of `builder`, under `key`. Unless `keep_keys`,
+    /// a map whose keys are exactly `0..n` becomes a list in index order.
+    fn lay_out(&self, builder: &mut Builder, at: usize, key: Span, id: NodeId, keep_keys: bool) {
+        let node = &self.nodes[id];
+        if node.map == NONE {
+            let value = builder.text(&node.value);
+            builder.leaf(at, key, value);
+            return;
         }
         let children = self.maps[node.map];
-        if !children.is_dense() {
-            return Value::Object(self.object(children));
-        }
+        let dense = children.is_dense();
+        let list = dense && !keep_keys;
+        let first = builder.block(children.len);
         let mut child = children.first;
-        if children.in_order {
-            let mut items = Vec::with_capacity(children.len);
-            while child != NONE {
-                let next = self.nodes[child].next;
-                items.push(self.value(child));
-                child = next;
-            }
-            return Value::Array(items);
-        }
-        let mut slots: Vec<Option<Value>> = Vec::with_capacity(children.len);
-        slots.resize_with(children.len, || None);
+        let mut i = 0;
         while child != NONE {
-            let next = self.nodes[child].next;
-            let slot = parse_index(&self.nodes[child].key).and_then(|i| slots.get_mut(i as usize));
-            if let Some(slot) = slot {
-                *slot = Some(self.value(child));
-            }
-            child = next;
+            let next = &self.nodes[child];
+            let slot = if dense && !children.in_order {
+                // Dense keys are unique indices below `len`, so each finds its own slot.
+                parse_index(&next.key).map_or(i, |index| index as usize)
+            } else {
+                i
+            };
+            let child_key = if list {
+                Span::EMPTY
+            } else {
+                builder.text(&next.key)
+            };
+            self.lay_out(builder, first + slot, child_key, child, false);
+            child = next.next;
+            i += 1;
         }
-        Value::Array(slots.into_iter().flatten().collect())
+        builder.parent(at, key, first, children.len, list);
     }
 }
 
@@ -464,14 +485,14 @@ pub(crate) fn is_dense<'a>(keys: impl ExactSizeIterator<Item = &'a str>) -> bool
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn build(pairs: &[(&[Segment<'_>], &str)]) -> Value {
         let mut root = Tree::with_capacity(0);
         for (segments, value) in pairs {
-            root.insert(segments.iter().cloned(), (*value).to_owned());
+            root.insert(segments.iter().cloned(), Cow::Borrowed(*value));
         }
-        Value::Object(root.into_object())
+        root.into_value()
     }
 
     use Segment::Push as P;
@@ -564,10 +585,10 @@ mod tests {
         let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
         let mut root = Tree::with_capacity(0);
         for key in &keys {
-            root.insert([N("a"), N(key)], "1".to_owned());
+            root.insert([N("a"), N(key)], Cow::Borrowed("1"));
         }
-        root.insert([N("a"), N("k50")], "2".to_owned());
-        let tree = Value::Object(root.into_object());
+        root.insert([N("a"), N("k50")], Cow::Borrowed("2"));
+        let tree = root.into_value();
         assert_eq!(tree["a"].as_object().unwrap().len(), 100);
         assert_eq!(tree["a"]["k50"], "2");
     }

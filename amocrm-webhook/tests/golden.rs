@@ -115,7 +115,7 @@ fn fixtures_parse_the_same_as_json() {
                 .unwrap()
                 .entry(event.action.as_str().to_owned())
                 .or_insert_with(|| Value::Array(Vec::new()));
-            items.as_array_mut().unwrap().push(event.fields.clone());
+            items.as_array_mut().unwrap().push(event.fields.to_value());
         }
         tree.insert(
             "account".into(),
