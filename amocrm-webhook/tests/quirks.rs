@@ -506,3 +506,23 @@ fn content_type_dispatch() {
         assert_eq!(batch.events[0].entity_id(), Some("1"));
     }
 }
+
+#[test]
+fn an_item_that_is_a_scalar_or_a_list_becomes_an_object() {
+    let batch = parse_form(&amo(
+        "leads[add][0]=7&leads[add][1][1]=b&leads[add][1][0]=a",
+    ))
+    .unwrap();
+    assert_eq!(batch.events[0].fields, json!({"": "7"}));
+    assert_eq!(batch.events[1].fields, json!({"0": "a", "1": "b"}));
+    let keys: Vec<_> = batch.events[1]
+        .fields
+        .entries()
+        .map(|(key, _)| key)
+        .collect();
+    assert_eq!(keys, [Some("0"), Some("1")]);
+    // The same items as JSON give the same events.
+    let json = br#"{"leads":{"add":[{"":"7"},{"0":"a","1":"b"}]}}"#;
+    let from_json = amocrm_webhook::parse_json(json).unwrap();
+    assert_eq!(from_json.events, batch.events);
+}
