@@ -67,6 +67,7 @@ pub mod names {
     pub const API_REQUESTS: &str = "amocrm_api_requests_total";
     pub const RATE_LIMIT_WAITS: &str = "amocrm_rate_limit_waits_total";
     pub const RATE_LIMIT_WAIT_SECONDS: &str = "amocrm_rate_limit_wait_seconds_total";
+    pub const WORKER_RESTARTS: &str = "jarvis_worker_restarts_total";
 }
 
 fn describe() {
@@ -99,5 +100,9 @@ fn describe() {
     describe_counter!(
         RATE_LIMIT_WAIT_SECONDS,
         "Time spent waiting for the amoCRM rate limiter"
+    );
+    describe_counter!(
+        WORKER_RESTARTS,
+        "Times the worker stopped on a panic and was started again"
     );
 }
