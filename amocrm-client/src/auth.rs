@@ -4,7 +4,9 @@
 //! new pair is saved to the [`TokenStore`] before it is used, refreshes are single-flight within
 //! a process, and the stored pair is reloaded before refreshing in case another process rotated
 //! it. Token requests are never retried: a code works once, and a refresh whose answer was lost
-//! has already spent the old refresh token.
+//! has already spent the old refresh token. If saving a refreshed pair fails (the database is
+//! briefly down), the pair is used from memory, preferred over the stored one whose refresh
+//! token is spent, and saved again every [`SAVE_RETRY`] until it lands.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -303,9 +305,15 @@ pub(crate) struct OAuthState {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) authorization_endpoint: Url,
     current: RwLock<Option<TokenPair>>,
-    /// Held while loading or refreshing, so concurrent callers wait for one refresh.
+    /// Set while the cached pair is not in the store (saving it failed): when saving was last
+    /// tried.
+    unsaved: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Held while loading, refreshing or saving, so concurrent callers wait for one refresh.
     refresh_lock: tokio::sync::Mutex<()>,
 }
+
+/// How often a refreshed pair that could not be saved is saved again.
+pub const SAVE_RETRY: Duration = Duration::from_secs(5);
 
 const TOKEN_ENDPOINT: &str = "POST /oauth2/access_token";
 
@@ -320,6 +328,7 @@ impl OAuthState {
             store,
             authorization_endpoint,
             current: RwLock::new(None),
+            unsaved: std::sync::Mutex::new(None),
             refresh_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -341,9 +350,52 @@ impl OAuthState {
             .map(|t| t.access_token)
     }
 
+    fn unsaved_since(&self) -> Option<tokio::time::Instant> {
+        *self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_unsaved(&self, since: Option<tokio::time::Instant>) {
+        *self.unsaved.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    }
+
+    /// Saves the cached pair again if saving it failed at least [`SAVE_RETRY`] ago and no one
+    /// else holds the lock. Never waits for a refresh in flight.
+    async fn retry_save_if_due(&self) {
+        let due = self
+            .unsaved_since()
+            .is_some_and(|since| since.elapsed() >= SAVE_RETRY);
+        if !due {
+            return;
+        }
+        if let Ok(_guard) = self.refresh_lock.try_lock() {
+            self.retry_save().await;
+        }
+    }
+
+    /// Saves the cached pair if it is not in the store yet; call with the lock held.
+    async fn retry_save(&self) {
+        if self.unsaved_since().is_none() {
+            return;
+        }
+        let Some(pair) = self.cached() else {
+            return;
+        };
+        match self.store.save(&pair).await {
+            Ok(()) => {
+                tracing::info!("saved the rotated amoCRM tokens after an earlier failure");
+                self.set_unsaved(None);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "still could not save the rotated amoCRM tokens");
+                self.set_unsaved(Some(tokio::time::Instant::now()));
+            }
+        }
+    }
+
     /// A token valid for a while yet: cached, reloaded from the store, or refreshed.
     pub(crate) async fn access_token(&self, transport: &Transport) -> Result<AccessToken> {
         if let Some(token) = self.fresh_cached() {
+            self.retry_save_if_due().await;
             return Ok(token);
         }
         let _guard = self.refresh_lock.lock().await;
@@ -385,8 +437,15 @@ impl OAuthState {
             .access_token)
     }
 
-    /// The stored pair (another process may have rotated it), else the one in memory.
+    /// The stored pair (another process may have rotated it), else the one in memory; but a
+    /// pair that could not be saved is newer than the stored one, whose refresh token it spent.
     async fn load_latest(&self) -> Result<TokenPair> {
+        if self.unsaved_since().is_some()
+            && let Some(pair) = self.cached()
+        {
+            self.retry_save().await;
+            return Ok(pair);
+        }
         match self.store.load().await? {
             Some(pair) => Ok(pair),
             None => self.cached().ok_or(Error::NoToken),
@@ -408,7 +467,14 @@ impl OAuthState {
         });
         transport.usage.record_refresh();
         let pair = self.token_request(transport, "refresh_token", body).await?;
-        self.persist(pair).await
+        match self.persist(pair.clone()).await {
+            Ok(pair) => Ok(pair),
+            // The old refresh token is spent: use the new pair from memory and keep saving it.
+            Err(_) => {
+                self.set_unsaved(Some(tokio::time::Instant::now()));
+                Ok(pair)
+            }
+        }
     }
 
     pub(crate) async fn exchange_code(
@@ -432,7 +498,7 @@ impl OAuthState {
 
     /// Saves, then caches. If saving fails the pair is still kept in memory (the old refresh
     /// token is already spent, so dropping the new one would lose access) and the error is
-    /// returned so the caller learns the store is broken.
+    /// returned: a code exchange reports it, a refresh keeps the pair and saves it later.
     async fn persist(&self, pair: TokenPair) -> Result<TokenPair> {
         let saved = self.store.save(&pair).await;
         self.set_cached(pair.clone());
@@ -440,6 +506,7 @@ impl OAuthState {
             tracing::error!(error = %e, "could not save the rotated amoCRM tokens");
             return Err(e);
         }
+        self.set_unsaved(None);
         Ok(pair)
     }
 

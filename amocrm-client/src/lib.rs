@@ -45,7 +45,8 @@ pub mod usage;
 
 pub use auth::{
     AccessToken, AuthorizationCode, AuthorizationMode, ClientSecret, InMemoryTokenStore,
-    JsonFileTokenStore, OAuthConfig, RefreshToken, TokenPair, TokenResponse, TokenStore,
+    JsonFileTokenStore, OAuthConfig, RefreshToken, SAVE_RETRY, TokenPair, TokenResponse,
+    TokenStore,
 };
 pub use client::{Client, ClientBuilder, Domain, OAuth, Query};
 pub use error::{BoxError, Error, Result, ValidationError};

@@ -184,6 +184,119 @@ async fn a_pair_rotated_by_another_process_is_used_without_refreshing() {
     );
 }
 
+/// A token answer granting `access`/`refresh` for a day.
+fn refresh_answer(from: &str, access: &str, refresh: &str) -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/oauth2/access_token"))
+        .and(body_partial_json(refresh_grant(from)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "token_type": "Bearer",
+            "expires_in": 86400,
+            "access_token": access,
+            "refresh_token": refresh,
+        })))
+        .expect(1)
+}
+
+#[tokio::test]
+async fn a_refreshed_pair_that_could_not_be_saved_is_used_not_the_spent_stored_one() {
+    let server = MockServer::start().await;
+    let store = Arc::new(JournalStore::new(Some(pair(
+        "old-access",
+        "old-refresh",
+        -10,
+    ))));
+    // The database is down for the refresh's save and for the first retry.
+    *store.failing_saves.lock().unwrap() = 2;
+    refresh_answer("old-refresh", "access-1", "refresh-1")
+        .mount(&server)
+        .await;
+    refresh_answer("refresh-1", "access-2", "refresh-2")
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/leads/17657"))
+        .and(header("authorization", "Bearer access-1"))
+        .respond_with(json("lead.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/account"))
+        .and(header("authorization", "Bearer access-1"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/account"))
+        .and(header("authorization", "Bearer access-2"))
+        .respond_with(json("account.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = oauth_client(&server, store.clone());
+
+    // The refresh works; its save fails, and the call still goes through with the new token.
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+    assert_eq!(
+        store.current().unwrap().refresh_token.secret(),
+        "old-refresh"
+    );
+    // The next refresh starts from refresh-1 (in memory), never from the spent old-refresh.
+    client.account().get(&[]).await.unwrap();
+
+    assert_eq!(
+        *store.journal.lock().unwrap(),
+        [
+            "failed save refresh-1",
+            "failed save refresh-1",
+            "save refresh-2"
+        ]
+    );
+    assert_eq!(store.current().unwrap().refresh_token.secret(), "refresh-2");
+    assert_eq!(client.usage().token_refreshes, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refreshed_pair_that_could_not_be_saved_is_saved_again_later() {
+    let server = MockServer::start().await;
+    let store = Arc::new(JournalStore::new(Some(pair(
+        "old-access",
+        "old-refresh",
+        -10,
+    ))));
+    *store.failing_saves.lock().unwrap() = 1;
+    refresh_answer("old-refresh", "access-1", "refresh-1")
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/leads/17657"))
+        .and(header("authorization", "Bearer access-1"))
+        .respond_with(json("lead.json"))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    let client = builder(&server)
+        .http_client(http)
+        .oauth(oauth_config(), store.clone())
+        .build()
+        .unwrap();
+
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+    assert_eq!(*store.journal.lock().unwrap(), ["failed save refresh-1"]);
+    tokio::time::advance(amocrm_client::SAVE_RETRY).await;
+    // Any later call saves the pair once the retry is due, without refreshing again.
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+
+    assert_eq!(
+        *store.journal.lock().unwrap(),
+        ["failed save refresh-1", "save refresh-1"]
+    );
+    assert_eq!(store.current().unwrap().access_token.secret(), "access-1");
+    assert_eq!(client.usage().token_refreshes, 1);
+}
+
 #[tokio::test]
 async fn a_second_401_is_returned_not_refreshed_again() {
     let server = MockServer::start().await;

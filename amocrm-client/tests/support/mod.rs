@@ -80,6 +80,8 @@ pub struct JournalStore {
     pub tokens: Mutex<Option<TokenPair>>,
     pub journal: Arc<Mutex<Vec<String>>>,
     pub loads: Mutex<u32>,
+    /// How many saves fail (the database is down) before they work again.
+    pub failing_saves: Mutex<u32>,
 }
 
 impl JournalStore {
@@ -107,6 +109,17 @@ impl TokenStore for JournalStore {
     }
 
     async fn save(&self, tokens: &TokenPair) -> amocrm_client::Result<()> {
+        {
+            let mut failing = self.failing_saves.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                self.journal
+                    .lock()
+                    .unwrap()
+                    .push(format!("failed save {}", tokens.refresh_token.secret()));
+                return Err(amocrm_client::Error::token_store("database unavailable"));
+            }
+        }
         self.journal
             .lock()
             .unwrap()
