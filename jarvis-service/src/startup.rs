@@ -178,6 +178,16 @@ impl Application {
         if let Some(addr) = self.local_addr {
             tracing::info!(%addr, database = %redact_url(&self.settings.database_url), "listening");
         }
+        if self.parts.worker
+            && self.state.client.is_some()
+            && behind_pooler(&self.settings.database_url)
+        {
+            tracing::warn!(
+                "DATABASE_URL looks like a transaction pooler (a `-pooler` host or port 6432); the \
+                 worker's per-account lock is a session lock that such a pooler does not keep, so two \
+                 instances could both call amoCRM: use the direct connection string"
+            );
+        }
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
@@ -267,6 +277,21 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether a PostgreSQL URL points at a connection pooler in transaction mode: Neon's `-pooler`
+/// hosts, or PgBouncer's usual port.
+pub fn behind_pooler(url: &str) -> bool {
+    match url::Url::parse(url) {
+        Ok(parsed) if parsed.scheme().starts_with("postgres") => {
+            parsed.host_str().is_some_and(|host| {
+                host.split('.')
+                    .next()
+                    .is_some_and(|label| label.ends_with("-pooler"))
+            }) || parsed.port() == Some(6432)
+        }
+        _ => false,
+    }
+}
+
 /// Completes on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -295,6 +320,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn poolers_are_recognised() {
+        assert!(behind_pooler(
+            "postgres://u:p@ep-cool-term-123456-pooler.eu-central-1.aws.neon.tech/db?sslmode=require"
+        ));
+        assert!(behind_pooler("postgresql://u@10.0.0.5:6432/db"));
+        assert!(!behind_pooler(
+            "postgres://u:p@ep-cool-term-123456.eu-central-1.aws.neon.tech/db?sslmode=require"
+        ));
+        assert!(!behind_pooler("postgres://postgres@127.0.0.1:5432/test"));
+        assert!(!behind_pooler("sqlite://jarvis.db"));
+    }
 
     #[tokio::test]
     async fn a_panicking_task_is_started_again_until_it_returns() {
