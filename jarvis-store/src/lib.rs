@@ -162,8 +162,12 @@ pub trait Store: Send + Sync + 'static {
     /// Total API requests recorded since `since`.
     async fn api_usage_since(&self, since: DateTime<Utc>) -> Result<u64>;
 
-    /// Queue and mirror figures.
+    /// Queue and mirror figures, counted over whole tables: for occasional use (`jarvis status`).
     async fn stats(&self) -> Result<Stats>;
+
+    /// The backlog, its oldest event and the dead events, from the queue's partial indexes: cheap
+    /// enough for every metrics scrape however long the history grows.
+    async fn queue_stats(&self) -> Result<QueueStats>;
 
     // ---- coordination -------------------------------------------------------------------------------
 

@@ -248,7 +248,19 @@ pub struct ApiUsage {
     pub count: u64,
 }
 
-/// Queue and mirror figures for `status`, `/metrics` and `/readyz`.
+/// The queue figures `/metrics` reads at every scrape: answered from the queue's partial
+/// indexes, so their cost follows the backlog, not the whole history.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Events neither processed nor dead.
+    pub backlog: u64,
+    /// `ts` of the oldest event in the backlog.
+    pub oldest_pending_at: Option<DateTime<Utc>>,
+    /// Events that gave up.
+    pub dead: u64,
+}
+
+/// Queue and mirror figures for `jarvis status`: counts over whole tables.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Events neither processed nor dead.

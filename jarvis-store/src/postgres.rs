@@ -15,8 +15,8 @@ use crate::batch::{distinct_events, require_migrated, rounds, sql_limit, usage_r
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    NewEvent, PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent,
-    StoredRejected, StoredTokens, UpsertOutcome,
+    NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats, Store,
+    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -834,6 +834,26 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(total.max(0) as u64)
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        // Each subquery repeats a partial index's predicate, so it reads that index only.
+        let row = sqlx::query(
+            "SELECT
+                (SELECT count(*) FROM amocrm_webhook_events
+                    WHERE NOT processed AND dead_at IS NULL) AS backlog,
+                (SELECT min(ts) FROM amocrm_webhook_events
+                    WHERE NOT processed AND dead_at IS NULL) AS oldest_pending_at,
+                (SELECT count(*) FROM amocrm_webhook_events
+                    WHERE dead_at IS NOT NULL AND NOT processed) AS dead",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueStats {
+            backlog: count(&row, "backlog")?,
+            oldest_pending_at: row.try_get("oldest_pending_at")?,
+            dead: count(&row, "dead")?,
+        })
     }
 
     async fn stats(&self) -> Result<Stats> {

@@ -24,8 +24,8 @@ use crate::batch::{distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    NewEvent, PoolSettings, RejectedWebhook, Requeue, Result, Stats, Store, StoredEvent,
-    StoredRejected, StoredTokens, UpsertOutcome,
+    NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats, Store,
+    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -914,6 +914,26 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok(total.max(0) as u64)
+    }
+
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        // Each subquery repeats a partial index's predicate, so it reads that index only.
+        let row = sqlx::query(
+            "SELECT
+                (SELECT count(*) FROM amocrm_webhook_events
+                    WHERE processed = 0 AND dead_at IS NULL) AS backlog,
+                (SELECT min(ts) FROM amocrm_webhook_events
+                    WHERE processed = 0 AND dead_at IS NULL) AS oldest_pending_at,
+                (SELECT count(*) FROM amocrm_webhook_events
+                    WHERE dead_at IS NOT NULL AND processed = 0) AS dead",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(QueueStats {
+            backlog: count(&row, "backlog")?,
+            oldest_pending_at: optional_time(&row, "oldest_pending_at")?,
+            dead: count(&row, "dead")?,
+        })
     }
 
     async fn stats(&self) -> Result<Stats> {

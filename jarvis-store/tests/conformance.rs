@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use jarvis_store::{
-    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome,
+    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome, QueueStats,
     RejectedWebhook, Requeue, Store, StoredTokens, UpsertOutcome,
 };
 use serde_json::json;
@@ -120,6 +120,7 @@ async fn unmigrated_database_is_reported(store: &dyn Store) {
         Err(Error::NotMigrated)
     ));
     assert!(matches!(store.stats().await, Err(Error::NotMigrated)));
+    assert!(matches!(store.queue_stats().await, Err(Error::NotMigrated)));
     assert!(matches!(store.get_deal("1").await, Err(Error::NotMigrated)));
     let message = store.stats().await.unwrap_err().to_string();
     assert!(message.contains("migrat"), "{message}");
@@ -863,6 +864,7 @@ async fn tokens_round_trip_and_rotate(store: &dyn Store) {
 async fn stats_count_every_state(store: &dyn Store) {
     let empty = store.stats().await.unwrap();
     assert_eq!(empty, Default::default());
+    assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
 
     store
         .insert_events(&[
@@ -918,6 +920,15 @@ async fn stats_count_every_state(store: &dyn Store) {
             ("lead.add".to_string(), 2),
             ("lead.status".to_string(), 2),
         ]
+    );
+    // The scrape-time figures agree with the full count.
+    assert_eq!(
+        store.queue_stats().await.unwrap(),
+        QueueStats {
+            backlog: 3,
+            oldest_pending_at: Some(at(30)),
+            dead: 1,
+        }
     );
 }
 

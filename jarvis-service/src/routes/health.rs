@@ -25,7 +25,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// Prometheus text format. Queue gauges are read from the database at scrape time, so they are right
 /// whichever instance did the work; if the database is down the other metrics are still served.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.stats().await {
+    match state.store.queue_stats().await {
         Ok(stats) => {
             metrics::gauge!(names::BACKLOG).set(stats.backlog as f64);
             metrics::gauge!(names::DEAD).set(stats.dead as f64);
