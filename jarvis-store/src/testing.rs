@@ -3,7 +3,8 @@
 //! Each PostgreSQL helper creates a new schema named `jarvis_test_<unix seconds>_<random>` in the
 //! database of `JARVIS_TEST_DATABASE_URL` (default [`DEFAULT_TEST_DATABASE_URL`]) and points the
 //! connections at it through `search_path`, so tests never see each other's rows. Schemas are left
-//! behind; the prefix and the timestamp let a clean-up job drop old ones.
+//! behind, to be inspected after a failure; the first helper call of each process drops those older
+//! than [`STALE_AFTER`], so a machine that runs the suites again and again does not pile them up.
 //!
 //! When PostgreSQL cannot be reached the helpers return `None` and say so on stderr, so a developer
 //! without a server can still run the SQLite half of a suite; with `CI=true` they panic instead,
@@ -34,6 +35,9 @@ pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/
 /// Prefix of every schema the helpers create.
 pub const SCHEMA_PREFIX: &str = "jarvis_test_";
 
+/// Age after which a test schema is dropped by the next run: no test runs this long.
+pub const STALE_AFTER: Duration = Duration::from_secs(6 * 3600);
+
 /// The URL of the PostgreSQL database tests create their schemas in.
 pub fn test_database_url() -> String {
     std::env::var("JARVIS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.into())
@@ -54,6 +58,12 @@ pub async fn fresh_postgres_schema() -> Option<String> {
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
             .execute(&mut connection)
             .await?;
+        static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed)
+            && let Err(error) = drop_stale_schemas(&mut connection).await
+        {
+            eprintln!("could not drop old test schemas: {error}");
+        }
         connection.close().await
     };
     match tokio::time::timeout(Duration::from_secs(10), created).await {
@@ -61,6 +71,36 @@ pub async fn fresh_postgres_schema() -> Option<String> {
         Ok(Err(error)) => unreachable_postgres(&error.to_string()),
         Err(_) => unreachable_postgres("timed out"),
     }
+}
+
+/// Drops the test schemas created more than [`STALE_AFTER`] ago (by their name's timestamp).
+async fn drop_stale_schemas(connection: &mut PgConnection) -> sqlx::Result<()> {
+    let cutoff = chrono::Utc::now().timestamp() - STALE_AFTER.as_secs() as i64;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname::text, $1)",
+    )
+    .bind(SCHEMA_PREFIX)
+    .fetch_all(&mut *connection)
+    .await?;
+    for name in names {
+        if schema_created_at(&name).is_some_and(|created| created < cutoff) {
+            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .execute(&mut *connection)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The Unix time in a name the helpers made (`jarvis_test_<seconds>_<hex>`); `None` for any other
+/// name, which is never dropped.
+fn schema_created_at(name: &str) -> Option<i64> {
+    let (seconds, random) = name.strip_prefix(SCHEMA_PREFIX)?.split_once('_')?;
+    let valid = !seconds.is_empty()
+        && seconds.bytes().all(|b| b.is_ascii_digit())
+        && random.len() == 8
+        && random.bytes().all(|b| b.is_ascii_hexdigit());
+    valid.then(|| seconds.parse().ok()).flatten()
 }
 
 /// `base_url` with `search_path` set to `schema` through the libpq `options` parameter, which
@@ -118,4 +158,24 @@ fn unreachable_postgres<T>(reason: &str) -> Option<T> {
          or start a server at {DEFAULT_TEST_DATABASE_URL}"
     );
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_the_helpers_made_have_a_creation_time() {
+        assert_eq!(
+            schema_created_at("jarvis_test_1764072000_0a1b2c3d"),
+            Some(1_764_072_000)
+        );
+        assert_eq!(schema_created_at("jarvis_test_1764072000"), None);
+        assert_eq!(schema_created_at("jarvis_test_x_0a1b2c3d"), None);
+        assert_eq!(
+            schema_created_at("jarvis_test_1764072000_0a1b2c3d; DROP"),
+            None
+        );
+        assert_eq!(schema_created_at("public"), None);
+    }
 }
