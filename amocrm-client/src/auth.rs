@@ -6,7 +6,8 @@
 //! it. Token requests are never retried: a code works once, and a refresh whose answer was lost
 //! has already spent the old refresh token. If saving a refreshed pair fails (the database is
 //! briefly down), the pair is used from memory, preferred over the stored one whose refresh
-//! token is spent, and saved again every [`SAVE_RETRY`] until it lands.
+//! token is spent, and saved again every [`SAVE_RETRY`] until it lands — unless the store holds
+//! a newer pair by then (another process, `auth exchange`), which is adopted, never overwritten.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -305,15 +306,27 @@ pub(crate) struct OAuthState {
     pub(crate) store: Arc<dyn TokenStore>,
     pub(crate) authorization_endpoint: Url,
     current: RwLock<Option<TokenPair>>,
-    /// Set while the cached pair is not in the store (saving it failed): when saving was last
-    /// tried.
-    unsaved: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Set while the cached pair is not in the store (saving it failed).
+    unsaved: std::sync::Mutex<Option<Unsaved>>,
     /// Held while loading, refreshing or saving, so concurrent callers wait for one refresh.
     refresh_lock: tokio::sync::Mutex<()>,
 }
 
 /// How often a refreshed pair that could not be saved is saved again.
 pub const SAVE_RETRY: Duration = Duration::from_secs(5);
+
+/// How long one attempt to save a pending pair may take before requests go on without it.
+const SAVE_ATTEMPT_LIMIT: Duration = Duration::from_secs(5);
+
+/// A refreshed pair that is only in memory.
+#[derive(Clone)]
+struct Unsaved {
+    /// The refresh token the pair replaced: the store still holds it unless the save landed
+    /// after all or someone else stored a pair since.
+    spent: RefreshToken,
+    /// When saving was last tried.
+    tried_at: tokio::time::Instant,
+}
 
 const TOKEN_ENDPOINT: &str = "POST /oauth2/access_token";
 
@@ -350,46 +363,75 @@ impl OAuthState {
             .map(|t| t.access_token)
     }
 
-    fn unsaved_since(&self) -> Option<tokio::time::Instant> {
-        *self.unsaved.lock().unwrap_or_else(|e| e.into_inner())
+    fn unsaved(&self) -> Option<Unsaved> {
+        self.unsaved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    fn set_unsaved(&self, since: Option<tokio::time::Instant>) {
-        *self.unsaved.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    fn set_unsaved(&self, unsaved: Option<Unsaved>) {
+        *self.unsaved.lock().unwrap_or_else(|e| e.into_inner()) = unsaved;
     }
 
-    /// Saves the cached pair again if saving it failed at least [`SAVE_RETRY`] ago and no one
+    /// Saves the pending pair again if the last try was at least [`SAVE_RETRY`] ago and no one
     /// else holds the lock. Never waits for a refresh in flight.
     async fn retry_save_if_due(&self) {
         let due = self
-            .unsaved_since()
-            .is_some_and(|since| since.elapsed() >= SAVE_RETRY);
+            .unsaved()
+            .is_some_and(|unsaved| unsaved.tried_at.elapsed() >= SAVE_RETRY);
         if !due {
             return;
         }
         if let Ok(_guard) = self.refresh_lock.try_lock() {
-            self.retry_save().await;
+            let _ = self.settle_unsaved().await;
         }
     }
 
-    /// Saves the cached pair if it is not in the store yet; call with the lock held.
-    async fn retry_save(&self) {
-        if self.unsaved_since().is_none() {
-            return;
-        }
-        let Some(pair) = self.cached() else {
-            return;
+    /// Brings the store and the pending pair together; call with the lock held. The store is
+    /// read first: if it holds the pending pair the save landed after all; if it holds neither
+    /// that pair nor the spent one, another process or `auth exchange` stored a newer pair,
+    /// which is adopted; only if it still holds the spent pair is the pending one saved.
+    /// Bounded by [`SAVE_ATTEMPT_LIMIT`]; an error means the pair is still only in memory.
+    async fn settle_unsaved(&self) -> Result<()> {
+        let (Some(unsaved), Some(pair)) = (self.unsaved(), self.cached()) else {
+            return Ok(());
         };
-        match self.store.save(&pair).await {
+        let attempt = async {
+            match self.store.load().await? {
+                Some(stored) if stored.refresh_token == pair.refresh_token => {}
+                Some(stored) if stored.refresh_token != unsaved.spent => {
+                    tracing::info!("the stored amoCRM tokens were replaced meanwhile; using them");
+                    self.set_cached(stored);
+                }
+                _ => self.store.save(&pair).await?,
+            }
+            Ok(())
+        };
+        let outcome = tokio::time::timeout(SAVE_ATTEMPT_LIMIT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(Error::token_store("saving the tokens timed out")));
+        match &outcome {
             Ok(()) => {
-                tracing::info!("saved the rotated amoCRM tokens after an earlier failure");
+                tracing::info!("the rotated amoCRM tokens are saved");
                 self.set_unsaved(None);
             }
             Err(e) => {
                 tracing::error!(error = %e, "still could not save the rotated amoCRM tokens");
-                self.set_unsaved(Some(tokio::time::Instant::now()));
+                self.set_unsaved(Some(Unsaved {
+                    tried_at: tokio::time::Instant::now(),
+                    ..unsaved
+                }));
             }
         }
+        outcome
+    }
+
+    /// Saves a refreshed pair that is still only in memory, now; an error if it cannot be. Call
+    /// before a short-lived process exits, so a rotated refresh token is not lost with it.
+    pub(crate) async fn save_pending(&self) -> Result<()> {
+        let _guard = self.refresh_lock.lock().await;
+        self.settle_unsaved().await
     }
 
     /// A token valid for a while yet: cached, reloaded from the store, or refreshed.
@@ -440,11 +482,12 @@ impl OAuthState {
     /// The stored pair (another process may have rotated it), else the one in memory; but a
     /// pair that could not be saved is newer than the stored one, whose refresh token it spent.
     async fn load_latest(&self) -> Result<TokenPair> {
-        if self.unsaved_since().is_some()
+        if self.unsaved().is_some()
             && let Some(pair) = self.cached()
         {
-            self.retry_save().await;
-            return Ok(pair);
+            // Settling may adopt a newer stored pair; else the pending one is still the newest.
+            let _ = self.settle_unsaved().await;
+            return Ok(self.cached().unwrap_or(pair));
         }
         match self.store.load().await? {
             Some(pair) => Ok(pair),
@@ -471,7 +514,10 @@ impl OAuthState {
             Ok(pair) => Ok(pair),
             // The old refresh token is spent: use the new pair from memory and keep saving it.
             Err(_) => {
-                self.set_unsaved(Some(tokio::time::Instant::now()));
+                self.set_unsaved(Some(Unsaved {
+                    spent: refresh_token.clone(),
+                    tried_at: tokio::time::Instant::now(),
+                }));
                 Ok(pair)
             }
         }

@@ -450,6 +450,13 @@ impl OAuth<'_> {
         self.state.access_token(self.transport).await
     }
 
+    /// Saves a refreshed pair that could not be saved when it was issued (the store was down),
+    /// now. `Ok` when nothing is pending. Call it before a short-lived process exits: amoCRM
+    /// has already spent the stored refresh token, so the pending pair is the only one left.
+    pub async fn save_pending_tokens(&self) -> Result<()> {
+        self.state.save_pending().await
+    }
+
     pub fn client_id(&self) -> &str {
         &self.state.config.client_id
     }

@@ -297,6 +297,90 @@ async fn a_refreshed_pair_that_could_not_be_saved_is_saved_again_later() {
     assert_eq!(client.usage().token_refreshes, 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_newer_stored_pair_is_adopted_not_overwritten_by_the_pending_one() {
+    let server = MockServer::start().await;
+    let store = Arc::new(JournalStore::new(Some(pair(
+        "old-access",
+        "old-refresh",
+        -10,
+    ))));
+    *store.failing_saves.lock().unwrap() = 1;
+    refresh_answer("old-refresh", "access-1", "refresh-1")
+        .mount(&server)
+        .await;
+    for (token, calls) in [("access-1", 2), ("access-x", 1)] {
+        Mock::given(path("/api/v4/leads/17657"))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(json("lead.json"))
+            .expect(calls)
+            .mount(&server)
+            .await;
+    }
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    let client = builder(&server)
+        .http_client(http)
+        .oauth(oauth_config(), store.clone())
+        .build()
+        .unwrap();
+
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+    // Meanwhile an operator re-authorizes (or another process rotates): the store moves on.
+    store.set(pair("access-x", "refresh-x", 3600));
+    tokio::time::advance(amocrm_client::SAVE_RETRY).await;
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+
+    assert_eq!(
+        *store.journal.lock().unwrap(),
+        ["failed save refresh-1"],
+        "the pending pair is never written over the newer one"
+    );
+    assert_eq!(store.current().unwrap().refresh_token.secret(), "refresh-x");
+}
+
+#[tokio::test]
+async fn save_pending_tokens_saves_now_or_says_it_cannot() {
+    let server = MockServer::start().await;
+    let store = Arc::new(JournalStore::new(Some(pair(
+        "old-access",
+        "old-refresh",
+        -10,
+    ))));
+    *store.failing_saves.lock().unwrap() = 2;
+    refresh_answer("old-refresh", "access-1", "refresh-1")
+        .mount(&server)
+        .await;
+    Mock::given(path("/api/v4/leads/17657"))
+        .and(header("authorization", "Bearer access-1"))
+        .respond_with(json("lead.json"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = oauth_client(&server, store.clone());
+    let oauth = client.oauth().unwrap();
+    // Nothing pending yet.
+    oauth.save_pending_tokens().await.unwrap();
+
+    client.leads().get(LeadId(17657), &[]).await.unwrap();
+    let err = oauth.save_pending_tokens().await.unwrap_err();
+    assert!(matches!(err, Error::TokenStore(_)), "{err}");
+    oauth.save_pending_tokens().await.unwrap();
+
+    assert_eq!(
+        *store.journal.lock().unwrap(),
+        [
+            "failed save refresh-1",
+            "failed save refresh-1",
+            "save refresh-1"
+        ]
+    );
+    assert_eq!(store.current().unwrap().refresh_token.secret(), "refresh-1");
+}
+
 #[tokio::test]
 async fn a_second_401_is_returned_not_refreshed_again() {
     let server = MockServer::start().await;

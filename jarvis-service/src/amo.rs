@@ -339,6 +339,28 @@ fn join(settings: &[WebhookSetting]) -> String {
 pub async fn webhooks_command(settings: &Settings, cmd: WebhooksCommand) -> anyhow::Result<()> {
     let store = jarvis_store::connect(&settings.database_url).await?;
     let client = api_client(settings, &store)?;
+    let outcome = run_webhooks_command(settings, &client, cmd).await;
+    // A refresh during the command whose pair could not be saved must not end with the process.
+    save_pending_tokens(&client).await?;
+    outcome
+}
+
+/// Saves a refreshed token pair that is still only in memory; an error if it cannot be saved.
+pub async fn save_pending_tokens(client: &Client) -> anyhow::Result<()> {
+    if let Ok(oauth) = client.oauth() {
+        oauth.save_pending_tokens().await.context(
+            "the refreshed amoCRM tokens could not be saved: they are lost when this process exits; \
+             run `jarvis auth url` and `jarvis auth exchange` again if later calls fail",
+        )?;
+    }
+    Ok(())
+}
+
+async fn run_webhooks_command(
+    settings: &Settings,
+    client: &Client,
+    cmd: WebhooksCommand,
+) -> anyhow::Result<()> {
     match cmd {
         WebhooksCommand::Register {
             destination,

@@ -197,6 +197,9 @@ impl Application {
         if let Some(task) = worker_task {
             task.await.context("worker task")?;
         }
+        if let Some(client) = &self.state.client {
+            amo::save_pending_tokens(client).await?;
+        }
         Ok(())
     }
 }
