@@ -222,12 +222,7 @@ pub(crate) async fn supervise<F, Fut>(
         match tokio::spawn(make()).await {
             Ok(()) => return,
             Err(error) if error.is_panic() => {
-                let payload = error.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let message = panic_message(&*error.into_panic());
                 metrics::counter!(crate::telemetry::names::WORKER_RESTARTS).increment(1);
                 tracing::error!(panic = %message, delay_ms = delay.as_millis() as u64, "worker panicked; starting it again");
             }
@@ -241,6 +236,15 @@ pub(crate) async fn supervise<F, Fut>(
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// The message a panic was raised with, when it is text.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// Opens and migrates the store. A database that is not reachable yet (a restart, a serverless database

@@ -168,7 +168,7 @@ impl Worker {
                 continue;
             }
             // A started batch is always finished, also on shutdown, so no lease is left behind.
-            self.process(claimed).await;
+            self.process_guarded(&claimed).await;
         }
         if let Some(recorder) = usage.as_mut() {
             recorder.flush(&self.state.store).await;
@@ -176,12 +176,37 @@ impl Worker {
         tracing::info!("worker stopped");
     }
 
+    /// [`process`](Self::process), with a bug contained: if processing the batch panics, each of
+    /// its events is processed on its own, and an event that panics alone fails like any event
+    /// that cannot be processed (an attempt counted, dead after the last) while the rest go
+    /// through. Without this one bad event would stop the worker on every claim of its batch.
+    pub async fn process_guarded(&self, events: &[StoredEvent]) {
+        let poisoned = isolate_panics(events, |batch| Box::pin(self.process(batch))).await;
+        if poisoned.is_empty() {
+            return;
+        }
+        let received = poisoned
+            .iter()
+            .map(|(e, _)| (e.id, e.received_at))
+            .collect();
+        let attempts = poisoned.iter().map(|(e, _)| (e.id, e.attempts)).collect();
+        let settled = poisoned
+            .into_iter()
+            .map(|(event, message)| {
+                tracing::error!(event = event.id, panic = %message, "processing this event panicked");
+                let error = format!("processing panicked: {message}");
+                (event.id, Settle::Permanent(error))
+            })
+            .collect();
+        self.settle(settled, &received, &attempts).await;
+    }
+
     /// Processes one claimed batch and settles every event in it.
-    pub async fn process(&self, events: Vec<StoredEvent>) {
+    pub async fn process(&self, events: &[StoredEvent]) {
         let received: HashMap<i64, DateTime<Utc>> =
             events.iter().map(|e| (e.id, e.received_at)).collect();
         let attempts: HashMap<i64, i32> = events.iter().map(|e| (e.id, e.attempts)).collect();
-        let mut plan = self.plan(&events);
+        let mut plan = self.plan(events);
         self.execute(&mut plan).await;
         self.settle(plan.settled, &received, &attempts).await;
     }
@@ -518,6 +543,35 @@ pub fn export_client_usage(client: &amocrm_client::Client) {
     amo::export_usage(client);
 }
 
+/// Runs `process` over `events`; if it panics, runs it again over each event alone and gives back
+/// the events that still panic, with the panic's message.
+async fn isolate_panics<'a>(
+    events: &'a [StoredEvent],
+    process: impl Fn(&'a [StoredEvent]) -> futures::future::BoxFuture<'a, ()>,
+) -> Vec<(&'a StoredEvent, String)> {
+    use futures::FutureExt;
+    let run =
+        |batch: &'a [StoredEvent]| std::panic::AssertUnwindSafe(process(batch)).catch_unwind();
+    let Err(panic) = run(events).await else {
+        return Vec::new();
+    };
+    if let [event] = events {
+        return vec![(event, crate::startup::panic_message(&*panic))];
+    }
+    tracing::error!(
+        events = events.len(),
+        panic = %crate::startup::panic_message(&*panic),
+        "processing a batch panicked; processing its events one by one"
+    );
+    let mut poisoned = Vec::new();
+    for event in events {
+        if let Err(panic) = run(std::slice::from_ref(event)).await {
+            poisoned.push((event, crate::startup::panic_message(&*panic)));
+        }
+    }
+    poisoned
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,5 +591,61 @@ mod tests {
         assert!((1600..=2400).contains(&first), "{first}");
         let late = backoff(30, cap).num_milliseconds();
         assert!((240_000..=360_000).contains(&late), "{late}");
+    }
+
+    fn stored(id: i64) -> StoredEvent {
+        let now = Utc::now();
+        StoredEvent {
+            id,
+            received_at: now,
+            event_type: "lead.update".into(),
+            entity_type: "lead".into(),
+            amocrm_entity_id: Some(id.to_string()),
+            event_hash: format!("hash-{id}"),
+            payload: Value::Null,
+            account_id: None,
+            processed: false,
+            attempts: 0,
+            next_attempt_at: now,
+            locked_until: None,
+            last_error: None,
+            processed_at: None,
+            dead_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_event_is_isolated_and_the_rest_are_processed() {
+        let events: Vec<StoredEvent> = (1..=5).map(stored).collect();
+        let processed = std::sync::Mutex::new(Vec::new());
+        let poisoned = isolate_panics(&events, |batch| {
+            let processed = &processed;
+            Box::pin(async move {
+                if batch.iter().any(|e| e.id == 3) {
+                    panic!("event 3 trips a bug");
+                }
+                processed.lock().unwrap().extend(batch.iter().map(|e| e.id));
+            })
+        })
+        .await;
+
+        let poisoned: Vec<_> = poisoned.iter().map(|(e, m)| (e.id, m.as_str())).collect();
+        assert_eq!(poisoned, [(3, "event 3 trips a bug")]);
+        assert_eq!(*processed.lock().unwrap(), [1, 2, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_panic_is_processed_once() {
+        let events: Vec<StoredEvent> = (1..=3).map(stored).collect();
+        let calls = std::sync::Mutex::new(0);
+        let poisoned = isolate_panics(&events, |_| {
+            let calls = &calls;
+            Box::pin(async move {
+                *calls.lock().unwrap() += 1;
+            })
+        })
+        .await;
+        assert!(poisoned.is_empty());
+        assert_eq!(*calls.lock().unwrap(), 1);
     }
 }
