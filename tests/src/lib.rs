@@ -111,11 +111,25 @@ impl TestApp {
         dir: Option<tempdir::Guard>,
         extra: &[(&str, &str)],
     ) -> TestApp {
+        Self::spawn_parts(url, dir, extra, RunParts::default()).await
+    }
+
+    /// Spawns only some parts of the service (`serve --http-only` or `--worker-only`) on a given
+    /// database URL. A worker-only app has no HTTP address.
+    pub async fn spawn_parts(
+        url: &str,
+        dir: Option<tempdir::Guard>,
+        extra: &[(&str, &str)],
+        parts: RunParts,
+    ) -> TestApp {
         let settings = Settings::from_sources(None, &test_env(url, extra)).expect("test settings");
-        let app = Application::build(settings, RunParts::default())
+        let app = Application::build(settings, parts)
             .await
             .expect("service builds");
-        let addr = app.local_addr().expect("http is on");
+        let addr = app
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
         let store = app.state().store.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
