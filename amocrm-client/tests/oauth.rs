@@ -198,19 +198,40 @@ fn refresh_answer(from: &str, access: &str, refresh: &str) -> Mock {
         .expect(1)
 }
 
-#[tokio::test]
-async fn a_refreshed_pair_that_could_not_be_saved_is_used_not_the_spent_stored_one() {
+/// A token endpoint that turns `old-refresh` into `access-1`/`refresh-1`, and a store holding the
+/// expired `old-access`/`old-refresh` pair whose next `failing` saves fail (the database is down).
+async fn expired_pair_with_failing_saves(failing: u32) -> (MockServer, Arc<JournalStore>) {
     let server = MockServer::start().await;
     let store = Arc::new(JournalStore::new(Some(pair(
         "old-access",
         "old-refresh",
         -10,
     ))));
-    // The database is down for the refresh's save and for the first retry.
-    *store.failing_saves.lock().unwrap() = 2;
+    *store.failing_saves.lock().unwrap() = failing;
     refresh_answer("old-refresh", "access-1", "refresh-1")
         .mount(&server)
         .await;
+    (server, store)
+}
+
+/// An OAuth client for tests on tokio's paused clock: no idle-pool timer, so time only jumps
+/// when the test advances it or the client sleeps.
+fn paused_oauth_client(server: &MockServer, store: Arc<JournalStore>) -> Client {
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(None)
+        .build()
+        .unwrap();
+    builder(server)
+        .http_client(http)
+        .oauth(oauth_config(), store)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refreshed_pair_that_could_not_be_saved_is_used_not_the_spent_stored_one() {
+    // The database is down for the refresh's save and for the first retry.
+    let (server, store) = expired_pair_with_failing_saves(2).await;
     refresh_answer("refresh-1", "access-2", "refresh-2")
         .mount(&server)
         .await;
@@ -257,31 +278,14 @@ async fn a_refreshed_pair_that_could_not_be_saved_is_used_not_the_spent_stored_o
 
 #[tokio::test(start_paused = true)]
 async fn a_refreshed_pair_that_could_not_be_saved_is_saved_again_later() {
-    let server = MockServer::start().await;
-    let store = Arc::new(JournalStore::new(Some(pair(
-        "old-access",
-        "old-refresh",
-        -10,
-    ))));
-    *store.failing_saves.lock().unwrap() = 1;
-    refresh_answer("old-refresh", "access-1", "refresh-1")
-        .mount(&server)
-        .await;
+    let (server, store) = expired_pair_with_failing_saves(1).await;
     Mock::given(path("/api/v4/leads/17657"))
         .and(header("authorization", "Bearer access-1"))
         .respond_with(json("lead.json"))
         .expect(2)
         .mount(&server)
         .await;
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(None)
-        .build()
-        .unwrap();
-    let client = builder(&server)
-        .http_client(http)
-        .oauth(oauth_config(), store.clone())
-        .build()
-        .unwrap();
+    let client = paused_oauth_client(&server, store.clone());
 
     client.leads().get(LeadId(17657), &[]).await.unwrap();
     assert_eq!(*store.journal.lock().unwrap(), ["failed save refresh-1"]);
@@ -299,16 +303,7 @@ async fn a_refreshed_pair_that_could_not_be_saved_is_saved_again_later() {
 
 #[tokio::test(start_paused = true)]
 async fn a_newer_stored_pair_is_adopted_not_overwritten_by_the_pending_one() {
-    let server = MockServer::start().await;
-    let store = Arc::new(JournalStore::new(Some(pair(
-        "old-access",
-        "old-refresh",
-        -10,
-    ))));
-    *store.failing_saves.lock().unwrap() = 1;
-    refresh_answer("old-refresh", "access-1", "refresh-1")
-        .mount(&server)
-        .await;
+    let (server, store) = expired_pair_with_failing_saves(1).await;
     for (token, calls) in [("access-1", 2), ("access-x", 1)] {
         Mock::given(path("/api/v4/leads/17657"))
             .and(header("authorization", format!("Bearer {token}").as_str()))
@@ -317,15 +312,7 @@ async fn a_newer_stored_pair_is_adopted_not_overwritten_by_the_pending_one() {
             .mount(&server)
             .await;
     }
-    let http = reqwest::Client::builder()
-        .pool_idle_timeout(None)
-        .build()
-        .unwrap();
-    let client = builder(&server)
-        .http_client(http)
-        .oauth(oauth_config(), store.clone())
-        .build()
-        .unwrap();
+    let client = paused_oauth_client(&server, store.clone());
 
     client.leads().get(LeadId(17657), &[]).await.unwrap();
     // Meanwhile an operator re-authorizes (or another process rotates): the store moves on.
@@ -344,16 +331,7 @@ async fn a_newer_stored_pair_is_adopted_not_overwritten_by_the_pending_one() {
 
 #[tokio::test]
 async fn save_pending_tokens_saves_now_or_says_it_cannot() {
-    let server = MockServer::start().await;
-    let store = Arc::new(JournalStore::new(Some(pair(
-        "old-access",
-        "old-refresh",
-        -10,
-    ))));
-    *store.failing_saves.lock().unwrap() = 2;
-    refresh_answer("old-refresh", "access-1", "refresh-1")
-        .mount(&server)
-        .await;
+    let (server, store) = expired_pair_with_failing_saves(2).await;
     Mock::given(path("/api/v4/leads/17657"))
         .and(header("authorization", "Bearer access-1"))
         .respond_with(json("lead.json"))
