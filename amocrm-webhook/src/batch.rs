@@ -32,12 +32,6 @@ impl Account {
                 entries,
             } => entries,
             Level::Value(Value::Object(object)) => entries_of(object),
-            Level::Fields(fields) if fields.as_field().is_object() => {
-                entries_of(match fields.to_value() {
-                    Value::Object(object) => object,
-                    _ => Map::new(),
-                })
-            }
             scalar => {
                 account
                     .extra

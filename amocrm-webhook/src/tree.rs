@@ -356,9 +356,6 @@ impl<'k> Tree<'k> {
     /// The whole tree as JSON (the root stays an object).
     #[cfg(test)]
     pub(crate) fn into_value(self) -> serde_json::Value {
-        if self.maps[0].len == 0 {
-            return serde_json::json!({});
-        }
         let mut builder = Builder::with_capacity(1, 0);
         self.lay_out(&mut builder, 0, Span::EMPTY, Self::ROOT, true);
         builder.finish().to_value()
@@ -446,20 +443,20 @@ impl<'k> Tree<'k> {
         let mut child = children.first;
         let mut i = 0;
         while child != NONE {
-            let next = &self.nodes[child];
+            let child_node = &self.nodes[child];
             let slot = if dense && !children.in_order {
                 // Dense keys are unique indices below `len`, so each finds its own slot.
-                parse_index(&next.key).map_or(i, |index| index as usize)
+                parse_index(&child_node.key).map_or(i, |index| index as usize)
             } else {
                 i
             };
             let child_key = if list {
                 Span::EMPTY
             } else {
-                builder.text(&next.key)
+                builder.text(&child_node.key)
             };
             self.lay_out(builder, first + slot, child_key, child, false);
-            child = next.next;
+            child = child_node.next;
             i += 1;
         }
         builder.parent(at, key, first, children.len, list);
