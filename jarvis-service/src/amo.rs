@@ -145,6 +145,16 @@ impl FetchError {
 
     fn api(err: amocrm_client::Error) -> Self {
         use amocrm_client::Error as E;
+        let auth_trouble = match &err {
+            E::NoToken => Some("no_token"),
+            E::TokenRequest { .. } => Some("token_request"),
+            E::TokenStore(_) => Some("token_store"),
+            E::Unauthorized { .. } => Some("unauthorized"),
+            _ => None,
+        };
+        if let Some(kind) = auth_trouble {
+            metrics::counter!(names::AUTH_ERRORS, "kind" => kind).increment(1);
+        }
         let (transient, not_before) = match &err {
             E::RateLimited { retry_after, .. } => (
                 true,
@@ -208,6 +218,8 @@ pub fn export_usage(client: &Client) {
     metrics::counter!(names::RATE_LIMIT_WAITS).absolute(usage.rate_limit_waits);
     metrics::counter!(names::RATE_LIMIT_WAIT_SECONDS)
         .absolute(usage.rate_limit_wait_time.as_secs());
+    metrics::counter!(names::API_RETRIES).absolute(usage.retries);
+    metrics::counter!(names::TOKEN_REFRESHES).absolute(usage.token_refreshes);
 }
 
 /// Copies the client's request counts into `amocrm_api_usage` so `jarvis status` (another process) can

@@ -10,13 +10,13 @@ use jarvis_store::Requeue;
 use serde_json::json;
 
 use crate::amo;
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::startup::{Application, RunParts, shutdown_signal};
 use crate::telemetry;
 
 /// Receives amoCRM webhooks, stores them durably and mirrors deals and contacts into PostgreSQL.
 ///
-/// Settings come from environment variables (see the README's table) and an optional TOML file.
+/// Settings come from environment variables and an optional TOML file; `--help` lists them all.
 #[derive(Debug, Parser)]
 #[command(name = "jarvis", version, propagate_version = true)]
 pub struct Cli {
@@ -37,17 +37,33 @@ pub enum Command {
     /// OAuth2: authorization URL and code exchange.
     #[command(subcommand)]
     Auth(AuthCommand),
-    /// Manage this service's webhook subscription in amoCRM.
-    #[command(subcommand)]
-    Webhooks(WebhooksCommand),
+    /// Webhooks: parse a body offline, or manage this service's subscription in amoCRM.
+    // `webhook` was once the parser's own command: the old spelling keeps working, unlisted.
+    #[command(subcommand, alias = "webhook")]
+    Webhooks(WebhooksCli),
     /// Operate on stored events.
     #[command(subcommand)]
     Events(EventsCommand),
     /// Backlog, failures, last event and API budget use.
     Status(StatusArgs),
-    /// Offline tools for webhook bodies.
+    /// Check the configuration and print the effective settings (secrets masked).
     #[command(subcommand)]
-    Webhook(WebhookCommand),
+    Config(ConfigCommand),
+}
+
+/// `jarvis webhooks ...`: the offline parser and the subscription commands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCli {
+    /// Read a webhook body on stdin and print its events as JSON lines (offline: no settings needed).
+    Parse,
+    #[command(flatten)]
+    Subscription(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the settings and print each one's effective value and where it comes from.
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -90,7 +106,9 @@ pub enum WebhooksCommand {
     List,
     /// Remove a webhook by destination (default: this service's URL).
     Remove {
-        #[arg(long)]
+        /// Destination URL to unsubscribe, as `webhooks list` shows it; default this service's URL,
+        /// `JARVIS_PUBLIC_URL` + `/amocrm/webhook/<AMOCRM_WEBHOOK_SECRET>`.
+        #[arg(long, value_name = "URL")]
         destination: Option<String>,
     },
 }
@@ -115,16 +133,41 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
-    /// Read a webhook body on stdin and print its events as JSON lines.
-    Parse,
+/// The command line with every command's `--help` listing the settings (environment variable and
+/// default) after its own options.
+pub fn command() -> clap::Command {
+    fn with_settings(cmd: clap::Command, long: &str) -> clap::Command {
+        let subcommands: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        let mut cmd = cmd
+            .after_help("Settings: `--help` lists each with its environment variable and default.")
+            .after_long_help(long.to_owned());
+        for name in subcommands {
+            cmd = cmd.mut_subcommand(name, |sub| with_settings(sub, long));
+        }
+        cmd
+    }
+    with_settings(
+        <Cli as clap::CommandFactory>::command(),
+        &config::help_text(),
+    )
 }
 
 impl Cli {
+    /// Parses the process's arguments (exits with the usage on an error, or after `--help`).
+    pub fn parse_args() -> Self {
+        let matches = command().get_matches();
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
-        if let Command::Webhook(WebhookCommand::Parse) = self.command {
+        if let Command::Webhooks(WebhooksCli::Parse) = self.command {
             return parse_stdin();
+        }
+        if let Command::Config(ConfigCommand::Check) = self.command {
+            return config_check(self.config.as_deref());
         }
         let settings = Settings::load(self.config.as_deref())?;
         telemetry::init_logging(settings.log_json);
@@ -150,7 +193,9 @@ impl Cli {
                 Ok(())
             }
             Command::Auth(cmd) => amo::auth_command(&settings, cmd).await,
-            Command::Webhooks(cmd) => amo::webhooks_command(&settings, cmd).await,
+            Command::Webhooks(WebhooksCli::Subscription(cmd)) => {
+                amo::webhooks_command(&settings, cmd).await
+            }
             Command::Events(EventsCommand::Replay { dead, id }) => {
                 let store = jarvis_store::connect(&settings.database_url).await?;
                 let which = if dead {
@@ -163,9 +208,34 @@ impl Cli {
                 Ok(())
             }
             Command::Status(args) => status(&settings, args.json).await,
-            Command::Webhook(_) => unreachable!("handled above"),
+            Command::Webhooks(WebhooksCli::Parse) | Command::Config(_) => {
+                unreachable!("handled above")
+            }
         }
     }
+}
+
+/// Prints every setting's effective value (secrets masked) and where it comes from, then validates them.
+fn config_check(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let text = config::read_file(file)?;
+    let sources = config::Sources::read(text.as_deref(), &env)?;
+    match file {
+        Some(path) => println!("configuration file: {}", path.display()),
+        None => println!("configuration file: none (--config / JARVIS_CONFIG)"),
+    }
+    let report = sources.report();
+    let width = report
+        .iter()
+        .map(|(s, _, _)| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for (setting, value, origin) in &report {
+        println!("{:<width$}  {value}  [{origin}]", setting.name);
+    }
+    sources.settings()?;
+    println!("settings are valid");
+    Ok(())
 }
 
 fn parse_stdin() -> anyhow::Result<()> {

@@ -3,13 +3,16 @@
 //!
 //! `main.rs` only parses the command line; [`startup::Application`] wires the parts:
 //! [`routes`] (HTTP), [`worker`] (the queue consumer), [`amo`] (the amoCRM client and its token store),
-//! [`mapping`] (amoCRM data to mirror rows), [`config`] and [`telemetry`].
+//! [`mapping`] (amoCRM data to mirror rows), [`config`], [`telemetry`], [`metrics`] (every metric) and
+//! [`activity`] (what the status page shows).
 
+pub mod activity;
 pub mod amo;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod mapping;
+pub mod metrics;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;

@@ -1,10 +1,8 @@
 //! `jarvis`: the amoCRM integration service. See `jarvis --help`.
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = jarvis_service::cli::Cli::parse();
+    let cli = jarvis_service::cli::Cli::parse_args();
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -36,6 +36,10 @@ pub struct AppState {
     pub client: Option<amocrm_client::Client>,
     /// The amoCRM account this service works for (its subdomain); keys its tokens and its worker lock.
     pub account_key: String,
+    /// Recent deliveries, events per minute and the worker's lock, for `GET /status`.
+    pub activity: Arc<crate::activity::Activity>,
+    /// The amoCRM settings (mode, budgets) the status page reports.
+    pub amocrm: crate::config::AmoSettings,
 }
 
 /// The HTTP surface.
@@ -49,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
+        .route("/status", get(routes::status::page))
         // The webhook route enforces its own limit (and keeps the refused body); this caps the others.
         .layer(axum::extract::DefaultBodyLimit::max(
             state.parser_limits.max_body_bytes.max(1024 * 1024),
@@ -61,9 +66,16 @@ pub fn router(state: AppState) -> Router {
                     .get::<axum::extract::MatchedPath>()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %req.method(), route = %route)
+                let request_id = req
+                    .extensions()
+                    .get::<telemetry::RequestId>()
+                    .map(|id| id.0.as_str())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id)
             }),
         )
+        // Outermost, so the id is known to the span above and echoed on every answer.
+        .layer(axum::middleware::from_fn(telemetry::request_id))
         .with_state(state)
 }
 
@@ -114,7 +126,19 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             client,
             account_key: settings.amocrm.account_key(),
+            activity: Arc::new(crate::activity::Activity::new()),
+            amocrm: settings.amocrm.clone(),
         };
+        metrics::gauge!(crate::metrics::names::API_MODE).set(if state.client.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        let budget = |b: Option<u32>| b.map(f64::from).unwrap_or(0.0);
+        metrics::gauge!(crate::metrics::names::API_BUDGET_PER_MINUTE)
+            .set(budget(settings.amocrm.rate_per_minute));
+        metrics::gauge!(crate::metrics::names::API_BUDGET_PER_HOUR)
+            .set(budget(settings.amocrm.rate_per_hour));
         let (listener, local_addr) = if parts.http {
             let listener = TcpListener::bind(settings.listen)
                 .await

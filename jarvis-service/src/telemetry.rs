@@ -1,17 +1,26 @@
-//! Logging and Prometheus metrics.
+//! Logging, request ids and the Prometheus recorder (the metrics themselves are in [`crate::metrics`]).
 
-use std::sync::OnceLock;
+use std::io::IsTerminal;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tracing_subscriber::EnvFilter;
 
+pub use crate::metrics::names;
+
 /// Installs the `tracing` subscriber: `RUST_LOG` filters (default `info`, without PostgreSQL's
-/// notices such as the migrations' "already exists, skipping"), JSON lines when asked.
+/// notices such as the migrations' "already exists, skipping"), JSON lines when asked. Colours only
+/// on a terminal (and never with `NO_COLOR` set), so log files and journald get plain text.
 pub fn init_logging(json: bool) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second call (tests, embedded use) keeps the first subscriber.
     let _ = if json {
@@ -21,88 +30,95 @@ pub fn init_logging(json: bool) {
     };
 }
 
-/// The process-wide Prometheus recorder. `metrics` has one global recorder, so every app in the process
-/// (several in tests) shares it.
+/// The process-wide Prometheus recorder, every metric registered at zero.
 pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let latency = [
-                0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ];
-            let lag = [
-                0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
-            ];
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(names::WEBHOOK_DURATION.into()), &latency)
-                .and_then(|b| {
-                    b.set_buckets_for_metric(Matcher::Full(names::PROCESSING_LAG.into()), &lag)
-                })
-                .expect("static buckets are valid")
-                .build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder is installed; then our handle simply renders nothing.
-            let _ = metrics::set_global_recorder(recorder);
-            describe();
-            handle
-        })
-        .clone()
+    crate::metrics::install()
 }
 
-/// Metric names, in one place.
-pub mod names {
-    pub const WEBHOOK_REQUESTS: &str = "jarvis_webhook_requests_total";
-    pub const WEBHOOK_DURATION: &str = "jarvis_webhook_duration_seconds";
-    pub const EVENTS_RECEIVED: &str = "jarvis_events_received_total";
-    pub const EVENTS_STORED: &str = "jarvis_events_stored_total";
-    pub const EVENTS_DUPLICATE: &str = "jarvis_events_duplicate_total";
-    pub const WEBHOOKS_REJECTED: &str = "jarvis_webhooks_rejected_total";
-    pub const EVENTS_PROCESSED: &str = "jarvis_events_processed_total";
-    pub const EVENTS_FAILED: &str = "jarvis_events_failed_total";
-    pub const EVENTS_DEAD: &str = "jarvis_events_dead_total";
-    pub const BACKLOG: &str = "jarvis_backlog_events";
-    pub const DEAD: &str = "jarvis_dead_events";
-    pub const OLDEST_PENDING_AGE: &str = "jarvis_oldest_pending_age_seconds";
-    pub const PROCESSING_LAG: &str = "jarvis_processing_lag_seconds";
-    pub const API_REQUESTS: &str = "amocrm_api_requests_total";
-    pub const RATE_LIMIT_WAITS: &str = "amocrm_rate_limit_waits_total";
-    pub const RATE_LIMIT_WAIT_SECONDS: &str = "amocrm_rate_limit_wait_seconds_total";
-    pub const WORKER_RESTARTS: &str = "jarvis_worker_restarts_total";
+/// The header carrying a request's id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the request being served: the caller's `X-Request-Id` when it is sensible, else a new one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// A caller's id is kept when it is short and plain (it goes into every log line of the request).
+fn acceptable_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(&b))
 }
 
-fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    use names::*;
-    describe_counter!(WEBHOOK_REQUESTS, "Webhook requests by HTTP status");
-    describe_histogram!(WEBHOOK_DURATION, "Time to parse and commit a webhook body");
-    describe_counter!(
-        EVENTS_RECEIVED,
-        "Events parsed from accepted webhook bodies"
-    );
-    describe_counter!(EVENTS_STORED, "Events newly stored");
-    describe_counter!(EVENTS_DUPLICATE, "Events already stored (same event_hash)");
-    describe_counter!(WEBHOOKS_REJECTED, "Webhook bodies refused, by reason");
-    describe_counter!(EVENTS_PROCESSED, "Events processed by the worker");
-    describe_counter!(EVENTS_FAILED, "Failed processing attempts");
-    describe_counter!(
-        EVENTS_DEAD,
-        "Events that gave up after the maximum attempts"
-    );
-    describe_gauge!(BACKLOG, "Events waiting to be processed");
-    describe_gauge!(DEAD, "Dead events waiting for a replay");
-    describe_gauge!(OLDEST_PENDING_AGE, "Age of the oldest waiting event");
-    describe_histogram!(PROCESSING_LAG, "From webhook receipt to processed");
-    describe_counter!(API_REQUESTS, "amoCRM API requests by endpoint and status");
-    describe_counter!(
-        RATE_LIMIT_WAITS,
-        "Requests that waited for the amoCRM rate limiter"
-    );
-    describe_counter!(
-        RATE_LIMIT_WAIT_SECONDS,
-        "Time spent waiting for the amoCRM rate limiter"
-    );
-    describe_counter!(
-        WORKER_RESTARTS,
-        "Times the worker stopped on a panic and was started again"
-    );
+/// A new random request id (16 hex digits).
+pub fn new_request_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Middleware: puts the [`RequestId`] in the request's extensions (the HTTP span logs it) and echoes
+/// it in the answer's `X-Request-Id`.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| acceptable_request_id(id))
+        .map(str::to_owned)
+        .unwrap_or_else(new_request_id);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(req).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+/// `1-3,7,9-10`: event ids for a batch's span, short however long the batch.
+pub fn compact_ids(ids: &[i64]) -> String {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}-{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_compacted_into_ranges() {
+        assert_eq!(compact_ids(&[3, 1, 2, 7, 9, 10, 10]), "1-3,7,9-10");
+        assert_eq!(compact_ids(&[]), "");
+        assert_eq!(compact_ids(&[5]), "5");
+    }
+
+    #[test]
+    fn only_plain_request_ids_are_taken() {
+        assert!(acceptable_request_id("3f2a-ab_c.1"));
+        assert!(!acceptable_request_id(""));
+        assert!(!acceptable_request_id("a b"));
+        assert!(!acceptable_request_id("x\ny"));
+        assert!(!acceptable_request_id(&"a".repeat(129)));
+        assert_eq!(new_request_id().len(), 16);
+    }
 }

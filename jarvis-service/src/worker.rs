@@ -15,11 +15,14 @@ use jarvis_store::{ContactUpsert, DealUpsert, StoredEvent};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use tracing::Instrument;
+
+use crate::activity::WorkerLock;
 use crate::amo::{self, FetchError};
 use crate::config::WorkerSettings;
 use crate::mapping;
 use crate::startup::AppState;
-use crate::telemetry::names;
+use crate::telemetry::{compact_ids, names};
 
 /// How often an idle worker looks for events that came due (retries) or were stored by other instances.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -92,6 +95,9 @@ impl Worker {
         // In API mode one worker per account across every instance spends the account's API budget, so
         // its rate limit holds fleet-wide; the others stand by and take over if it goes away.
         let needs_exclusive = self.state.client.is_some();
+        if !needs_exclusive {
+            self.state.activity.set_worker(WorkerLock::NotNeeded);
+        }
         let mut exclusive: Option<jarvis_store::ExclusiveGuard> = None;
         let mut checked_at = std::time::Instant::now();
         while !self.stopping() {
@@ -106,6 +112,8 @@ impl Worker {
                             .unwrap_or(false)
                     {
                         tracing::warn!("lost the account's worker lock; standing by");
+                        metrics::counter!(names::WORKER_LOCK_LOST).increment(1);
+                        self.lock_state(false);
                         exclusive = None;
                     }
                 }
@@ -118,10 +126,12 @@ impl Worker {
                     {
                         Ok(Some(guard)) => {
                             tracing::info!(account = %self.state.account_key, "this instance works for the account");
+                            self.lock_state(true);
                             exclusive = Some(guard);
                         }
                         Ok(None) => {
                             tracing::debug!("another instance works for the account; standing by");
+                            self.lock_state(false);
                             if self.sleep_or_stop(EXCLUSIVE_CHECK).await {
                                 break;
                             }
@@ -173,6 +183,8 @@ impl Worker {
         if let Some(recorder) = usage.as_mut() {
             recorder.flush(&self.state.store).await;
         }
+        metrics::gauge!(names::WORKER_LOCK_HELD).set(0.0);
+        self.state.activity.set_worker(WorkerLock::NotRunning);
         tracing::info!("worker stopped");
     }
 
@@ -181,6 +193,27 @@ impl Worker {
     /// that cannot be processed (an attempt counted, dead after the last) while the rest go
     /// through. Without this one bad event would stop the worker on every claim of its batch.
     pub async fn process_guarded(&self, events: &[StoredEvent]) {
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        let span =
+            tracing::info_span!("batch", events = events.len(), event_ids = %compact_ids(&ids));
+        self.process_guarded_inner(events).instrument(span).await
+    }
+
+    /// Records whether this instance holds the account's worker lock (gauge and status page); the
+    /// standby state keeps the time it began.
+    fn lock_state(&self, held: bool) {
+        let now = Utc::now();
+        let next = match (held, self.state.activity.worker()) {
+            (true, WorkerLock::Held { since }) => WorkerLock::Held { since },
+            (true, _) => WorkerLock::Held { since: now },
+            (false, WorkerLock::Standby { since }) => WorkerLock::Standby { since },
+            (false, _) => WorkerLock::Standby { since: now },
+        };
+        self.state.activity.set_worker(next);
+        metrics::gauge!(names::WORKER_LOCK_HELD).set(if held { 1.0 } else { 0.0 });
+    }
+
+    async fn process_guarded_inner(&self, events: &[StoredEvent]) {
         let poisoned = isolate_panics(events, |batch| Box::pin(self.process(batch))).await;
         if poisoned.is_empty() {
             return;
@@ -206,9 +239,38 @@ impl Worker {
         let received: HashMap<i64, DateTime<Utc>> =
             events.iter().map(|e| (e.id, e.received_at)).collect();
         let attempts: HashMap<i64, i32> = events.iter().map(|e| (e.id, e.attempts)).collect();
+        let started = std::time::Instant::now();
+        let api_before = self.api_requests();
         let mut plan = self.plan(events);
+        let deals = plan.deals_from_bodies.len() + plan.leads_to_fetch.len();
+        let contacts = plan.contacts_from_bodies.len();
         self.execute(&mut plan).await;
+        let failed = plan
+            .settled
+            .values()
+            .filter(|s| !matches!(s, Settle::Done))
+            .count();
         self.settle(plan.settled, &received, &attempts).await;
+        let elapsed = started.elapsed();
+        metrics::histogram!(names::WORKER_BATCH_DURATION).record(elapsed.as_secs_f64());
+        tracing::info!(
+            events = events.len(),
+            deals,
+            contacts,
+            failed,
+            api_requests = self.api_requests().saturating_sub(api_before),
+            duration_ms = elapsed.as_millis() as u64,
+            "worker batch done"
+        );
+    }
+
+    /// Requests this process's amoCRM client has sent so far (0 in webhook-only mode).
+    fn api_requests(&self) -> u64 {
+        self.state
+            .client
+            .as_ref()
+            .map(|c| c.usage().total_requests())
+            .unwrap_or(0)
     }
 
     fn plan(&self, events: &[StoredEvent]) -> Plan {
@@ -483,6 +545,9 @@ impl Worker {
         match result {
             Ok(()) => {
                 metrics::counter!(names::EVENTS_PROCESSED).increment(done.len() as u64);
+                self.state
+                    .activity
+                    .record_processed(done.len() as u64, Utc::now());
                 for id in &done {
                     if let Some(at) = received.get(id) {
                         let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;

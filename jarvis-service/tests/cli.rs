@@ -180,11 +180,11 @@ async fn webhooks_register_subscribes_the_secret_url_with_the_design_settings() 
         .and(path("/api/v4/webhooks"))
         .and(header("authorization", "Bearer llt-1"))
         .and(body_json(json!({
-            "destination": "https://jarvis.example.com/amocrm/webhook/hook-secret",
+            "destination": "https://jarvis.example.com/amocrm/webhook/hook-secret-0123456789",
             "settings": ["add_lead", "status_lead", "update_contact"]
         })))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
-            "id": 1, "destination": "https://jarvis.example.com/amocrm/webhook/hook-secret",
+            "id": 1, "destination": "https://jarvis.example.com/amocrm/webhook/hook-secret-0123456789",
             "created_at": 1764000000, "updated_at": 1764000000, "account_id": 29071803, "created_by": 0,
             "sort": 1, "disabled": false, "settings": ["add_lead", "status_lead", "update_contact"]
         })))
@@ -196,7 +196,7 @@ async fn webhooks_register_subscribes_the_secret_url_with_the_design_settings() 
     cmd.args(["webhooks", "register"])
         .env("AMOCRM_BASE_URL", server.uri())
         .env("AMOCRM_LONG_LIVED_TOKEN", "llt-1")
-        .env("AMOCRM_WEBHOOK_SECRET", "hook-secret")
+        .env("AMOCRM_WEBHOOK_SECRET", "hook-secret-0123456789")
         .env("JARVIS_PUBLIC_URL", "https://jarvis.example.com/")
         .env(
             "JARVIS_WEBHOOK_SETTINGS",
@@ -214,19 +214,179 @@ async fn webhooks_register_subscribes_the_secret_url_with_the_design_settings() 
 }
 
 #[test]
-fn help_is_available_everywhere() {
+fn help_is_available_everywhere_and_lists_every_setting() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
         vec!["--help"],
         vec!["serve", "--help"],
+        vec!["migrate", "--help"],
         vec!["auth", "--help"],
+        vec!["auth", "exchange", "--help"],
+        vec!["webhooks", "--help"],
         vec!["webhooks", "register", "--help"],
+        vec!["webhooks", "remove", "--help"],
+        vec!["webhooks", "parse", "--help"],
         vec!["events", "replay", "--help"],
         vec!["status", "--help"],
+        vec!["config", "check", "--help"],
         vec!["webhook", "parse", "--help"],
     ] {
         let out = run(jarvis(dir.path()).args(&args), None);
         assert!(out.status.success(), "{args:?}");
-        assert!(text(&out.stdout).contains("Usage"), "{args:?}");
+        let help = text(&out.stdout);
+        assert!(help.contains("Usage"), "{args:?}");
+        for setting in jarvis_service::config::SETTINGS {
+            assert!(
+                help.contains(setting.name),
+                "{args:?}: {} missing",
+                setting.name
+            );
+        }
+        assert!(
+            help.contains("[default: 1000]"),
+            "{args:?}: defaults missing"
+        );
     }
+    // -h stays short and says where the settings are.
+    let out = run(jarvis(dir.path()).args(["serve", "-h"]), None);
+    assert!(text(&out.stdout).contains("`--help` lists each"));
+    assert!(!text(&out.stdout).contains("JARVIS_CLAIM_BATCH"));
+}
+
+#[test]
+fn one_webhooks_command_with_the_old_spelling_unlisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = text(&run(jarvis(dir.path()).arg("--help"), None).stdout);
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(commands.contains(&"webhooks"), "{commands:?}");
+    assert!(!commands.contains(&"webhook"), "{commands:?}");
+    let sub = text(&run(jarvis(dir.path()).args(["webhooks", "--help"]), None).stdout);
+    for name in ["parse", "register", "list", "remove"] {
+        assert!(sub.contains(&format!("  {name}")), "{name}: {sub}");
+    }
+    let remove = text(
+        &run(
+            jarvis(dir.path()).args(["webhooks", "remove", "--help"]),
+            None,
+        )
+        .stdout,
+    );
+    assert!(remove.contains("--destination <URL>"), "{remove}");
+    assert!(
+        remove.contains("Destination URL to unsubscribe"),
+        "{remove}"
+    );
+
+    let body = std::fs::read(format!("{FIXTURES}/lead_status.form")).unwrap();
+    let new = run(jarvis(dir.path()).args(["webhooks", "parse"]), Some(&body));
+    let old = run(jarvis(dir.path()).args(["webhook", "parse"]), Some(&body));
+    assert!(new.status.success(), "{}", text(&new.stderr));
+    assert_eq!(new.stdout, old.stdout);
+    assert!(text(&new.stdout).contains("lead.status"));
+}
+
+#[test]
+fn config_check_prints_effective_settings_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jarvis.toml");
+    std::fs::write(
+        &file,
+        "jarvis_batch_window_ms = 120\njarvis_webhook_settings = [\"add_lead\"]\n\
+         amocrm_client_secret = \"client-secret-value\"\n",
+    )
+    .unwrap();
+    let out = run(
+        jarvis(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&file)
+            .env("AMOCRM_WEBHOOK_SECRET", "webhook-secret-value-0123")
+            .env(
+                "DATABASE_URL",
+                "postgres://jarvis:db-password@db.example.com/jarvis",
+            )
+            .env("AMOCRM_SUBDOMAIN", "geodrive")
+            .env("AMOCRM_CLIENT_ID", "client-1")
+            .env("AMOCRM_REDIRECT_URI", "https://example.com/cb"),
+        None,
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    for secret in [
+        "client-secret-value",
+        "webhook-secret-value-0123",
+        "db-password",
+    ] {
+        assert!(!stdout.contains(secret), "{secret} printed: {stdout}");
+    }
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing: {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("JARVIS_BATCH_WINDOW_MS").contains("120  [file]"),
+        "{stdout}"
+    );
+    assert!(
+        line("JARVIS_CLAIM_BATCH").contains("1000  [default]"),
+        "{stdout}"
+    );
+    assert!(
+        line("AMOCRM_WEBHOOK_SECRET").contains("********"),
+        "{stdout}"
+    );
+    assert!(
+        line("AMOCRM_WEBHOOK_SECRET").contains("[environment]"),
+        "{stdout}"
+    );
+    assert!(line("DATABASE_URL").contains("db.example.com"), "{stdout}");
+    assert!(
+        line("AMOCRM_LONG_LIVED_TOKEN").contains("[unset]"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("settings are valid"), "{stdout}");
+}
+
+#[test]
+fn config_check_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        jarvis(dir.path())
+            .args(["config", "check"])
+            .env("AMOCRM_WEBHOOK_SECRET", "x"),
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("AMOCRM_WEBHOOK_SECRET is too short (1 of at least 16 characters)"),
+        "{stderr}"
+    );
+
+    let file = dir.path().join("jarvis.toml");
+    std::fs::write(&file, "jarvis_claim_bach = 10\n").unwrap();
+    let out = run(
+        jarvis(dir.path())
+            .args(["config", "check", "--config"])
+            .arg(&file),
+        None,
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("unknown setting `jarvis_claim_bach`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `jarvis_claim_batch`"),
+        "{stderr}"
+    );
 }

@@ -40,6 +40,23 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Some(client) = &state.client {
         crate::worker::export_client_usage(client);
     }
+    if matches!(
+        state.amocrm.auth,
+        Some(crate::config::AmoAuth::OAuth { .. })
+    ) {
+        // Bounded: a scrape must answer even when the database does not.
+        let loaded = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            state.store.load_tokens(&state.account_key),
+        )
+        .await;
+        if let Ok(Ok(tokens)) = loaded {
+            let expiry = tokens
+                .map(|t| t.expires_at.timestamp() as f64)
+                .unwrap_or(0.0);
+            metrics::gauge!(names::TOKEN_EXPIRY).set(expiry);
+        }
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -2,4 +2,5 @@
 
 pub mod health;
 pub mod process_webhook;
+pub mod status;
 pub mod webhook;

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -14,8 +15,10 @@ use jarvis_store::{NewEvent, RejectedWebhook};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::activity::Delivery;
 use crate::error::{ApiError, unavailable};
 use crate::startup::AppState;
+use crate::telemetry::RequestId;
 use crate::telemetry::names;
 
 /// Reads at most `limit + 1` bytes; returns the bytes and whether the body was longer than `limit`.
@@ -37,6 +40,7 @@ async fn read_limited(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiEr
 pub async fn receive(
     State(state): State<AppState>,
     Path(secret): Path<String>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -46,9 +50,38 @@ pub async fn receive(
         Ok(_) => StatusCode::OK,
         Err(e) => e.status(),
     };
+    let elapsed = started.elapsed();
     metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string())
         .increment(1);
-    metrics::histogram!(names::WEBHOOK_DURATION).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(names::WEBHOOK_DURATION).record(elapsed.as_secs_f64());
+    let count = |key: &str| match &result {
+        Ok((_, Json(body))) => body.get(key).and_then(Value::as_u64).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let (stored, duplicates) = (count("stored"), count("duplicates"));
+    let duration_ms = elapsed.as_millis() as u64;
+    if result.is_ok() {
+        metrics::gauge!(names::WEBHOOK_LAST_ACCEPTED).set(crate::metrics::unix_now());
+        tracing::info!(
+            events = stored + duplicates,
+            stored,
+            duplicates,
+            duration_ms,
+            "webhook batch stored"
+        );
+    }
+    // A wrong secret is not a delivery of ours: it is neither listed nor logged beyond its span.
+    if status != StatusCode::NOT_FOUND {
+        state.activity.record_delivery(Delivery {
+            at: Utc::now(),
+            request_id: request_id.map(|Extension(id)| id.0).unwrap_or_default(),
+            status: status.as_u16(),
+            stored,
+            duplicates,
+            duration_ms,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
+    }
     result
 }
 
