@@ -52,7 +52,7 @@ fn serve_without_a_webhook_secret_says_what_to_set() {
 fn webhook_parse_prints_one_json_line_per_event() {
     let dir = tempfile::tempdir().unwrap();
     let body = std::fs::read(format!("{FIXTURES}/leads_update_two.form")).unwrap();
-    let out = run(jarvis(dir.path()).args(["webhook", "parse"]), Some(&body));
+    let out = run(jarvis(dir.path()).args(["webhooks", "parse"]), Some(&body));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let lines: Vec<Value> = text(&out.stdout)
         .lines()
@@ -71,7 +71,7 @@ fn webhook_parse_prints_one_json_line_per_event() {
 fn webhook_parse_reports_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(
-        jarvis(dir.path()).args(["webhook", "parse"]),
+        jarvis(dir.path()).args(["webhooks", "parse"]),
         Some(b"leads%5Bupdate%ZZ=1"),
     );
     assert!(!out.status.success());
@@ -285,7 +285,7 @@ fn one_webhooks_command_with_the_old_spelling_unlisted() {
 
     let body = std::fs::read(format!("{FIXTURES}/lead_status.form")).unwrap();
     let new = run(jarvis(dir.path()).args(["webhooks", "parse"]), Some(&body));
-    let old = run(jarvis(dir.path()).args(["webhook", "parse"]), Some(&body));
+    let old = run(jarvis(dir.path()).args(["webhooks", "parse"]), Some(&body));
     assert!(new.status.success(), "{}", text(&new.stderr));
     assert_eq!(new.stdout, old.stdout);
     assert!(text(&new.stdout).contains("lead.status"));
