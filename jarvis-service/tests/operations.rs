@@ -499,3 +499,58 @@ async fn logs_are_plain_text_with_request_ids_and_batch_spans() {
         "the webhook secret is never logged:\n{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_token_expiry_shows_on_the_page_and_in_metrics() {
+    let parts = RunParts {
+        http: true,
+        worker: false,
+    };
+    let app = App::start(
+        &[
+            ("JARVIS_API_TOKEN", TOKEN),
+            ("AMOCRM_SUBDOMAIN", "geodrive"),
+            // Never called: no worker runs.
+            ("AMOCRM_BASE_URL", "http://127.0.0.1:9"),
+            ("AMOCRM_CLIENT_ID", "client-1"),
+            ("AMOCRM_CLIENT_SECRET", "client-secret-value"),
+            ("AMOCRM_REDIRECT_URI", "https://example.com/cb"),
+        ],
+        parts,
+    )
+    .await;
+    let page = app.get("/status", Some(TOKEN)).await.text().await.unwrap();
+    assert!(page.contains("No OAuth token stored"), "{page}");
+
+    let expires_at = chrono::Utc::now() + chrono::Duration::hours(3);
+    let tokens = jarvis_store::StoredTokens {
+        access_token: "access-token-value".into(),
+        refresh_token: "refresh-token-value".into(),
+        token_type: "Bearer".into(),
+        expires_at,
+        updated_at: chrono::Utc::now(),
+    };
+    app.store.save_tokens("geodrive", &tokens).await.unwrap();
+    let page = app.get("/status", Some(TOKEN)).await.text().await.unwrap();
+    assert!(
+        page.contains("Access token <span class=\"ok\">expires in 2h 59m"),
+        "{page}"
+    );
+    assert!(page.contains("API mode"), "{page}");
+    for secret in [
+        "access-token-value",
+        "refresh-token-value",
+        "client-secret-value",
+    ] {
+        assert!(!page.contains(secret), "{secret} on the page");
+    }
+
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("jarvis_amocrm_token_expiry_timestamp_seconds "))
+        .expect("the expiry gauge");
+    let value: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert_eq!(value as i64, expires_at.timestamp(), "{line}");
+    app.stop().await;
+}
