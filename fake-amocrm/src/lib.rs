@@ -23,6 +23,7 @@
 
 mod data;
 mod form;
+mod history;
 mod http;
 mod query;
 mod send;
@@ -45,6 +46,7 @@ pub use form::{
     contact_event_body, delete_lead_body, encode_component, form_encode, lead_event_body,
     lead_events_body, note_event_body,
 };
+pub use history::{SECOND_PIPELINE_ID, SECOND_PIPELINE_STATUSES};
 pub use send::{KindMix, LatencySummary, SendPlan, SendReport, send};
 
 /// How the fake behaves. `Default` matches a real account: 7 requests/s, day-long tokens,

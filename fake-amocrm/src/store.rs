@@ -32,6 +32,10 @@ pub(crate) struct Store {
     /// contact id → ids of leads that link it, for `with=leads` and contact webhooks.
     contact_leads: HashMap<u64, BTreeSet<u64>>,
     pub webhooks: Vec<Value>,
+    /// Deleted leads and contacts (amoCRM's trash): the API no longer shows them; a restore brings
+    /// them back.
+    pub trash_leads: BTreeMap<u64, Value>,
+    pub trash_contacts: BTreeMap<u64, Value>,
     pub next_lead: u64,
     pub next_contact: u64,
     pub next_note: u64,
@@ -47,6 +51,8 @@ impl Store {
             notes: BTreeMap::new(),
             contact_leads: HashMap::new(),
             webhooks: Vec::new(),
+            trash_leads: BTreeMap::new(),
+            trash_contacts: BTreeMap::new(),
             next_lead: FIRST_LEAD_ID,
             next_contact: FIRST_CONTACT_ID,
             next_note: FIRST_NOTE_ID,

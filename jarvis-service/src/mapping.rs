@@ -1,4 +1,11 @@
-//! Turns what amoCRM tells us (webhook events, API JSON) into rows of the mirror tables.
+//! Turns what amoCRM tells us (webhook events, API JSON) into states of the mirror tables.
+//!
+//! This is where each source's knowledge is decided, column by column (see `jarvis-store`'s mirror
+//! rule): an API answer (also the lead `process-webhook` receives) knows every column it has as a key,
+//! `null` meaning no value; a webhook body knows the keys it carries, an empty value meaning no value,
+//! and never `closed_at`, the main contact or the full data. A lead or contact body lists every filled
+//! custom field, so one without `custom_fields` has none, unless it lacks the entity's `name` too (a
+//! digital-pipeline hook carries only ids and stages): then its custom fields are unknown.
 //!
 //! Both sources end up in the API's shape: `custom_fields` holds `custom_fields_values` as the API returns
 //! it (`[{field_id, field_name, field_code, field_type, values: [{value, enum_id, enum_code}]}]`), so readers
@@ -6,7 +13,7 @@
 
 use amocrm_webhook::WebhookEvent;
 use chrono::{DateTime, TimeZone, Utc};
-use jarvis_store::{ContactUpsert, DealUpsert};
+use jarvis_store::{ContactUpsert, DealUpsert, Known};
 use serde_json::{Map, Value, json};
 
 use crate::config::{FieldRef, MetadataField};
@@ -38,7 +45,8 @@ fn json_str(value: &Value) -> Option<String> {
     }
 }
 
-/// The custom fields of a webhook event in the API's `custom_fields_values` shape.
+/// The custom fields of a webhook event in the API's `custom_fields_values` shape; `None` when it has
+/// none.
 pub fn webhook_custom_fields(event: &WebhookEvent) -> Option<Value> {
     let fields = event.custom_fields();
     if fields.is_empty() {
@@ -56,6 +64,33 @@ pub fn webhook_custom_fields(event: &WebhookEvent) -> Option<Value> {
         })
         .collect();
     Some(Value::Array(list))
+}
+
+/// Whether the event's body has `key` at all (an empty value included).
+fn carries(event: &WebhookEvent, key: &str) -> bool {
+    event.body().get(key).is_some()
+}
+
+/// A column read from a body key: unknown without the key, NULL when empty or unparsable.
+fn body_column<T>(
+    event: &WebhookEvent,
+    keys: &[&str],
+    read: impl Fn(&WebhookEvent) -> Option<T>,
+) -> Known<T> {
+    if keys.iter().any(|key| carries(event, key)) {
+        Known::from_option(read(event))
+    } else {
+        Known::Unknown
+    }
+}
+
+/// The custom fields a body knows: all of them for a whole entity body (see the module docs).
+fn body_custom_fields(event: &WebhookEvent) -> Known<Value> {
+    if carries(event, "custom_fields") || carries(event, "name") {
+        Known::from_option(webhook_custom_fields(event))
+    } else {
+        Known::Unknown
+    }
 }
 
 /// The text value of a custom field (first value) in an API-shaped `custom_fields_values` list.
@@ -97,93 +132,154 @@ pub fn metadata_from_custom_fields(
     out
 }
 
-/// A deal row from a lead webhook event alone (webhook-only mode and events that carry everything).
+/// The metadata a state recomputes: every mapped key (dropped when its field is empty or gone) when
+/// the custom fields are known, nothing otherwise.
+fn mapped_metadata(
+    custom_fields: &Known<Value>,
+    mapping: &[MetadataField],
+) -> (Vec<String>, Map<String, Value>) {
+    if !custom_fields.is_known() {
+        return (Vec::new(), Map::new());
+    }
+    let keys = mapping.iter().map(|m| m.key.clone()).collect();
+    (
+        keys,
+        metadata_from_custom_fields(custom_fields.value(), mapping),
+    )
+}
+
+/// A deal state from a lead webhook event alone (webhook-only mode): what the body carries.
 pub fn deal_from_webhook(event: &WebhookEvent, mapping: &[MetadataField]) -> Option<DealUpsert> {
     let id = event.entity_id()?.to_string();
-    let custom_fields = webhook_custom_fields(event);
-    let metadata = metadata_from_custom_fields(custom_fields.as_ref(), mapping);
+    let custom_fields = body_custom_fields(event);
+    let (metadata_keys, metadata) = mapped_metadata(&custom_fields, mapping);
+    let number =
+        |key: &'static str| body_column(event, &[key], move |e| e.number(key).map(|v| v as i64));
     Some(DealUpsert {
         amocrm_deal_id: id,
-        pipeline_id: event.pipeline_id().map(|v| v as i64),
-        status_id: event.status_id().map(|v| v as i64),
-        price: event.price(),
-        name: event.name().map(String::from),
-        responsible_user_id: event.responsible_user_id().map(|v| v as i64),
+        pipeline_id: number("pipeline_id"),
+        status_id: number("status_id"),
+        price: body_column(event, &["price"], WebhookEvent::price),
+        name: body_column(event, &["name"], |e| e.name().map(String::from)),
+        responsible_user_id: number("responsible_user_id"),
         custom_fields,
-        deal_full_data: None,
-        contact_custom_fields: None,
-        main_contact_id: None,
+        deal_full_data: Known::Unknown,
+        contact_custom_fields: Known::Unknown,
+        main_contact_id: Known::Unknown,
+        metadata_keys,
         metadata,
-        created_at: event.created_at().and_then(unix_to_time),
+        created_at: body_column(event, &["created_at", "date_create"], |e| {
+            e.created_at().and_then(unix_to_time)
+        }),
         updated_at: event.updated_at().and_then(unix_to_time),
-        closed_at: None,
-        // Not `Some(false)`: a late or retried body must not undo a delete (restores are explicit).
+        closed_at: Known::Unknown,
+        // Deletes and restores are counted apart (`Store::record_deletion`).
         is_deleted: None,
     })
 }
 
-/// A contact row from a contact webhook event alone.
+/// A contact state from a contact webhook event alone: what the body carries.
 pub fn contact_from_webhook(event: &WebhookEvent) -> Option<ContactUpsert> {
     let id = event.entity_id()?.to_string();
     Some(ContactUpsert {
         amocrm_contact_id: id,
-        name: event.name().map(String::from),
-        first_name: None,
-        last_name: None,
-        responsible_user_id: event.responsible_user_id().map(|v| v as i64),
-        custom_fields: webhook_custom_fields(event),
-        contact_full_data: None,
+        name: body_column(event, &["name"], |e| e.name().map(String::from)),
+        first_name: Known::Unknown,
+        last_name: Known::Unknown,
+        responsible_user_id: body_column(event, &["responsible_user_id"], |e| {
+            e.responsible_user_id().map(|v| v as i64)
+        }),
+        custom_fields: body_custom_fields(event),
+        contact_full_data: Known::Unknown,
+        metadata_keys: Vec::new(),
         metadata: Map::new(),
-        created_at: event.created_at().and_then(unix_to_time),
+        created_at: body_column(event, &["created_at", "date_create"], |e| {
+            e.created_at().and_then(unix_to_time)
+        }),
         updated_at: event.updated_at().and_then(unix_to_time),
-        // Not `Some(false)`: a late or retried body must not undo a delete (restores are explicit).
         is_deleted: None,
     })
 }
 
-/// The id of a lead's main contact (or its first contact) in an API lead JSON with `_embedded.contacts`.
-pub fn main_contact_id(lead: &Value) -> Option<u64> {
-    let contacts = lead.get("_embedded")?.get("contacts")?.as_array()?;
+/// The main contact of an API lead JSON: unknown without `_embedded.contacts` (fetched without
+/// `with=contacts`), NULL when the lead has no contact; else the one marked main, or the first.
+pub fn main_contact(lead: &Value) -> Known<u64> {
+    let Some(contacts) = lead
+        .get("_embedded")
+        .and_then(|e| e.get("contacts"))
+        .and_then(Value::as_array)
+    else {
+        return Known::Unknown;
+    };
     let main = contacts
         .iter()
         .find(|c| c.get("is_main").and_then(Value::as_bool) == Some(true))
-        .or_else(|| contacts.first())?;
-    main.get("id").and_then(json_i64).map(|v| v as u64)
+        .or_else(|| contacts.first());
+    Known::from_option(
+        main.and_then(|c| c.get("id"))
+            .and_then(json_i64)
+            .map(|v| v as u64),
+    )
 }
 
-/// A deal row from an API lead JSON (as `GET /api/v4/leads` returns each lead), with the main contact's
-/// custom fields when known.
+/// The id of a lead's main contact (or its first contact) in an API lead JSON with `_embedded.contacts`.
+pub fn main_contact_id(lead: &Value) -> Option<u64> {
+    main_contact(lead).value().copied()
+}
+
+/// A column of an API JSON object: unknown without the key, NULL for `null` (or an unreadable value).
+fn api_column<T>(object: &Value, key: &str, read: impl Fn(&Value) -> Option<T>) -> Known<T> {
+    match object.get(key) {
+        None => Known::Unknown,
+        Some(value) => Known::from_option(read(value)),
+    }
+}
+
+/// `custom_fields_values` of an API JSON object: `null` or an empty list is no field.
+fn api_custom_fields(object: &Value) -> Known<Value> {
+    api_column(object, "custom_fields_values", |v| {
+        Some(v.clone()).filter(|v| !v.is_null() && v.as_array().is_none_or(|l| !l.is_empty()))
+    })
+}
+
+/// A deal state from an API lead JSON (as `GET /api/v4/leads` returns each lead).
+///
+/// `contact` is the main contact's API JSON when the caller has it (its `custom_fields_values` go to
+/// `contact_custom_fields`); without it they are unknown, unless the lead has no contact at all.
 pub fn deal_from_api(
     lead: &Value,
     contact: Option<&Value>,
     mapping: &[MetadataField],
 ) -> Option<DealUpsert> {
     let id = lead.get("id").and_then(json_i64)?;
-    let custom_fields = lead
-        .get("custom_fields_values")
-        .filter(|v| !v.is_null())
-        .cloned();
-    let metadata = metadata_from_custom_fields(custom_fields.as_ref(), mapping);
-    let contact_custom_fields = contact.map(|c| {
-        c.get("custom_fields_values")
+    let custom_fields = api_custom_fields(lead);
+    let (metadata_keys, metadata) = mapped_metadata(&custom_fields, mapping);
+    let main = main_contact(lead);
+    let contact_custom_fields = match (&main, contact) {
+        (Known::Null, _) => Known::Null,
+        (_, Some(contact)) => api_custom_fields(contact)
+            .value()
             .cloned()
-            .unwrap_or(Value::Null)
-    });
+            .map_or(Known::Null, Known::Value),
+        (_, None) => Known::Unknown,
+    };
     Some(DealUpsert {
         amocrm_deal_id: id.to_string(),
-        pipeline_id: lead.get("pipeline_id").and_then(json_i64),
-        status_id: lead.get("status_id").and_then(json_i64),
-        price: lead.get("price").and_then(json_i64),
-        name: lead.get("name").and_then(json_str),
-        responsible_user_id: lead.get("responsible_user_id").and_then(json_i64),
-        custom_fields: Some(custom_fields.unwrap_or(Value::Null)),
-        deal_full_data: Some(lead.clone()),
+        pipeline_id: api_column(lead, "pipeline_id", json_i64),
+        status_id: api_column(lead, "status_id", json_i64),
+        price: api_column(lead, "price", json_i64),
+        name: api_column(lead, "name", json_str),
+        responsible_user_id: api_column(lead, "responsible_user_id", json_i64),
+        custom_fields,
+        deal_full_data: Known::Value(lead.clone()),
         contact_custom_fields,
-        main_contact_id: main_contact_id(lead).map(|id| id.to_string()),
+        main_contact_id: main.map(|id| id.to_string()),
+        metadata_keys,
         metadata,
-        created_at: lead.get("created_at").and_then(json_time),
+        created_at: api_column(lead, "created_at", json_time),
         updated_at: lead.get("updated_at").and_then(json_time),
-        closed_at: lead.get("closed_at").and_then(json_time),
+        closed_at: api_column(lead, "closed_at", json_time),
+        // The API answers with leads that exist.
         is_deleted: Some(
             lead.get("is_deleted")
                 .and_then(Value::as_bool)
@@ -192,24 +288,20 @@ pub fn deal_from_api(
     })
 }
 
-/// A contact row from an API contact JSON.
+/// A contact state from an API contact JSON.
 pub fn contact_from_api(contact: &Value) -> Option<ContactUpsert> {
     let id = contact.get("id").and_then(json_i64)?;
     Some(ContactUpsert {
         amocrm_contact_id: id.to_string(),
-        name: contact.get("name").and_then(json_str),
-        first_name: contact.get("first_name").and_then(json_str),
-        last_name: contact.get("last_name").and_then(json_str),
-        responsible_user_id: contact.get("responsible_user_id").and_then(json_i64),
-        custom_fields: Some(
-            contact
-                .get("custom_fields_values")
-                .cloned()
-                .unwrap_or(Value::Null),
-        ),
-        contact_full_data: Some(contact.clone()),
+        name: api_column(contact, "name", json_str),
+        first_name: api_column(contact, "first_name", json_str),
+        last_name: api_column(contact, "last_name", json_str),
+        responsible_user_id: api_column(contact, "responsible_user_id", json_i64),
+        custom_fields: api_custom_fields(contact),
+        contact_full_data: Known::Value(contact.clone()),
+        metadata_keys: Vec::new(),
         metadata: Map::new(),
-        created_at: contact.get("created_at").and_then(json_time),
+        created_at: api_column(contact, "created_at", json_time),
         updated_at: contact.get("updated_at").and_then(json_time),
         is_deleted: Some(
             contact
@@ -244,15 +336,84 @@ mod tests {
         assert_eq!(main_contact_id(&lead), Some(52110077));
         let deal = deal_from_api(&lead, Some(&contact), &mapping()).unwrap();
         assert_eq!(deal.amocrm_deal_id, "31840021");
-        assert_eq!(deal.status_id, Some(142));
+        assert_eq!(deal.status_id, Known::Value(142));
         assert_eq!(deal.metadata.get("rentprog_id"), Some(&json!("RP-48213")));
         assert_eq!(deal.metadata.get("class"), Some(&json!("Эконом")));
+        assert_eq!(deal.metadata_keys, ["rentprog_id", "class"]);
         assert_eq!(
-            deal.contact_custom_fields.unwrap()[0]["field_code"],
+            deal.contact_custom_fields.value().unwrap()[0]["field_code"],
             "PHONE"
         );
+        assert_eq!(deal.main_contact_id, Known::Value("52110077".into()));
         assert_eq!(deal.updated_at.unwrap().timestamp(), 1764000150);
-        assert_eq!(deal.deal_full_data.unwrap()["id"], 31840021);
+        assert_eq!(deal.deal_full_data.value().unwrap()["id"], 31840021);
+        // An open lead: amoCRM's null clears the stored closing time.
+        assert_eq!(deal.closed_at, Known::Null);
+        assert_eq!(deal.is_deleted, Some(false));
+    }
+
+    #[test]
+    fn api_nulls_clear_and_absent_keys_keep() {
+        let lead = json!({"id": 5, "price": null, "custom_fields_values": null, "updated_at": 1764000000,
+                          "_embedded": {"contacts": []}});
+        let deal = deal_from_api(&lead, None, &mapping()).unwrap();
+        assert_eq!(deal.price, Known::Null);
+        assert_eq!(deal.custom_fields, Known::Null);
+        // The mapped keys are recomputed: removed, since the fields are gone.
+        assert_eq!(deal.metadata_keys, ["rentprog_id", "class"]);
+        assert!(deal.metadata.is_empty());
+        // No contact at all: no main contact and no contact fields.
+        assert_eq!(deal.main_contact_id, Known::Null);
+        assert_eq!(deal.contact_custom_fields, Known::Null);
+        // Keys the answer does not have are not known.
+        assert_eq!(deal.status_id, Known::Unknown);
+        assert_eq!(deal.closed_at, Known::Unknown);
+
+        let without_contacts = json!({"id": 5, "updated_at": 1764000000});
+        let deal = deal_from_api(&without_contacts, None, &mapping()).unwrap();
+        assert_eq!(deal.main_contact_id, Known::Unknown);
+        assert_eq!(deal.contact_custom_fields, Known::Unknown);
+        assert_eq!(deal.custom_fields, Known::Unknown);
+        assert!(deal.metadata_keys.is_empty());
+    }
+
+    fn lead_event(fields: Value) -> WebhookEvent {
+        let account = amocrm_webhook::Account::default();
+        WebhookEvent::new(&account, "leads", "update", fields)
+    }
+
+    #[test]
+    fn a_whole_body_knows_its_fields_even_when_none_are_filled() {
+        let event = lead_event(
+            json!({"id": "7", "name": "Аренда", "price": "", "status_id": "142",
+            "pipeline_id": "7401234", "responsible_user_id": "8215487", "updated_at": "1764000000"}),
+        );
+        let deal = deal_from_webhook(&event, &mapping()).unwrap();
+        assert_eq!(deal.custom_fields, Known::Null);
+        assert_eq!(deal.metadata_keys, ["rentprog_id", "class"]);
+        assert_eq!(deal.price, Known::Null, "an empty price is no price");
+        assert_eq!(deal.status_id, Known::Value(142));
+        // A body never says these.
+        assert_eq!(deal.closed_at, Known::Unknown);
+        assert_eq!(deal.main_contact_id, Known::Unknown);
+        assert_eq!(deal.deal_full_data, Known::Unknown);
+        assert_eq!(deal.created_at, Known::Unknown);
+        assert_eq!(deal.is_deleted, None);
+    }
+
+    #[test]
+    fn a_digital_pipeline_body_knows_only_what_it_carries() {
+        let event = lead_event(
+            json!({"id": "7", "status_id": "143", "pipeline_id": "7401234",
+            "old_status_id": "142"}),
+        );
+        let deal = deal_from_webhook(&event, &mapping()).unwrap();
+        assert_eq!(deal.status_id, Known::Value(143));
+        assert_eq!(deal.custom_fields, Known::Unknown);
+        assert!(deal.metadata_keys.is_empty());
+        assert_eq!(deal.name, Known::Unknown);
+        assert_eq!(deal.price, Known::Unknown);
+        assert_eq!(deal.updated_at, None);
     }
 
     #[test]

@@ -3,15 +3,22 @@
 //!
 //! API economy: one batch makes at most `ceil(leads / 250)` lead requests (with their contacts embedded)
 //! and `ceil(contacts / 250)` contact requests, and only for main contacts whose custom fields are not
-//! already stored. Deletes, restores in webhook-only mode, contacts and events without a mirror table
-//! need no request.
+//! already stored, plus `ceil(contacts / 250)` for contact events.
+//!
+//! What each source knows of a row is decided in [`crate::mapping`]; the store applies it by its mirror
+//! rule. In API mode every lead or contact event (deletes and restores included) is confirmed against
+//! the API: the entity is fetched with the others of its batch and its row takes the API's state, or
+//! is marked deleted when the API no longer returns it. So the last event processed for an entity
+//! leaves it as amoCRM shows it, whatever the order, duplication or lateness of deliveries. In
+//! webhook-only mode rows take what the bodies carry, and deletes and restores are counted per
+//! entity ([`jarvis_store::Store::record_deletion`]); those events need no request.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use amocrm_webhook::{Action, Entity, WebhookEvent};
 use chrono::{DateTime, Utc};
-use jarvis_store::{ContactUpsert, DealUpsert, StoredEvent};
+use jarvis_store::{ContactUpsert, DealUpsert, MirrorEntity, StoredEvent};
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -53,14 +60,35 @@ enum Settle {
 struct Plan {
     /// Deals fully described by their webhook bodies (webhook-only mode).
     deals_from_bodies: Vec<(i64, DealUpsert)>,
-    /// Leads to fetch, with the events waiting for each.
+    /// Leads to fetch (API mode), with the events waiting for each.
     leads_to_fetch: BTreeMap<u64, Vec<i64>>,
     contacts_from_bodies: Vec<(i64, ContactUpsert)>,
-    /// Deletes and restores, in event order: (event, entity is a lead, id, deleted).
-    marks: Vec<(i64, bool, String, bool)>,
+    /// Contacts to fetch (API mode), with the events waiting for each.
+    contacts_to_fetch: BTreeMap<u64, Vec<i64>>,
+    /// Deletes and restores to record (webhook-only mode).
+    deletions: Vec<Deletion>,
     /// Events with nothing to mirror.
     nothing: Vec<i64>,
     settled: HashMap<i64, Settle>,
+}
+
+/// A delete or restore event of a mirrored entity.
+struct Deletion {
+    event: i64,
+    entity: MirrorEntity,
+    id: String,
+    event_hash: String,
+    deleted: bool,
+}
+
+/// Records what became of an event that more than one step works on: a failure is never replaced.
+fn settle_once(settled: &mut HashMap<i64, Settle>, event: i64, settle: Settle) {
+    match settled.get(&event) {
+        Some(Settle::Transient { .. } | Settle::Permanent(_)) => {}
+        _ => {
+            settled.insert(event, settle);
+        }
+    }
 }
 
 impl Worker {
@@ -288,42 +316,51 @@ impl Worker {
                 }
             };
             let id = event.entity_id().map(str::to_owned);
-            match (&event.entity, &event.action, id) {
-                (Entity::Lead, Action::Delete, Some(lead)) => {
-                    plan.marks.push((stored.id, true, lead, true))
+            let entity = match event.entity {
+                Entity::Lead => MirrorEntity::Deal,
+                Entity::Contact => MirrorEntity::Contact,
+                // Notes, chats, unsorted, tasks, companies, ...: kept in the events table, no row.
+                _ => {
+                    plan.nothing.push(stored.id);
+                    continue;
                 }
-                (Entity::Lead, action, Some(lead)) => {
-                    if matches!(action, Action::Restore) {
-                        plan.marks.push((stored.id, true, lead.clone(), false));
+            };
+            let Some(id) = id else {
+                plan.nothing.push(stored.id);
+                continue;
+            };
+            if api && let Ok(numeric) = id.parse::<u64>() {
+                let fetch = match entity {
+                    MirrorEntity::Deal => &mut plan.leads_to_fetch,
+                    MirrorEntity::Contact => &mut plan.contacts_to_fetch,
+                };
+                fetch.entry(numeric).or_default().push(stored.id);
+                continue;
+            }
+            if matches!(event.action, Action::Delete | Action::Restore) {
+                plan.deletions.push(Deletion {
+                    event: stored.id,
+                    entity,
+                    id: id.clone(),
+                    event_hash: stored.event_hash.clone(),
+                    deleted: matches!(event.action, Action::Delete),
+                });
+                if matches!(event.action, Action::Delete) {
+                    continue;
+                }
+            }
+            // A restore body carries the entity like an update: both apply.
+            match entity {
+                MirrorEntity::Deal => {
+                    match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
+                        Some(deal) => plan.deals_from_bodies.push((stored.id, deal)),
+                        None => plan.nothing.push(stored.id),
                     }
-                    match (api, lead.parse::<u64>()) {
-                        (true, Ok(lead_id)) => plan
-                            .leads_to_fetch
-                            .entry(lead_id)
-                            .or_default()
-                            .push(stored.id),
-                        _ => {
-                            match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
-                                Some(deal) if !matches!(action, Action::Restore) => {
-                                    plan.deals_from_bodies.push((stored.id, deal))
-                                }
-                                _ => plan.nothing.push(stored.id),
-                            }
-                        }
-                    }
                 }
-                (Entity::Contact, Action::Delete, Some(contact)) => {
-                    plan.marks.push((stored.id, false, contact, true))
-                }
-                (Entity::Contact, Action::Restore, Some(contact)) => {
-                    plan.marks.push((stored.id, false, contact, false))
-                }
-                (Entity::Contact, _, Some(_)) => match mapping::contact_from_webhook(&event) {
+                MirrorEntity::Contact => match mapping::contact_from_webhook(&event) {
                     Some(contact) => plan.contacts_from_bodies.push((stored.id, contact)),
                     None => plan.nothing.push(stored.id),
                 },
-                // Notes, chats, unsorted, tasks, companies, ...: kept in the events table, no mirror row.
-                _ => plan.nothing.push(stored.id),
             }
         }
         plan
@@ -347,7 +384,7 @@ impl Worker {
                 result = self.follow_contact_fields(&rows).await;
             }
             for (id, _) in plan.contacts_from_bodies.drain(..) {
-                plan.settled.insert(id, settle_store(&result));
+                settle_once(&mut plan.settled, id, settle_store(&result));
             }
         }
 
@@ -359,7 +396,21 @@ impl Worker {
                 .collect();
             let result = store.upsert_deals(&rows).await;
             for (id, _) in plan.deals_from_bodies.drain(..) {
-                plan.settled.insert(id, settle_store(&result));
+                settle_once(&mut plan.settled, id, settle_store(&result));
+            }
+        }
+
+        // Contacts before leads: the leads' main contacts are then read fresh from the store.
+        if !plan.contacts_to_fetch.is_empty() {
+            let outcome = self.sync_contacts(&plan.contacts_to_fetch).await;
+            for ids in std::mem::take(&mut plan.contacts_to_fetch).into_values() {
+                for id in ids {
+                    let settle = match &outcome {
+                        Ok(()) => Settle::Done,
+                        Err(e) => e.to_settle(),
+                    };
+                    plan.settled.insert(id, settle);
+                }
             }
         }
 
@@ -376,28 +427,16 @@ impl Worker {
             }
         }
 
-        // After upserts, so a delete later in the batch wins over the fetched state, and a restore's
-        // row exists.
-        for (event_id, is_lead, entity_id, deleted) in plan.marks.drain(..) {
-            if matches!(
-                plan.settled.get(&event_id),
-                Some(Settle::Transient { .. } | Settle::Permanent(_))
-            ) {
-                continue;
-            }
-            let result = if is_lead {
-                store.mark_deal_deleted(&entity_id, deleted).await
-            } else {
-                store.mark_contact_deleted(&entity_id, deleted).await
-            };
-            let settle = match result {
-                Ok(()) => plan.settled.remove(&event_id).unwrap_or(Settle::Done),
-                Err(e) => Settle::Transient {
-                    error: format!("database: {e}"),
-                    not_before: None,
-                },
-            };
-            plan.settled.insert(event_id, settle);
+        for deletion in plan.deletions.drain(..) {
+            let result = store
+                .record_deletion(
+                    deletion.entity,
+                    &deletion.id,
+                    &deletion.event_hash,
+                    deletion.deleted,
+                )
+                .await;
+            settle_once(&mut plan.settled, deletion.event, settle_store(&result));
         }
     }
 
@@ -410,10 +449,51 @@ impl Worker {
             .map(|c| c.amocrm_contact_id.as_str())
             .collect();
         for id in ids {
-            if let Some(fields) = store.get_contact(id).await?.and_then(|c| c.custom_fields) {
-                store.set_main_contact_fields(id, &fields).await?;
+            // A row with a time holds a state of the contact (not a bare deleted marker): its
+            // fields, none included, are the deals' contact fields.
+            if let Some(contact) = store.get_contact(id).await?
+                && contact.updated_at.is_some()
+            {
+                store
+                    .set_main_contact_fields(id, contact.custom_fields.as_ref())
+                    .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Fetches the contacts; upserts those the API returns (their deals follow their fields) and
+    /// marks the others deleted.
+    async fn sync_contacts(&self, contacts: &BTreeMap<u64, Vec<i64>>) -> Result<(), FetchError> {
+        let client = self
+            .state
+            .client
+            .as_ref()
+            .expect("sync_contacts runs in API mode only");
+        let store = &self.state.store;
+        let ids: Vec<u64> = contacts.keys().copied().collect();
+        let fetched = amo::fetch_contacts(client, &ids).await?;
+        let rows: Vec<ContactUpsert> = fetched
+            .iter()
+            .filter_map(mapping::contact_from_api)
+            .collect();
+        store
+            .upsert_contacts(&rows)
+            .await
+            .map_err(FetchError::store)?;
+        let returned: BTreeSet<u64> = fetched
+            .iter()
+            .filter_map(|c| c.get("id").and_then(Value::as_u64))
+            .collect();
+        for id in ids.iter().filter(|id| !returned.contains(id)) {
+            store
+                .mark_contact_deleted(&id.to_string(), true)
+                .await
+                .map_err(FetchError::store)?;
+        }
+        self.follow_contact_fields(&rows)
+            .await
+            .map_err(FetchError::store)?;
         Ok(())
     }
 
@@ -442,7 +522,8 @@ impl Worker {
                 .await
                 .map_err(FetchError::store)?
             {
-                Some(contact) if contact.custom_fields.is_some() => {
+                // A stored state of the contact (a bare deleted marker has no time).
+                Some(contact) if contact.updated_at.is_some() => {
                     let fields = contact.custom_fields.unwrap_or(Value::Null);
                     contact_fields
                         .insert(*id, serde_json::json!({ "custom_fields_values": fields }));
@@ -465,6 +546,12 @@ impl Worker {
                     contact_fields.insert(id, contact);
                 }
             }
+            // A main contact the API does not return has no fields to show.
+            for id in missing {
+                contact_fields
+                    .entry(id)
+                    .or_insert_with(|| serde_json::json!({}));
+            }
         }
 
         let deals: Vec<DealUpsert> = fetched
@@ -474,18 +561,21 @@ impl Worker {
                 mapping::deal_from_api(lead, contact, &self.state.metadata_fields)
             })
             .collect();
-        if deals.len() < ids.len() {
-            // A lead the API no longer returns was deleted meanwhile; its delete event settles it.
-            tracing::debug!(
-                requested = ids.len(),
-                returned = deals.len(),
-                "some leads were not returned"
-            );
-        }
         store
             .upsert_deals(&deals)
             .await
             .map_err(FetchError::store)?;
+        // A lead the API no longer returns is deleted (in amoCRM's trash): this confirms a delete
+        // event, and corrects a row whose delete body never came or was a repeat.
+        let returned: BTreeSet<&str> = deals.iter().map(|d| d.amocrm_deal_id.as_str()).collect();
+        for id in ids.iter().map(u64::to_string) {
+            if !returned.contains(id.as_str()) {
+                store
+                    .mark_deal_deleted(&id, true)
+                    .await
+                    .map_err(FetchError::store)?;
+            }
+        }
         Ok(())
     }
 

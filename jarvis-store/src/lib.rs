@@ -6,6 +6,33 @@
 //! [`PoolSettings`] tunes the pool. With the `test-support` feature, `testing` hands out fresh
 //! PostgreSQL schemas and SQLite files for tests.
 //!
+//! # The mirror rule
+//!
+//! A row of `amocrm_deals` / `amocrm_contacts` holds the newest known state of its entity:
+//!
+//! - **Which state is newer**: amoCRM's `updated_at`. A state applies when the row has no
+//!   `updated_at` yet or when its own is not older; for equal seconds the state applied later wins
+//!   (in API mode that is the later answer of the API, so two changes within one second end as
+//!   amoCRM shows them; in webhook-only mode two different bodies of one entity within one second
+//!   cannot be told apart and the one processed last wins). A state without `updated_at` (old and
+//!   digital-pipeline bodies) is applied as the newest and keeps the stored `updated_at`, so any later
+//!   timed state replaces it.
+//! - **What a state writes**: each column of [`DealUpsert`] / [`ContactUpsert`] is a [`Known`]:
+//!   a value or NULL replaces the stored value (a value amoCRM cleared is cleared here), `Unknown`
+//!   keeps it. The sources decide once, in `jarvis-service`'s mapping, what they know: an API answer
+//!   knows every column, a webhook body knows what it carries (no `closed_at`, no main contact, no
+//!   full data), a body without the entity's `name` (a digital-pipeline hook) knows no custom fields.
+//!   Both backends apply it the same way: no per-column guessing in SQL.
+//! - **`metadata`**: the keys the state recomputes (`metadata_keys`, those produced by
+//!   `JARVIS_METADATA_FIELDS`) are removed and set again from the state (absent when the field is
+//!   empty or gone); every other key (e.g. from [`Store::set_deal_metadata`]) is kept.
+//! - **Deletes and restores**: a delete body has no `updated_at`, so it cannot be ordered by time.
+//!   [`Store::record_deletion`] keeps every delete and restore event of an entity (by `event_hash`,
+//!   so a replay counts once) and the row is deleted while its deletes outnumber its restores:
+//!   the same answer in whatever order they arrive. A restore body also applies its columns as a
+//!   timed state. [`Store::mark_deal_deleted`] sets the flag outright, for a source that knows
+//!   (the API no longer returns the lead).
+//!
 //! ```no_run
 //! # async fn demo() -> jarvis_store::Result<()> {
 //! use jarvis_store::{connect, Store};
@@ -107,11 +134,24 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- deals and contacts -------------------------------------------------------------------------
 
-    /// Inserts or updates many deals in one statement; a row with a newer stored `updated_at` is left.
+    /// Applies many deal states in one transaction by the mirror rule (crate docs): a state older
+    /// than the stored row is left (counted as stale); repeats of one deal apply in order.
     async fn upsert_deals(&self, deals: &[DealUpsert]) -> Result<UpsertOutcome>;
 
-    /// Marks a deal deleted (`true`) or restored (`false`), creating a bare row if none exists.
+    /// Marks a deal deleted (`true`) or restored (`false`) outright, creating a bare row if none
+    /// exists: for a source that knows the current state (the API).
     async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()>;
+
+    /// Records a delete (`deleted = true`) or restore event of a deal or contact, once per
+    /// `event_hash`, and sets the row's `is_deleted` to whether its recorded deletes outnumber its
+    /// restores (creating a bare row if none exists). Returns the flag set.
+    async fn record_deletion(
+        &self,
+        entity: MirrorEntity,
+        amocrm_id: &str,
+        event_hash: &str,
+        deleted: bool,
+    ) -> Result<bool>;
 
     /// Merges keys into a deal's `metadata` without losing the others. Returns false if no such deal.
     async fn set_deal_metadata(
@@ -123,17 +163,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>>;
 
     /// Sets `contact_custom_fields` of every deal whose main contact is this contact (its fields
-    /// changed); the deals' amoCRM `updated_at` is not involved. Returns how many deals changed.
+    /// changed; `None`: it has none now); the deals' amoCRM `updated_at` is not involved. Returns how many deals changed.
     async fn set_main_contact_fields(
         &self,
         amocrm_contact_id: &str,
-        custom_fields: &Value,
+        custom_fields: Option<&Value>,
     ) -> Result<u64>;
 
-    /// Inserts or updates many contacts in one statement; same ordering rule as deals.
+    /// Applies many contact states by the mirror rule, like [`upsert_deals`](Self::upsert_deals).
     async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome>;
 
-    /// Marks a contact deleted or restored, creating a bare row if none exists.
+    /// Marks a contact deleted or restored outright, creating a bare row if none exists.
     async fn mark_contact_deleted(&self, amocrm_contact_id: &str, deleted: bool) -> Result<()>;
 
     /// Merges keys into a contact's `metadata` without losing the others. Returns false if no such

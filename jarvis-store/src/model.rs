@@ -120,28 +120,106 @@ pub struct StoredRejected {
     pub rejected: RejectedWebhook,
 }
 
-/// A lead ("deal") to insert or update in `amocrm_deals`.
+/// What one state of an entity says about one column of its mirror row.
 ///
-/// `None` fields leave the stored value unchanged. `metadata` keys are merged into the stored object
-/// (keys given here win, others are kept). The row is changed only if `updated_at` is not older than
-/// the stored `updated_at`.
+/// The mirror rule (see the crate docs) in one type: [`Known::Value`] and [`Known::Null`] replace the
+/// stored value (a value amoCRM cleared is cleared here), [`Known::Unknown`] keeps it (the source cannot
+/// know the column, e.g. a webhook body has no main contact).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Known<T> {
+    /// The source does not carry this column: the stored value stays.
+    #[default]
+    Unknown,
+    /// The source says there is no value: the column becomes NULL.
+    Null,
+    /// The source's value.
+    Value(T),
+}
+
+impl<T> Known<T> {
+    /// A column the source knows: `None` is [`Known::Null`].
+    pub fn from_option(value: Option<T>) -> Self {
+        match value {
+            Some(value) => Known::Value(value),
+            None => Known::Null,
+        }
+    }
+
+    /// Whether the column is to be written (as a value or as NULL).
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Known::Unknown)
+    }
+
+    /// The value, if the source has one.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Known::Value(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// The value the column takes when this state is applied over `stored`.
+    pub fn apply(self, stored: Option<T>) -> Option<T> {
+        match self {
+            Known::Unknown => stored,
+            Known::Null => None,
+            Known::Value(value) => Some(value),
+        }
+    }
+
+    pub fn as_ref(&self) -> Known<&T> {
+        match self {
+            Known::Unknown => Known::Unknown,
+            Known::Null => Known::Null,
+            Known::Value(value) => Known::Value(value),
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Known<U> {
+        match self {
+            Known::Unknown => Known::Unknown,
+            Known::Null => Known::Null,
+            Known::Value(value) => Known::Value(f(value)),
+        }
+    }
+}
+
+impl<T> From<T> for Known<T> {
+    fn from(value: T) -> Self {
+        Known::Value(value)
+    }
+}
+
+/// A state of a lead ("deal") to write to `amocrm_deals`, as one source knows it.
+///
+/// Applied only if it is not older than the stored row (see the crate docs for the ordering rule);
+/// then every [`Known`] column is written, `Unknown` ones kept. `metadata`: the keys in
+/// `metadata_keys` (those `JARVIS_METADATA_FIELDS` produces) are removed, then `metadata` is merged
+/// in; any other stored key is kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DealUpsert {
     pub amocrm_deal_id: String,
-    pub pipeline_id: Option<i64>,
-    pub status_id: Option<i64>,
-    pub price: Option<i64>,
-    pub name: Option<String>,
-    pub responsible_user_id: Option<i64>,
-    pub custom_fields: Option<Value>,
-    pub deal_full_data: Option<Value>,
-    pub contact_custom_fields: Option<Value>,
+    pub pipeline_id: Known<i64>,
+    pub status_id: Known<i64>,
+    pub price: Known<i64>,
+    pub name: Known<String>,
+    pub responsible_user_id: Known<i64>,
+    pub custom_fields: Known<Value>,
+    pub deal_full_data: Known<Value>,
+    pub contact_custom_fields: Known<Value>,
     /// amoCRM id of the lead's main contact (column `main_contact_id`): contact changes follow it.
-    pub main_contact_id: Option<String>,
+    pub main_contact_id: Known<String>,
+    /// Keys this state recomputes: dropped from the stored metadata unless given in `metadata`.
+    pub metadata_keys: Vec<String>,
+    /// Keys to set in the stored metadata.
     pub metadata: Map<String, Value>,
-    pub created_at: Option<DateTime<Utc>>,
+    pub created_at: Known<DateTime<Utc>>,
+    /// amoCRM's time of this state; `None` for a body without one (applied as the newest state,
+    /// keeping the stored time).
     pub updated_at: Option<DateTime<Utc>>,
-    pub closed_at: Option<DateTime<Utc>>,
+    pub closed_at: Known<DateTime<Utc>>,
+    /// `None` keeps the stored flag.
     pub is_deleted: Option<bool>,
 }
 
@@ -169,20 +247,44 @@ pub struct Deal {
     pub synced_at: DateTime<Utc>,
 }
 
-/// A contact to insert or update in `amocrm_contacts`; same rules as [`DealUpsert`].
+/// A state of a contact to write to `amocrm_contacts`; same rules as [`DealUpsert`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactUpsert {
     pub amocrm_contact_id: String,
-    pub name: Option<String>,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub responsible_user_id: Option<i64>,
-    pub custom_fields: Option<Value>,
-    pub contact_full_data: Option<Value>,
+    pub name: Known<String>,
+    pub first_name: Known<String>,
+    pub last_name: Known<String>,
+    pub responsible_user_id: Known<i64>,
+    pub custom_fields: Known<Value>,
+    pub contact_full_data: Known<Value>,
+    /// Keys this state recomputes: dropped from the stored metadata unless given in `metadata`.
+    pub metadata_keys: Vec<String>,
     pub metadata: Map<String, Value>,
-    pub created_at: Option<DateTime<Utc>>,
+    pub created_at: Known<DateTime<Utc>>,
+    /// As in [`DealUpsert::updated_at`].
     pub updated_at: Option<DateTime<Utc>>,
+    /// `None` keeps the stored flag.
     pub is_deleted: Option<bool>,
+}
+
+/// The mirror tables that delete and restore events apply to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorEntity {
+    /// `amocrm_deals`
+    Deal,
+    /// `amocrm_contacts`
+    Contact,
+}
+
+impl MirrorEntity {
+    /// The name kept in `amocrm_deletions.entity_type`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MirrorEntity::Deal => "deal",
+            MirrorEntity::Contact => "contact",
+        }
+    }
 }
 
 /// A row of `amocrm_contacts`.

@@ -15,8 +15,8 @@ use crate::batch::{distinct_events, require_migrated, rounds, sql_limit, usage_r
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats, Store,
-    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
+    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats,
+    Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -91,95 +91,52 @@ impl PgStore {
         deals: &[&DealUpsert],
     ) -> Result<u64> {
         let mut ids = Vec::with_capacity(deals.len());
-        let mut pipeline_ids = Vec::with_capacity(deals.len());
-        let mut status_ids = Vec::with_capacity(deals.len());
-        let mut prices = Vec::with_capacity(deals.len());
-        let mut names = Vec::with_capacity(deals.len());
-        let mut responsible_user_ids = Vec::with_capacity(deals.len());
-        let mut custom_fields = Vec::with_capacity(deals.len());
-        let mut full_data = Vec::with_capacity(deals.len());
-        let mut contact_custom_fields = Vec::with_capacity(deals.len());
-        let mut metadata = Vec::with_capacity(deals.len());
-        let mut created_at = Vec::with_capacity(deals.len());
-        let mut updated_at = Vec::with_capacity(deals.len());
-        let mut closed_at = Vec::with_capacity(deals.len());
-        let mut is_deleted = Vec::with_capacity(deals.len());
-        let mut main_contact_ids = Vec::with_capacity(deals.len());
+        let mut pipeline_ids = KnownColumn::default();
+        let mut status_ids = KnownColumn::default();
+        let mut prices = KnownColumn::default();
+        let mut names = KnownColumn::default();
+        let mut responsible_user_ids = KnownColumn::default();
+        let mut custom_fields = KnownColumn::default();
+        let mut full_data = KnownColumn::default();
+        let mut contact_custom_fields = KnownColumn::default();
+        let mut main_contact_ids = KnownColumn::default();
+        let mut created_at = KnownColumn::default();
+        let mut closed_at = KnownColumn::default();
+        let mut common = CommonColumns::default();
         for deal in deals {
-            main_contact_ids.push(deal.main_contact_id.as_deref());
             ids.push(deal.amocrm_deal_id.as_str());
-            pipeline_ids.push(deal.pipeline_id);
-            status_ids.push(deal.status_id);
-            prices.push(deal.price);
-            names.push(deal.name.as_deref());
-            responsible_user_ids.push(deal.responsible_user_id);
-            custom_fields.push(deal.custom_fields.clone());
-            full_data.push(deal.deal_full_data.clone());
-            contact_custom_fields.push(deal.contact_custom_fields.clone());
-            metadata.push(Value::Object(deal.metadata.clone()));
-            created_at.push(deal.created_at);
-            updated_at.push(deal.updated_at);
-            closed_at.push(deal.closed_at);
-            is_deleted.push(deal.is_deleted);
+            pipeline_ids.push(&deal.pipeline_id, |v| *v);
+            status_ids.push(&deal.status_id, |v| *v);
+            prices.push(&deal.price, |v| *v);
+            names.push(&deal.name, |v| v.as_str());
+            responsible_user_ids.push(&deal.responsible_user_id, |v| *v);
+            custom_fields.push(&deal.custom_fields, Value::clone);
+            full_data.push(&deal.deal_full_data, Value::clone);
+            contact_custom_fields.push(&deal.contact_custom_fields, Value::clone);
+            main_contact_ids.push(&deal.main_contact_id, |v| v.as_str());
+            created_at.push(&deal.created_at, |v| *v);
+            closed_at.push(&deal.closed_at, |v| *v);
+            common.push(
+                deal.updated_at,
+                &deal.metadata_keys,
+                &deal.metadata,
+                deal.is_deleted,
+            );
         }
-        // `is_deleted` is NOT NULL, so EXCLUDED cannot tell "not given" from false: read the input.
-        // The WHERE implements the ordering rule; rows it rejects are not returned.
-        let applied = sqlx::query(
-            "WITH input AS MATERIALIZED (
-                SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[],
-                    $6::int8[], $7::jsonb[], $8::jsonb[], $9::jsonb[], $10::jsonb[],
-                    $11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::bool[],
-                    $15::text[])
-                AS u(amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
-                    custom_fields, deal_full_data, contact_custom_fields, metadata,
-                    created_at, updated_at, closed_at, is_deleted, main_contact_id)
-            )
-            INSERT INTO amocrm_deals AS d (amocrm_deal_id, pipeline_id, status_id, price, name,
-                responsible_user_id, custom_fields, deal_full_data, contact_custom_fields, metadata,
-                created_at, updated_at, closed_at, is_deleted, main_contact_id, synced_at)
-            SELECT amocrm_deal_id, pipeline_id, status_id, price, name, responsible_user_id,
-                custom_fields, deal_full_data, contact_custom_fields, metadata,
-                created_at, updated_at, closed_at, COALESCE(is_deleted, false), main_contact_id, now()
-            FROM input
-            ON CONFLICT (amocrm_deal_id) DO UPDATE SET
-                pipeline_id = COALESCE(EXCLUDED.pipeline_id, d.pipeline_id),
-                status_id = COALESCE(EXCLUDED.status_id, d.status_id),
-                price = COALESCE(EXCLUDED.price, d.price),
-                name = COALESCE(EXCLUDED.name, d.name),
-                responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, d.responsible_user_id),
-                custom_fields = COALESCE(EXCLUDED.custom_fields, d.custom_fields),
-                deal_full_data = COALESCE(EXCLUDED.deal_full_data, d.deal_full_data),
-                contact_custom_fields = COALESCE(EXCLUDED.contact_custom_fields, d.contact_custom_fields),
-                main_contact_id = COALESCE(EXCLUDED.main_contact_id, d.main_contact_id),
-                metadata = d.metadata || EXCLUDED.metadata,
-                created_at = COALESCE(EXCLUDED.created_at, d.created_at),
-                updated_at = COALESCE(EXCLUDED.updated_at, d.updated_at),
-                closed_at = COALESCE(EXCLUDED.closed_at, d.closed_at),
-                is_deleted = COALESCE(
-                    (SELECT i.is_deleted FROM input i WHERE i.amocrm_deal_id = EXCLUDED.amocrm_deal_id),
-                    d.is_deleted),
-                synced_at = now()
-            WHERE d.updated_at IS NULL OR EXCLUDED.updated_at >= d.updated_at
-            RETURNING 1",
-        )
-        .bind(ids)
-        .bind(pipeline_ids)
-        .bind(status_ids)
-        .bind(prices)
-        .bind(names)
-        .bind(responsible_user_ids)
-        .bind(custom_fields)
-        .bind(full_data)
-        .bind(contact_custom_fields)
-        .bind(metadata)
-        .bind(created_at)
-        .bind(updated_at)
-        .bind(closed_at)
-        .bind(is_deleted)
-        .bind(main_contact_ids)
-        .fetch_all(executor)
-        .await?
-        .len();
+        let sql = mirror_upsert_sql("amocrm_deals", "amocrm_deal_id", DEAL_KNOWN_COLUMNS);
+        let query = sqlx::query(&sql).bind(ids);
+        let query = pipeline_ids.bind(query);
+        let query = status_ids.bind(query);
+        let query = prices.bind(query);
+        let query = names.bind(query);
+        let query = responsible_user_ids.bind(query);
+        let query = custom_fields.bind(query);
+        let query = full_data.bind(query);
+        let query = contact_custom_fields.bind(query);
+        let query = main_contact_ids.bind(query);
+        let query = created_at.bind(query);
+        let query = closed_at.bind(query);
+        let applied = common.bind(query).fetch_all(executor).await?.len();
         Ok(applied as u64)
     }
 
@@ -189,77 +146,194 @@ impl PgStore {
         contacts: &[&ContactUpsert],
     ) -> Result<u64> {
         let mut ids = Vec::with_capacity(contacts.len());
-        let mut names = Vec::with_capacity(contacts.len());
-        let mut first_names = Vec::with_capacity(contacts.len());
-        let mut last_names = Vec::with_capacity(contacts.len());
-        let mut responsible_user_ids = Vec::with_capacity(contacts.len());
-        let mut custom_fields = Vec::with_capacity(contacts.len());
-        let mut full_data = Vec::with_capacity(contacts.len());
-        let mut metadata = Vec::with_capacity(contacts.len());
-        let mut created_at = Vec::with_capacity(contacts.len());
-        let mut updated_at = Vec::with_capacity(contacts.len());
-        let mut is_deleted = Vec::with_capacity(contacts.len());
+        let mut names = KnownColumn::default();
+        let mut first_names = KnownColumn::default();
+        let mut last_names = KnownColumn::default();
+        let mut responsible_user_ids = KnownColumn::default();
+        let mut custom_fields = KnownColumn::default();
+        let mut full_data = KnownColumn::default();
+        let mut created_at = KnownColumn::default();
+        let mut common = CommonColumns::default();
         for contact in contacts {
             ids.push(contact.amocrm_contact_id.as_str());
-            names.push(contact.name.as_deref());
-            first_names.push(contact.first_name.as_deref());
-            last_names.push(contact.last_name.as_deref());
-            responsible_user_ids.push(contact.responsible_user_id);
-            custom_fields.push(contact.custom_fields.clone());
-            full_data.push(contact.contact_full_data.clone());
-            metadata.push(Value::Object(contact.metadata.clone()));
-            created_at.push(contact.created_at);
-            updated_at.push(contact.updated_at);
-            is_deleted.push(contact.is_deleted);
+            names.push(&contact.name, |v| v.as_str());
+            first_names.push(&contact.first_name, |v| v.as_str());
+            last_names.push(&contact.last_name, |v| v.as_str());
+            responsible_user_ids.push(&contact.responsible_user_id, |v| *v);
+            custom_fields.push(&contact.custom_fields, Value::clone);
+            full_data.push(&contact.contact_full_data, Value::clone);
+            created_at.push(&contact.created_at, |v| *v);
+            common.push(
+                contact.updated_at,
+                &contact.metadata_keys,
+                &contact.metadata,
+                contact.is_deleted,
+            );
         }
-        let applied = sqlx::query(
-            "WITH input AS MATERIALIZED (
-                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[],
-                    $6::jsonb[], $7::jsonb[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
-                    $11::bool[])
-                AS u(amocrm_contact_id, name, first_name, last_name, responsible_user_id,
-                    custom_fields, contact_full_data, metadata, created_at, updated_at, is_deleted)
-            )
-            INSERT INTO amocrm_contacts AS c (amocrm_contact_id, name, first_name, last_name,
-                responsible_user_id, custom_fields, contact_full_data, metadata, created_at,
-                updated_at, is_deleted, synced_at)
-            SELECT amocrm_contact_id, name, first_name, last_name, responsible_user_id,
-                custom_fields, contact_full_data, metadata, created_at, updated_at,
-                COALESCE(is_deleted, false), now()
-            FROM input
-            ON CONFLICT (amocrm_contact_id) DO UPDATE SET
-                name = COALESCE(EXCLUDED.name, c.name),
-                first_name = COALESCE(EXCLUDED.first_name, c.first_name),
-                last_name = COALESCE(EXCLUDED.last_name, c.last_name),
-                responsible_user_id = COALESCE(EXCLUDED.responsible_user_id, c.responsible_user_id),
-                custom_fields = COALESCE(EXCLUDED.custom_fields, c.custom_fields),
-                contact_full_data = COALESCE(EXCLUDED.contact_full_data, c.contact_full_data),
-                metadata = c.metadata || EXCLUDED.metadata,
-                created_at = COALESCE(EXCLUDED.created_at, c.created_at),
-                updated_at = COALESCE(EXCLUDED.updated_at, c.updated_at),
-                is_deleted = COALESCE(
-                    (SELECT i.is_deleted FROM input i
-                     WHERE i.amocrm_contact_id = EXCLUDED.amocrm_contact_id),
-                    c.is_deleted),
-                synced_at = now()
-            WHERE c.updated_at IS NULL OR EXCLUDED.updated_at >= c.updated_at
-            RETURNING 1",
-        )
-        .bind(ids)
-        .bind(names)
-        .bind(first_names)
-        .bind(last_names)
-        .bind(responsible_user_ids)
-        .bind(custom_fields)
-        .bind(full_data)
-        .bind(metadata)
-        .bind(created_at)
-        .bind(updated_at)
-        .bind(is_deleted)
-        .fetch_all(executor)
-        .await?
-        .len();
+        let sql = mirror_upsert_sql(
+            "amocrm_contacts",
+            "amocrm_contact_id",
+            CONTACT_KNOWN_COLUMNS,
+        );
+        let query = sqlx::query(&sql).bind(ids);
+        let query = names.bind(query);
+        let query = first_names.bind(query);
+        let query = last_names.bind(query);
+        let query = responsible_user_ids.bind(query);
+        let query = custom_fields.bind(query);
+        let query = full_data.bind(query);
+        let query = created_at.bind(query);
+        let applied = common.bind(query).fetch_all(executor).await?.len();
         Ok(applied as u64)
+    }
+}
+
+/// The [`Known`](crate::Known) columns of `amocrm_deals` with their PostgreSQL types, in bind order.
+const DEAL_KNOWN_COLUMNS: &[(&str, &str)] = &[
+    ("pipeline_id", "int8"),
+    ("status_id", "int8"),
+    ("price", "int8"),
+    ("name", "text"),
+    ("responsible_user_id", "int8"),
+    ("custom_fields", "jsonb"),
+    ("deal_full_data", "jsonb"),
+    ("contact_custom_fields", "jsonb"),
+    ("main_contact_id", "text"),
+    ("created_at", "timestamptz"),
+    ("closed_at", "timestamptz"),
+];
+
+/// The [`Known`](crate::Known) columns of `amocrm_contacts`, in bind order.
+const CONTACT_KNOWN_COLUMNS: &[(&str, &str)] = &[
+    ("name", "text"),
+    ("first_name", "text"),
+    ("last_name", "text"),
+    ("responsible_user_id", "int8"),
+    ("custom_fields", "jsonb"),
+    ("contact_full_data", "jsonb"),
+    ("created_at", "timestamptz"),
+];
+
+/// One statement applying a round of states (each entity once) by the mirror rule.
+///
+/// Binds: `$1` the keys, then per known column a `bool[]` (known?) and the values, then
+/// `updated_at`, `metadata_keys` (jsonb arrays), `metadata` and `is_deleted`. A new row takes the
+/// values as given (an unknown column starts NULL); a stored row takes each known column, keeps the
+/// others, and is left alone when the state is older (the WHERE).
+fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String {
+    let mut unnest = vec!["$1::text[]".to_owned()];
+    let mut names = vec![key.to_owned()];
+    let mut next = 2;
+    for (column, sql_type) in columns {
+        unnest.push(format!("${next}::bool[]"));
+        unnest.push(format!("${}::{sql_type}[]", next + 1));
+        names.push(format!("known_{column}"));
+        names.push((*column).to_owned());
+        next += 2;
+    }
+    for (column, sql_type) in [
+        ("updated_at", "timestamptz"),
+        ("metadata_keys", "jsonb"),
+        ("metadata", "jsonb"),
+        ("is_deleted", "bool"),
+    ] {
+        unnest.push(format!("${next}::{sql_type}[]"));
+        names.push(column.to_owned());
+        next += 1;
+    }
+    let plain: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
+    let plain = plain.join(", ");
+    let merged: Vec<String> = columns
+        .iter()
+        .map(|(column, _)| {
+            format!("CASE WHEN i.known_{column} THEN i.{column} ELSE t.{column} END")
+        })
+        .collect();
+    format!(
+        "WITH input AS MATERIALIZED (
+            SELECT * FROM UNNEST({unnest}) AS u({names})
+        )
+        INSERT INTO {table} AS t ({key}, {plain}, updated_at, metadata, is_deleted, synced_at)
+        SELECT {key}, {plain}, updated_at, metadata, COALESCE(is_deleted, false), now()
+        FROM input
+        ON CONFLICT ({key}) DO UPDATE SET
+            ({plain}, updated_at, metadata, is_deleted) = (
+                SELECT {merged}, COALESCE(i.updated_at, t.updated_at),
+                    (t.metadata - ARRAY(SELECT jsonb_array_elements_text(i.metadata_keys)))
+                        || i.metadata,
+                    COALESCE(i.is_deleted, t.is_deleted)
+                FROM input i WHERE i.{key} = EXCLUDED.{key}),
+            synced_at = now()
+        WHERE t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL
+            OR EXCLUDED.updated_at >= t.updated_at
+        RETURNING 1",
+        unnest = unnest.join(", "),
+        names = names.join(", "),
+        merged = merged.join(", "),
+    )
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// One [`Known`](crate::Known) column of a round: whether each state knows it, and its values.
+struct KnownColumn<T> {
+    known: Vec<bool>,
+    values: Vec<Option<T>>,
+}
+
+impl<T> Default for KnownColumn<T> {
+    fn default() -> Self {
+        Self {
+            known: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl<'q, T> KnownColumn<T>
+where
+    T: 'q + Send + sqlx::Type<Postgres> + sqlx::postgres::PgHasArrayType,
+    Vec<Option<T>>: sqlx::Encode<'q, Postgres>,
+{
+    fn push<S>(&mut self, column: &'q crate::Known<S>, value: impl Fn(&'q S) -> T) {
+        self.known.push(column.is_known());
+        self.values.push(column.value().map(value));
+    }
+
+    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query.bind(self.known).bind(self.values)
+    }
+}
+
+/// The columns every mirror table shares, in bind order after the known columns.
+#[derive(Default)]
+struct CommonColumns {
+    updated_at: Vec<Option<DateTime<Utc>>>,
+    metadata_keys: Vec<Value>,
+    metadata: Vec<Value>,
+    is_deleted: Vec<Option<bool>>,
+}
+
+impl CommonColumns {
+    fn push(
+        &mut self,
+        updated_at: Option<DateTime<Utc>>,
+        metadata_keys: &[String],
+        metadata: &Map<String, Value>,
+        is_deleted: Option<bool>,
+    ) {
+        self.updated_at.push(updated_at);
+        self.metadata_keys.push(Value::from(metadata_keys.to_vec()));
+        self.metadata.push(Value::Object(metadata.clone()));
+        self.is_deleted.push(is_deleted);
+    }
+
+    fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
+        query
+            .bind(self.updated_at)
+            .bind(self.metadata_keys)
+            .bind(self.metadata)
+            .bind(self.is_deleted)
     }
 }
 
@@ -663,6 +737,57 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn record_deletion(
+        &self,
+        entity: MirrorEntity,
+        amocrm_id: &str,
+        event_hash: &str,
+        deleted: bool,
+    ) -> Result<bool> {
+        let (table, key) = match entity {
+            MirrorEntity::Deal => ("amocrm_deals", "amocrm_deal_id"),
+            MirrorEntity::Contact => ("amocrm_contacts", "amocrm_contact_id"),
+        };
+        let mut tx = self.pool.begin().await?;
+        // Records of one entity take turns, so each counts every event recorded before it (two
+        // concurrent ones would otherwise each miss the other's uncommitted event).
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext('amocrm_deletions:' || $1 || ':' || $2))",
+        )
+        .bind(entity.as_str())
+        .bind(amocrm_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO amocrm_deletions (entity_type, amocrm_id, event_hash, deleted)
+            VALUES ($1, $2, $3, $4)
+            ON CONFLICT DO NOTHING",
+        )
+        .bind(entity.as_str())
+        .bind(amocrm_id)
+        .bind(event_hash)
+        .bind(deleted)
+        .execute(&mut *tx)
+        .await?;
+        let flag: bool = sqlx::query_scalar(&format!(
+            "INSERT INTO {table} AS t ({key}, is_deleted, synced_at)
+            SELECT $2, counts.deleted, now() FROM (
+                SELECT count(*) FILTER (WHERE deleted) > count(*) FILTER (WHERE NOT deleted)
+                    AS deleted
+                FROM amocrm_deletions WHERE entity_type = $1 AND amocrm_id = $2
+            ) counts
+            ON CONFLICT ({key}) DO UPDATE
+            SET is_deleted = EXCLUDED.is_deleted, synced_at = now()
+            RETURNING is_deleted"
+        ))
+        .bind(entity.as_str())
+        .bind(amocrm_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(flag)
+    }
+
     async fn set_deal_metadata(
         &self,
         amocrm_deal_id: &str,
@@ -681,7 +806,7 @@ impl Store for PgStore {
     async fn set_main_contact_fields(
         &self,
         amocrm_contact_id: &str,
-        custom_fields: &Value,
+        custom_fields: Option<&Value>,
     ) -> Result<u64> {
         let changed = sqlx::query(
             "UPDATE amocrm_deals SET contact_custom_fields = $2, synced_at = now()

@@ -23,9 +23,9 @@ use sqlx::{Row, SqliteConnection};
 use crate::batch::{distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats, Store,
-    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
+    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, Known,
+    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats,
+    Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -116,83 +116,37 @@ impl SqliteStore {
     }
 
     async fn upsert_deal(&self, conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
-        let now = micros(Utc::now());
-        let stored =
-            sqlx::query("SELECT metadata, updated_at FROM amocrm_deals WHERE amocrm_deal_id = ?")
-                .bind(&deal.amocrm_deal_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let Some(stored) = stored else {
-            sqlx::query(
-                "INSERT INTO amocrm_deals (id, amocrm_deal_id, pipeline_id, status_id, price, name,
-                    responsible_user_id, custom_fields, deal_full_data, contact_custom_fields,
-                    metadata, created_at, updated_at, closed_at, is_deleted, synced_at,
-                    main_contact_id)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&deal.amocrm_deal_id)
-            .bind(deal.pipeline_id)
-            .bind(deal.status_id)
-            .bind(deal.price)
-            .bind(&deal.name)
-            .bind(deal.responsible_user_id)
-            .bind(json_text(&deal.custom_fields))
-            .bind(json_text(&deal.deal_full_data))
-            .bind(json_text(&deal.contact_custom_fields))
-            .bind(Value::Object(deal.metadata.clone()).to_string())
-            .bind(deal.created_at.map(micros))
-            .bind(deal.updated_at.map(micros))
-            .bind(deal.closed_at.map(micros))
-            .bind(deal.is_deleted.unwrap_or(false))
-            .bind(now)
-            .bind(&deal.main_contact_id)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(true);
+        let columns = [
+            ("pipeline_id", Cell::int(&deal.pipeline_id)),
+            ("status_id", Cell::int(&deal.status_id)),
+            ("price", Cell::int(&deal.price)),
+            ("name", Cell::text(&deal.name)),
+            ("responsible_user_id", Cell::int(&deal.responsible_user_id)),
+            ("custom_fields", Cell::json(&deal.custom_fields)),
+            ("deal_full_data", Cell::json(&deal.deal_full_data)),
+            (
+                "contact_custom_fields",
+                Cell::json(&deal.contact_custom_fields),
+            ),
+            ("main_contact_id", Cell::text(&deal.main_contact_id)),
+            ("created_at", Cell::time(&deal.created_at)),
+            ("closed_at", Cell::time(&deal.closed_at)),
+        ];
+        let state = CommonState {
+            updated_at: deal.updated_at,
+            metadata_keys: &deal.metadata_keys,
+            metadata: &deal.metadata,
+            is_deleted: deal.is_deleted,
         };
-        if !applies(stored.try_get("updated_at")?, deal.updated_at) {
-            return Ok(false);
-        }
-        let metadata = merge_metadata(&stored.try_get::<String, _>("metadata")?, &deal.metadata);
-        sqlx::query(
-            "UPDATE amocrm_deals SET
-                pipeline_id = COALESCE(?, pipeline_id),
-                status_id = COALESCE(?, status_id),
-                price = COALESCE(?, price),
-                name = COALESCE(?, name),
-                responsible_user_id = COALESCE(?, responsible_user_id),
-                custom_fields = COALESCE(?, custom_fields),
-                deal_full_data = COALESCE(?, deal_full_data),
-                contact_custom_fields = COALESCE(?, contact_custom_fields),
-                metadata = ?,
-                created_at = COALESCE(?, created_at),
-                updated_at = COALESCE(?, updated_at),
-                closed_at = COALESCE(?, closed_at),
-                is_deleted = COALESCE(?, is_deleted),
-                synced_at = ?,
-                main_contact_id = COALESCE(?, main_contact_id)
-            WHERE amocrm_deal_id = ?",
+        apply_state(
+            conn,
+            "amocrm_deals",
+            "amocrm_deal_id",
+            &deal.amocrm_deal_id,
+            &columns,
+            state,
         )
-        .bind(deal.pipeline_id)
-        .bind(deal.status_id)
-        .bind(deal.price)
-        .bind(&deal.name)
-        .bind(deal.responsible_user_id)
-        .bind(json_text(&deal.custom_fields))
-        .bind(json_text(&deal.deal_full_data))
-        .bind(json_text(&deal.contact_custom_fields))
-        .bind(metadata)
-        .bind(deal.created_at.map(micros))
-        .bind(deal.updated_at.map(micros))
-        .bind(deal.closed_at.map(micros))
-        .bind(deal.is_deleted)
-        .bind(now)
-        .bind(&deal.main_contact_id)
-        .bind(&deal.amocrm_deal_id)
-        .execute(&mut *conn)
-        .await?;
-        Ok(true)
+        .await
     }
 
     async fn upsert_contact(
@@ -200,71 +154,33 @@ impl SqliteStore {
         conn: &mut SqliteConnection,
         contact: &ContactUpsert,
     ) -> Result<bool> {
-        let now = micros(Utc::now());
-        let stored = sqlx::query(
-            "SELECT metadata, updated_at FROM amocrm_contacts WHERE amocrm_contact_id = ?",
-        )
-        .bind(&contact.amocrm_contact_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(stored) = stored else {
-            sqlx::query(
-                "INSERT INTO amocrm_contacts (id, amocrm_contact_id, name, first_name, last_name,
-                    responsible_user_id, custom_fields, contact_full_data, metadata, created_at,
-                    updated_at, is_deleted, synced_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&contact.amocrm_contact_id)
-            .bind(&contact.name)
-            .bind(&contact.first_name)
-            .bind(&contact.last_name)
-            .bind(contact.responsible_user_id)
-            .bind(json_text(&contact.custom_fields))
-            .bind(json_text(&contact.contact_full_data))
-            .bind(Value::Object(contact.metadata.clone()).to_string())
-            .bind(contact.created_at.map(micros))
-            .bind(contact.updated_at.map(micros))
-            .bind(contact.is_deleted.unwrap_or(false))
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            return Ok(true);
+        let columns = [
+            ("name", Cell::text(&contact.name)),
+            ("first_name", Cell::text(&contact.first_name)),
+            ("last_name", Cell::text(&contact.last_name)),
+            (
+                "responsible_user_id",
+                Cell::int(&contact.responsible_user_id),
+            ),
+            ("custom_fields", Cell::json(&contact.custom_fields)),
+            ("contact_full_data", Cell::json(&contact.contact_full_data)),
+            ("created_at", Cell::time(&contact.created_at)),
+        ];
+        let state = CommonState {
+            updated_at: contact.updated_at,
+            metadata_keys: &contact.metadata_keys,
+            metadata: &contact.metadata,
+            is_deleted: contact.is_deleted,
         };
-        if !applies(stored.try_get("updated_at")?, contact.updated_at) {
-            return Ok(false);
-        }
-        let metadata = merge_metadata(&stored.try_get::<String, _>("metadata")?, &contact.metadata);
-        sqlx::query(
-            "UPDATE amocrm_contacts SET
-                name = COALESCE(?, name),
-                first_name = COALESCE(?, first_name),
-                last_name = COALESCE(?, last_name),
-                responsible_user_id = COALESCE(?, responsible_user_id),
-                custom_fields = COALESCE(?, custom_fields),
-                contact_full_data = COALESCE(?, contact_full_data),
-                metadata = ?,
-                created_at = COALESCE(?, created_at),
-                updated_at = COALESCE(?, updated_at),
-                is_deleted = COALESCE(?, is_deleted),
-                synced_at = ?
-            WHERE amocrm_contact_id = ?",
+        apply_state(
+            conn,
+            "amocrm_contacts",
+            "amocrm_contact_id",
+            &contact.amocrm_contact_id,
+            &columns,
+            state,
         )
-        .bind(&contact.name)
-        .bind(&contact.first_name)
-        .bind(&contact.last_name)
-        .bind(contact.responsible_user_id)
-        .bind(json_text(&contact.custom_fields))
-        .bind(json_text(&contact.contact_full_data))
-        .bind(metadata)
-        .bind(contact.created_at.map(micros))
-        .bind(contact.updated_at.map(micros))
-        .bind(contact.is_deleted)
-        .bind(now)
-        .bind(&contact.amocrm_contact_id)
-        .execute(&mut *conn)
-        .await?;
-        Ok(true)
+        .await
     }
 
     async fn set_metadata(
@@ -287,12 +203,61 @@ impl SqliteStore {
         sqlx::query(&format!(
             "UPDATE {table} SET metadata = ? WHERE {key_column} = ?"
         ))
-        .bind(merge_metadata(&stored, metadata))
+        .bind(merge_metadata(&stored, &[], metadata))
         .bind(key)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    async fn record_deletion_in(
+        &self,
+        entity: MirrorEntity,
+        amocrm_id: &str,
+        event_hash: &str,
+        deleted: bool,
+    ) -> Result<bool> {
+        let (table, key) = match entity {
+            MirrorEntity::Deal => ("amocrm_deals", "amocrm_deal_id"),
+            MirrorEntity::Contact => ("amocrm_contacts", "amocrm_contact_id"),
+        };
+        let now = micros(Utc::now());
+        // One write transaction: records of one entity cannot interleave.
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        sqlx::query(
+            "INSERT INTO amocrm_deletions (entity_type, amocrm_id, event_hash, deleted, recorded_at)
+            VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT DO NOTHING",
+        )
+        .bind(entity.as_str())
+        .bind(amocrm_id)
+        .bind(event_hash)
+        .bind(deleted)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let flag: bool = sqlx::query_scalar(
+            "SELECT COALESCE(sum(deleted), 0) > COALESCE(sum(NOT deleted), 0)
+            FROM amocrm_deletions WHERE entity_type = ? AND amocrm_id = ?",
+        )
+        .bind(entity.as_str())
+        .bind(amocrm_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO {table} (id, {key}, is_deleted, synced_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT ({key}) DO UPDATE
+            SET is_deleted = excluded.is_deleted, synced_at = excluded.synced_at"
+        ))
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(amocrm_id)
+        .bind(flag)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(flag)
     }
 
     async fn mark_deleted(
@@ -317,22 +282,157 @@ impl SqliteStore {
     }
 }
 
-/// The ordering rule shared with PostgreSQL: apply when nothing newer is stored.
-fn applies(stored_updated_at: Option<i64>, incoming: Option<DateTime<Utc>>) -> bool {
-    match (stored_updated_at, incoming) {
-        (None, _) => true,
-        (Some(stored), Some(incoming)) => micros(incoming) >= stored,
-        (Some(_), None) => false,
+/// One [`Known`] column as SQLite stores it: whether the state knows it, and the value.
+struct Cell {
+    known: bool,
+    value: CellValue,
+}
+
+enum CellValue {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl Cell {
+    fn int(column: &Known<i64>) -> Cell {
+        Cell {
+            known: column.is_known(),
+            value: CellValue::Int(column.value().copied()),
+        }
+    }
+
+    fn text(column: &Known<String>) -> Cell {
+        Cell {
+            known: column.is_known(),
+            value: CellValue::Text(column.value().cloned()),
+        }
+    }
+
+    fn json(column: &Known<Value>) -> Cell {
+        Cell {
+            known: column.is_known(),
+            value: CellValue::Text(column.value().map(Value::to_string)),
+        }
+    }
+
+    fn time(column: &Known<DateTime<Utc>>) -> Cell {
+        Cell {
+            known: column.is_known(),
+            value: CellValue::Int(column.value().copied().map(micros)),
+        }
     }
 }
 
-/// A shallow merge like PostgreSQL's `jsonb || jsonb`: given keys replace stored ones, others stay.
-/// (SQLite's json_patch would merge nested objects and drop null values.)
-fn merge_metadata(stored: &str, given: &Map<String, Value>) -> String {
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_cell<'q>(query: SqliteQuery<'q>, cell: &'q Cell) -> SqliteQuery<'q> {
+    match &cell.value {
+        CellValue::Int(value) => query.bind(*value),
+        CellValue::Text(value) => query.bind(value.as_deref()),
+    }
+}
+
+/// What every mirror table's state carries besides its [`Known`] columns.
+struct CommonState<'a> {
+    updated_at: Option<DateTime<Utc>>,
+    metadata_keys: &'a [String],
+    metadata: &'a Map<String, Value>,
+    is_deleted: Option<bool>,
+}
+
+/// Applies one state by the mirror rule (the same as PostgreSQL's statement): a new row takes the
+/// values as given; a stored row, unless newer, takes each known column and keeps the others.
+async fn apply_state(
+    conn: &mut SqliteConnection,
+    table: &str,
+    key: &str,
+    id: &str,
+    columns: &[(&str, Cell)],
+    state: CommonState<'_>,
+) -> Result<bool> {
+    let now = micros(Utc::now());
+    let stored = sqlx::query(&format!(
+        "SELECT metadata, updated_at FROM {table} WHERE {key} = ?"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(stored) = stored else {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let placeholders = vec!["?"; columns.len() + 6].join(", ");
+        let sql = format!(
+            "INSERT INTO {table} (id, {key}, {}, updated_at, metadata, is_deleted, synced_at)
+            VALUES ({placeholders})",
+            names.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(id);
+        for (_, cell) in columns {
+            query = bind_cell(query, cell);
+        }
+        query
+            .bind(state.updated_at.map(micros))
+            .bind(merge_metadata("{}", state.metadata_keys, state.metadata))
+            .bind(state.is_deleted.unwrap_or(false))
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        return Ok(true);
+    };
+    if !applies(stored.try_get("updated_at")?, state.updated_at) {
+        return Ok(false);
+    }
+    let metadata = merge_metadata(
+        &stored.try_get::<String, _>("metadata")?,
+        state.metadata_keys,
+        state.metadata,
+    );
+    let sets: Vec<String> = columns
+        .iter()
+        .map(|(name, _)| format!("{name} = CASE WHEN ? THEN ? ELSE {name} END"))
+        .collect();
+    let sql = format!(
+        "UPDATE {table} SET {},
+            updated_at = COALESCE(?, updated_at), metadata = ?,
+            is_deleted = COALESCE(?, is_deleted), synced_at = ?
+        WHERE {key} = ?",
+        sets.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for (_, cell) in columns {
+        query = bind_cell(query.bind(cell.known), cell);
+    }
+    query
+        .bind(state.updated_at.map(micros))
+        .bind(metadata)
+        .bind(state.is_deleted)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(true)
+}
+
+/// The ordering rule shared with PostgreSQL: apply unless the stored row is newer. A state without
+/// a time is applied as the newest.
+fn applies(stored_updated_at: Option<i64>, incoming: Option<DateTime<Utc>>) -> bool {
+    match (stored_updated_at, incoming) {
+        (None, _) | (_, None) => true,
+        (Some(stored), Some(incoming)) => micros(incoming) >= stored,
+    }
+}
+
+/// Like PostgreSQL's `(stored - removed) || given`: the `removed` keys go, given keys replace stored
+/// ones, others stay. (SQLite's json_patch would merge nested objects and drop null values.)
+fn merge_metadata(stored: &str, removed: &[String], given: &Map<String, Value>) -> String {
     let mut merged = match serde_json::from_str::<Value>(stored) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
+    for key in removed {
+        merged.remove(key);
+    }
     for (key, value) in given {
         merged.insert(key.clone(), value.clone());
     }
@@ -341,10 +441,6 @@ fn merge_metadata(stored: &str, given: &Map<String, Value>) -> String {
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
-}
-
-fn json_text(value: &Option<Value>) -> Option<String> {
-    value.as_ref().map(Value::to_string)
 }
 
 fn time(row: &SqliteRow, column: &'static str) -> Result<DateTime<Utc>> {
@@ -752,6 +848,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn record_deletion(
+        &self,
+        entity: MirrorEntity,
+        amocrm_id: &str,
+        event_hash: &str,
+        deleted: bool,
+    ) -> Result<bool> {
+        self.record_deletion_in(entity, amocrm_id, event_hash, deleted)
+            .await
+    }
+
     async fn set_deal_metadata(
         &self,
         amocrm_deal_id: &str,
@@ -764,9 +871,9 @@ impl Store for SqliteStore {
     async fn set_main_contact_fields(
         &self,
         amocrm_contact_id: &str,
-        custom_fields: &Value,
+        custom_fields: Option<&Value>,
     ) -> Result<u64> {
-        let fields = custom_fields.to_string();
+        let fields = custom_fields.map(Value::to_string);
         let changed = sqlx::query(
             "UPDATE amocrm_deals SET contact_custom_fields = ?, synced_at = ?
             WHERE main_contact_id = ? AND contact_custom_fields IS NOT ?",

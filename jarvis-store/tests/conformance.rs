@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use jarvis_store::{
-    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome, QueueStats,
-    RejectedWebhook, Requeue, Store, StoredTokens, UpsertOutcome,
+    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome, Known,
+    MirrorEntity, QueueStats, RejectedWebhook, Requeue, Store, StoredTokens, UpsertOutcome,
 };
 use serde_json::json;
 
@@ -78,11 +78,12 @@ conformance!(
         rejected_bodies_keep_raw_bytes,
         deal_upsert_inserts_every_field,
         deal_upsert_never_overwrites_a_newer_row,
-        deal_without_updated_at_applies_only_over_null,
-        deal_none_fields_keep_stored_values,
+        deal_without_updated_at_applies_as_the_newest,
+        deal_unknown_fields_keep_and_null_fields_clear,
         deal_metadata_merges_shallowly,
         deal_batch_with_repeats_applies_in_order,
         deal_delete_and_restore,
+        deletes_and_restores_count_in_any_order,
         contact_upsert_rules,
         contact_delete_restore_and_metadata,
         tokens_round_trip_and_rotate,
@@ -457,10 +458,15 @@ async fn rejected_bodies_keep_raw_bytes(store: &dyn Store) {
     assert_eq!(store.stats().await.unwrap().rejected, 2);
 }
 
+/// The value a state gives a column (tests compare it with the stored column).
+fn known<T: Clone>(column: &Known<T>) -> Option<T> {
+    column.value().cloned()
+}
+
 async fn deal_upsert_inserts_every_field(store: &dyn Store) {
     let before = now() - TimeDelta::seconds(1);
     let mut new = full_deal("101", at(100));
-    new.closed_at = Some(at(90));
+    new.closed_at = at(90).into();
     let outcome = store
         .upsert_deals(std::slice::from_ref(&new))
         .await
@@ -478,18 +484,22 @@ async fn deal_upsert_inserts_every_field(store: &dyn Store) {
     assert_eq!(stored.client_id, None);
     assert_eq!(stored.conversation_id, None);
     assert_eq!(stored.amocrm_deal_id, "101");
-    assert_eq!(stored.pipeline_id, new.pipeline_id);
-    assert_eq!(stored.status_id, new.status_id);
-    assert_eq!(stored.price, new.price);
-    assert_eq!(stored.name, new.name);
-    assert_eq!(stored.responsible_user_id, new.responsible_user_id);
-    assert_eq!(stored.custom_fields, new.custom_fields);
-    assert_eq!(stored.deal_full_data, new.deal_full_data);
-    assert_eq!(stored.contact_custom_fields, new.contact_custom_fields);
+    assert_eq!(stored.pipeline_id, known(&new.pipeline_id));
+    assert_eq!(stored.status_id, known(&new.status_id));
+    assert_eq!(stored.price, known(&new.price));
+    assert_eq!(stored.name, known(&new.name));
+    assert_eq!(stored.responsible_user_id, known(&new.responsible_user_id));
+    assert_eq!(stored.custom_fields, known(&new.custom_fields));
+    assert_eq!(stored.deal_full_data, known(&new.deal_full_data));
+    assert_eq!(
+        stored.contact_custom_fields,
+        known(&new.contact_custom_fields)
+    );
+    assert_eq!(stored.main_contact_id, known(&new.main_contact_id));
     assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
-    assert_eq!(stored.created_at, new.created_at);
+    assert_eq!(stored.created_at, known(&new.created_at));
     assert_eq!(stored.updated_at, new.updated_at);
-    assert_eq!(stored.closed_at, new.closed_at);
+    assert_eq!(stored.closed_at, Some(at(90)));
     assert!(!stored.is_deleted);
     assert!(stored.synced_at >= before);
     assert_eq!(store.get_deal("404").await.unwrap(), None);
@@ -510,7 +520,8 @@ async fn deal_upsert_never_overwrites_a_newer_row(store: &dyn Store) {
         .unwrap();
     let first_sync = store.get_deal("1").await.unwrap().unwrap().synced_at;
     let mut older = full_deal("1", at(100));
-    older.price = Some(1);
+    older.price = 1.into();
+    older.closed_at = at(50).into();
     older.metadata = map(json!({ "stale": true }));
     let outcome = store.upsert_deals(&[older]).await.unwrap();
     assert_eq!(
@@ -522,81 +533,123 @@ async fn deal_upsert_never_overwrites_a_newer_row(store: &dyn Store) {
     );
     let stored = store.get_deal("1").await.unwrap().unwrap();
     assert_eq!(stored.price, Some(125_000));
+    assert_eq!(stored.closed_at, None);
     assert_eq!(stored.updated_at, Some(at(200)));
     assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
     assert_eq!(stored.synced_at, first_sync);
 
-    // An equal time applies (the same version fetched again), a newer one too.
+    // An equal time applies (the same second: the state applied later wins), a newer one too.
     let mut same = deal("1", Some(at(200)));
-    same.price = Some(2);
+    same.price = 2.into();
     assert_eq!(store.upsert_deals(&[same]).await.unwrap().applied, 1);
     let mut newer = deal("1", Some(at(300)));
-    newer.price = Some(3);
+    newer.price = 3.into();
     assert_eq!(store.upsert_deals(&[newer]).await.unwrap().applied, 1);
     let stored = store.get_deal("1").await.unwrap().unwrap();
     assert_eq!(stored.price, Some(3));
     assert_eq!(stored.updated_at, Some(at(300)));
     assert!(stored.synced_at >= first_sync);
-
-    // Without a time, nothing proves it is newer.
-    let mut untimed = deal("1", None);
-    untimed.price = Some(4);
-    let outcome = store.upsert_deals(&[untimed]).await.unwrap();
-    assert_eq!(
-        outcome,
-        UpsertOutcome {
-            applied: 0,
-            stale: 1
-        }
-    );
-    assert_eq!(store.get_deal("1").await.unwrap().unwrap().price, Some(3));
 }
 
-async fn deal_without_updated_at_applies_only_over_null(store: &dyn Store) {
+async fn deal_without_updated_at_applies_as_the_newest(store: &dyn Store) {
     let mut first = deal("5", None);
-    first.price = Some(10);
+    first.price = 10.into();
     assert_eq!(store.upsert_deals(&[first]).await.unwrap().applied, 1);
-    let mut second = deal("5", None);
-    second.price = Some(20);
-    assert_eq!(store.upsert_deals(&[second]).await.unwrap().applied, 1);
-    assert_eq!(store.get_deal("5").await.unwrap().unwrap().price, Some(20));
-
-    // Any timed version applies over an untimed row.
     assert_eq!(
         store
-            .upsert_deals(&[deal("5", Some(at(1)))])
+            .upsert_deals(&[deal("5", Some(at(100)))])
             .await
             .unwrap()
             .applied,
         1
     );
-    assert_eq!(store.get_deal("5").await.unwrap().unwrap().price, Some(20));
+    // A body without a time (a digital-pipeline hook, an old account) is not dropped: it applies and
+    // keeps the stored time, so any later timed state replaces it.
+    let mut untimed = deal("5", None);
+    untimed.status_id = 143.into();
+    assert_eq!(store.upsert_deals(&[untimed]).await.unwrap().applied, 1);
+    let stored = store.get_deal("5").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status_id, stored.price, stored.updated_at),
+        (Some(143), Some(10), Some(at(100)))
+    );
+    let mut later = deal("5", Some(at(100)));
+    later.status_id = 142.into();
+    store.upsert_deals(&[later]).await.unwrap();
+    assert_eq!(
+        store.get_deal("5").await.unwrap().unwrap().status_id,
+        Some(142)
+    );
 }
 
-async fn deal_none_fields_keep_stored_values(store: &dyn Store) {
+async fn deal_unknown_fields_keep_and_null_fields_clear(store: &dyn Store) {
     let mut full = full_deal("7", at(100));
-    full.closed_at = Some(at(50));
+    full.closed_at = at(50).into();
     store
         .upsert_deals(std::slice::from_ref(&full))
         .await
         .unwrap();
+    // A newer state that knows only its status (the rest unknown) keeps every other column.
     let mut partial = deal("7", Some(at(200)));
-    partial.status_id = Some(143);
+    partial.status_id = 143.into();
     store.upsert_deals(&[partial]).await.unwrap();
 
     let stored = store.get_deal("7").await.unwrap().unwrap();
     assert_eq!(stored.status_id, Some(143));
     assert_eq!(stored.updated_at, Some(at(200)));
-    assert_eq!(stored.pipeline_id, full.pipeline_id);
-    assert_eq!(stored.price, full.price);
-    assert_eq!(stored.name, full.name);
-    assert_eq!(stored.responsible_user_id, full.responsible_user_id);
-    assert_eq!(stored.custom_fields, full.custom_fields);
-    assert_eq!(stored.deal_full_data, full.deal_full_data);
-    assert_eq!(stored.contact_custom_fields, full.contact_custom_fields);
-    assert_eq!(stored.created_at, full.created_at);
-    assert_eq!(stored.closed_at, full.closed_at);
+    assert_eq!(stored.pipeline_id, known(&full.pipeline_id));
+    assert_eq!(stored.price, known(&full.price));
+    assert_eq!(stored.name, known(&full.name));
+    assert_eq!(stored.responsible_user_id, known(&full.responsible_user_id));
+    assert_eq!(stored.custom_fields, known(&full.custom_fields));
+    assert_eq!(stored.deal_full_data, known(&full.deal_full_data));
+    assert_eq!(
+        stored.contact_custom_fields,
+        known(&full.contact_custom_fields)
+    );
+    assert_eq!(stored.main_contact_id, known(&full.main_contact_id));
+    assert_eq!(stored.created_at, known(&full.created_at));
+    assert_eq!(stored.closed_at, Some(at(50)));
     assert_eq!(stored.metadata, json!({ "rentprog_booking_id": "RP-1" }));
+
+    // A reopened lead without its fields and contact: every known NULL clears its column.
+    let reopened = DealUpsert {
+        amocrm_deal_id: "7".into(),
+        pipeline_id: Known::Null,
+        status_id: Known::Null,
+        price: Known::Null,
+        name: Known::Null,
+        responsible_user_id: Known::Null,
+        custom_fields: Known::Null,
+        deal_full_data: Known::Null,
+        contact_custom_fields: Known::Null,
+        main_contact_id: Known::Null,
+        metadata_keys: vec!["rentprog_booking_id".into()],
+        metadata: map(json!({})),
+        created_at: Known::Null,
+        updated_at: Some(at(300)),
+        closed_at: Known::Null,
+        is_deleted: None,
+    };
+    store.upsert_deals(&[reopened]).await.unwrap();
+    let stored = store.get_deal("7").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.pipeline_id,
+            stored.status_id,
+            stored.price,
+            stored.name.as_deref()
+        ),
+        (None, None, None, None)
+    );
+    assert_eq!(stored.responsible_user_id, None);
+    assert_eq!(stored.custom_fields, None);
+    assert_eq!(stored.deal_full_data, None);
+    assert_eq!(stored.contact_custom_fields, None);
+    assert_eq!(stored.main_contact_id, None);
+    assert_eq!((stored.created_at, stored.closed_at), (None, None));
+    assert_eq!(stored.updated_at, Some(at(300)));
+    assert_eq!(stored.metadata, json!({}));
 }
 
 async fn deal_metadata_merges_shallowly(store: &dyn Store) {
@@ -629,14 +682,32 @@ async fn deal_metadata_merges_shallowly(store: &dyn Store) {
             .unwrap()
     );
     assert_eq!(store.get_deal("missing").await.unwrap(), None);
+
+    // The keys a state recomputes go when it no longer gives them; the others stay.
+    let mut recomputed = deal("9", Some(at(3)));
+    recomputed.metadata_keys = vec!["a".into(), "rentprog_booking_id".into(), "absent".into()];
+    recomputed.metadata = map(json!({ "rentprog_booking_id": "RP-10" }));
+    store.upsert_deals(&[recomputed]).await.unwrap();
+    assert_eq!(
+        store.get_deal("9").await.unwrap().unwrap().metadata,
+        json!({ "nested": { "y": 2 }, "keep": "yes", "gone": null, "rentprog_booking_id": "RP-10" })
+    );
+    // An older state recomputes nothing.
+    let mut older = deal("9", Some(at(1)));
+    older.metadata_keys = vec!["keep".into()];
+    store.upsert_deals(&[older]).await.unwrap();
+    assert_eq!(
+        store.get_deal("9").await.unwrap().unwrap().metadata["keep"],
+        "yes"
+    );
 }
 
 async fn deal_batch_with_repeats_applies_in_order(store: &dyn Store) {
     let mut v1 = deal("1", Some(at(1)));
-    v1.price = Some(1);
-    v1.name = Some("first".into());
+    v1.price = 1.into();
+    v1.name = String::from("first").into();
     let mut v2 = deal("1", Some(at(2)));
-    v2.price = Some(2);
+    v2.price = 2.into();
     let other = deal("2", Some(at(1)));
     let outcome = store.upsert_deals(&[v1, v2, other]).await.unwrap();
     assert_eq!(
@@ -653,9 +724,9 @@ async fn deal_batch_with_repeats_applies_in_order(store: &dyn Store) {
     );
 
     let mut v4 = deal("1", Some(at(4)));
-    v4.price = Some(4);
+    v4.price = 4.into();
     let mut v3 = deal("1", Some(at(3)));
-    v3.price = Some(3);
+    v3.price = 3.into();
     let outcome = store.upsert_deals(&[v4, v3]).await.unwrap();
     assert_eq!(
         outcome,
@@ -709,17 +780,74 @@ async fn deal_delete_and_restore(store: &dyn Store) {
     assert!(store.get_deal("31").await.unwrap().unwrap().is_deleted);
 }
 
+async fn deletes_and_restores_count_in_any_order(store: &dyn Store) {
+    // A restore delivered before its delete: the pair leaves the deal restored.
+    assert!(
+        !store
+            .record_deletion(MirrorEntity::Deal, "41", "restore-1", false)
+            .await
+            .unwrap()
+    );
+    store
+        .upsert_deals(&[full_deal("41", at(10))])
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .record_deletion(MirrorEntity::Deal, "41", "delete-1", true)
+            .await
+            .unwrap()
+    );
+    let stored = store.get_deal("41").await.unwrap().unwrap();
+    assert!(!stored.is_deleted);
+    assert_eq!(stored.price, Some(125_000), "the flag alone changes");
+    // A replayed event counts once; a second, different delete deletes.
+    assert!(
+        !store
+            .record_deletion(MirrorEntity::Deal, "41", "delete-1", true)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_deletion(MirrorEntity::Deal, "41", "delete-2", true)
+            .await
+            .unwrap()
+    );
+    assert!(store.get_deal("41").await.unwrap().unwrap().is_deleted);
+
+    // Contacts count apart from deals, even under the same id; an unknown one gets a bare row.
+    assert!(
+        store
+            .record_deletion(MirrorEntity::Contact, "41", "delete-1", true)
+            .await
+            .unwrap()
+    );
+    let contact = store.get_contact("41").await.unwrap().unwrap();
+    assert!(contact.is_deleted);
+    assert_eq!(contact.updated_at, None);
+    assert!(
+        !store
+            .record_deletion(MirrorEntity::Contact, "41", "restore-1", false)
+            .await
+            .unwrap()
+    );
+    assert!(!store.get_contact("41").await.unwrap().unwrap().is_deleted);
+    assert!(store.get_deal("41").await.unwrap().unwrap().is_deleted);
+}
+
 async fn contact_upsert_rules(store: &dyn Store) {
     let full = ContactUpsert {
         amocrm_contact_id: "501".into(),
-        name: Some("Ivan Petrov".into()),
-        first_name: Some("Ivan".into()),
-        last_name: Some("Petrov".into()),
-        responsible_user_id: Some(9_000_002),
-        custom_fields: Some(json!([{ "field_code": "PHONE", "values": [{ "value": "+7900" }] }])),
-        contact_full_data: Some(json!({ "id": 501 })),
+        name: String::from("Ivan Petrov").into(),
+        first_name: String::from("Ivan").into(),
+        last_name: String::from("Petrov").into(),
+        responsible_user_id: 9_000_002.into(),
+        custom_fields: json!([{ "field_code": "PHONE", "values": [{ "value": "+7900" }] }]).into(),
+        contact_full_data: json!({ "id": 501 }).into(),
+        metadata_keys: Vec::new(),
         metadata: map(json!({ "source": "site" })),
-        created_at: Some(at(-10)),
+        created_at: at(-10).into(),
         updated_at: Some(at(100)),
         is_deleted: None,
     };
@@ -736,32 +864,32 @@ async fn contact_upsert_rules(store: &dyn Store) {
     );
     let stored = store.get_contact("501").await.unwrap().unwrap();
     assert!(!stored.id.is_nil());
-    assert_eq!(stored.name, full.name);
-    assert_eq!(stored.first_name, full.first_name);
-    assert_eq!(stored.last_name, full.last_name);
-    assert_eq!(stored.responsible_user_id, full.responsible_user_id);
-    assert_eq!(stored.custom_fields, full.custom_fields);
-    assert_eq!(stored.contact_full_data, full.contact_full_data);
+    assert_eq!(stored.name, known(&full.name));
+    assert_eq!(stored.first_name, known(&full.first_name));
+    assert_eq!(stored.last_name, known(&full.last_name));
+    assert_eq!(stored.responsible_user_id, known(&full.responsible_user_id));
+    assert_eq!(stored.custom_fields, known(&full.custom_fields));
+    assert_eq!(stored.contact_full_data, known(&full.contact_full_data));
     assert_eq!(stored.metadata, json!({ "source": "site" }));
-    assert_eq!(stored.created_at, full.created_at);
+    assert_eq!(stored.created_at, known(&full.created_at));
     assert_eq!(stored.updated_at, full.updated_at);
     assert!(!stored.is_deleted);
 
     let mut older = contact("501", Some(at(50)));
-    older.name = Some("old".into());
-    let mut untimed = contact("501", None);
-    untimed.name = Some("untimed".into());
-    let outcome = store.upsert_contacts(&[older, untimed]).await.unwrap();
+    older.name = String::from("old").into();
+    let outcome = store.upsert_contacts(&[older]).await.unwrap();
     assert_eq!(
         outcome,
         UpsertOutcome {
             applied: 0,
-            stale: 2
+            stale: 1
         }
     );
 
+    // A body knows the fields (none left) but not the first name or the full data.
     let mut newer = contact("501", Some(at(200)));
-    newer.last_name = Some("Sidorov".into());
+    newer.last_name = String::from("Sidorov").into();
+    newer.custom_fields = Known::Null;
     newer.metadata = map(json!({ "vip": true }));
     let outcome = store
         .upsert_contacts(&[newer, contact("502", None)])
@@ -776,7 +904,10 @@ async fn contact_upsert_rules(store: &dyn Store) {
     );
     let stored = store.get_contact("501").await.unwrap().unwrap();
     assert_eq!(stored.name.as_deref(), Some("Ivan Petrov"));
+    assert_eq!(stored.first_name.as_deref(), Some("Ivan"));
     assert_eq!(stored.last_name.as_deref(), Some("Sidorov"));
+    assert_eq!(stored.custom_fields, None);
+    assert_eq!(stored.contact_full_data, known(&full.contact_full_data));
     assert_eq!(stored.metadata, json!({ "source": "site", "vip": true }));
     assert_eq!(stored.updated_at, Some(at(200)));
     assert_eq!(store.get_contact("404").await.unwrap(), None);
@@ -1013,7 +1144,7 @@ async fn contact_fields_follow_the_main_contact(store: &dyn Store) {
     // compared: the deals themselves did not change.
     assert_eq!(
         store
-            .set_main_contact_fields("5000001", &phone)
+            .set_main_contact_fields("5000001", Some(&phone))
             .await
             .unwrap(),
         2
@@ -1043,13 +1174,16 @@ async fn contact_fields_follow_the_main_contact(store: &dyn Store) {
     // The same fields again change nothing; another contact touches nothing.
     assert_eq!(
         store
-            .set_main_contact_fields("5000001", &phone)
+            .set_main_contact_fields("5000001", Some(&phone))
             .await
             .unwrap(),
         0
     );
     assert_eq!(
-        store.set_main_contact_fields("404", &phone).await.unwrap(),
+        store
+            .set_main_contact_fields("404", Some(&phone))
+            .await
+            .unwrap(),
         0
     );
     // An upsert without a main contact keeps the stored one.

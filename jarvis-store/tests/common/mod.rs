@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeDelta, Utc};
-use jarvis_store::{ContactUpsert, DealUpsert, NewEvent};
+use jarvis_store::{ContactUpsert, DealUpsert, Known, NewEvent};
 use serde_json::{Map, Value, json};
 
 /// A fixed instant plus `seconds`: tests compare stored times exactly, so they avoid sub-microsecond
@@ -57,19 +57,20 @@ pub fn deal(id: &str, updated_at: Option<DateTime<Utc>>) -> DealUpsert {
 pub fn full_deal(id: &str, updated_at: DateTime<Utc>) -> DealUpsert {
     DealUpsert {
         amocrm_deal_id: id.into(),
-        pipeline_id: Some(7_000_001),
-        status_id: Some(142),
-        price: Some(125_000),
-        name: Some("Rent: Toyota Camry".into()),
-        responsible_user_id: Some(9_000_002),
-        custom_fields: Some(json!([{ "field_id": 1, "values": [{ "value": "RP-1" }] }])),
-        deal_full_data: Some(json!({ "id": id, "price": 125_000, "_embedded": {} })),
-        contact_custom_fields: Some(json!([{ "field_code": "PHONE" }])),
-        main_contact_id: Some("5000001".into()),
+        pipeline_id: 7_000_001.into(),
+        status_id: 142.into(),
+        price: 125_000.into(),
+        name: String::from("Rent: Toyota Camry").into(),
+        responsible_user_id: 9_000_002.into(),
+        custom_fields: json!([{ "field_id": 1, "values": [{ "value": "RP-1" }] }]).into(),
+        deal_full_data: json!({ "id": id, "price": 125_000, "_embedded": {} }).into(),
+        contact_custom_fields: json!([{ "field_code": "PHONE" }]).into(),
+        main_contact_id: String::from("5000001").into(),
+        metadata_keys: vec!["rentprog_booking_id".into()],
         metadata: map(json!({ "rentprog_booking_id": "RP-1" })),
-        created_at: Some(at(-3600)),
+        created_at: at(-3600).into(),
         updated_at: Some(updated_at),
-        closed_at: None,
+        closed_at: Known::Null,
         is_deleted: Some(false),
     }
 }
