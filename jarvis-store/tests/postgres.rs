@@ -150,7 +150,7 @@ async fn url_options_select_the_schema() {
     .fetch_one(pg.pool())
     .await
     .unwrap();
-    assert_eq!(tables, 6);
+    assert_eq!(tables, 7);
 }
 
 /// Other services read these two tables: names and types must not drift.
