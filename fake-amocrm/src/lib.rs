@@ -3,7 +3,10 @@
 //! [`FakeAmo`] serves leads, contacts and notes in the documented HAL shape, issues and
 //! rotates OAuth tokens, enforces the 7 requests/s limit with `429`, can be told to fail
 //! or go slow, and counts every request. [`send`] plays amoCRM's webhook sender: it posts
-//! realistic form-encoded bodies built from the fake's leads at a chosen rate.
+//! realistic form-encoded bodies built from the fake's leads at a chosen rate. The history methods
+//! ([`FakeAmo::move_lead`], [`FakeAmo::clear_lead_field`], [`FakeAmo::set_main_contact`],
+//! [`FakeAmo::trash_lead`], [`FakeAmo::restore_lead`], and their contact counterparts) change an entity
+//! as a user would and answer the webhook body amoCRM sends for the change.
 //!
 //! Control endpoints (not counted, never failed): `GET /__fake/stats` (the [`RequestLog`]),
 //! `POST /__fake/fail` `{"status": 500, "count": 3}` (`status` 0 or absent clears it),

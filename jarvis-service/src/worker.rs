@@ -1,9 +1,11 @@
 //! The worker: claims due events, coalesces them by entity, fetches what the bodies lack in as few API
 //! calls as possible, upserts the mirror tables and settles every event (processed, retried or dead).
 //!
-//! API economy: one batch makes at most `ceil(leads / 250)` lead requests (with their contacts embedded)
-//! and `ceil(contacts / 250)` contact requests, and only for main contacts whose custom fields are not
-//! already stored, plus `ceil(contacts / 250)` for contact events.
+//! API economy (API mode): one batch makes at most `ceil(leads / 250)` lead requests (with their contacts
+//! embedded; deletes and restores join them), `ceil(contacts / 250)` requests for the contacts whose
+//! events are in the batch, and `ceil(main contacts / 250)` for main contacts whose fields are not stored
+//! yet. Notes, chats and other events without a mirror table, and every event in webhook-only mode, need
+//! no request.
 //!
 //! What each source knows of a row is decided in [`crate::mapping`]; the store applies it by its mirror
 //! rule. In API mode every lead or contact event (deletes and restores included) is confirmed against

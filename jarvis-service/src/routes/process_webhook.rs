@@ -12,6 +12,10 @@
 //! ```
 //! `lead` may also be named `deal` or `details`, and may be a whole API answer
 //! (`{"_embedded": {"leads": [...]}}`); `contact` (the main contact, as the API returns it) is optional.
+//!
+//! Each lead is applied by the mirror rule (see `jarvis-store`) as an API answer: every key it has
+//! replaces its column (`null` clears it), a key it lacks keeps the stored value. `contact` gives the
+//! deal's `contact_custom_fields` only if it is the lead's main contact (or the lead does not say).
 
 use axum::Json;
 use axum::extract::State;
@@ -80,6 +84,12 @@ pub async fn process(
     let contact = body.get("contact").filter(|c| c.is_object());
     let mut deals = Vec::with_capacity(leads.len());
     for lead in &leads {
+        // Another contact's fields are not this deal's contact fields.
+        let main = mapping::main_contact(lead);
+        let contact = contact.filter(|c| match main.value() {
+            Some(main) => c.get("id").and_then(Value::as_u64) == Some(*main),
+            None => true,
+        });
         let deal = mapping::deal_from_api(lead, contact, &state.metadata_fields)
             .ok_or_else(|| ApiError::BadRequest("a lead has no numeric `id`".into()))?;
         deals.push(deal);
