@@ -273,7 +273,7 @@ impl Worker {
         let api_before = self.api_requests();
         let mut plan = self.plan(events);
         let deals = plan.deals_from_bodies.len() + plan.leads_to_fetch.len();
-        let contacts = plan.contacts_from_bodies.len();
+        let contacts = plan.contacts_from_bodies.len() + plan.contacts_to_fetch.len();
         self.execute(&mut plan).await;
         let failed = plan
             .settled

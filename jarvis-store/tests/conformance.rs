@@ -1186,6 +1186,27 @@ async fn contact_fields_follow_the_main_contact(store: &dyn Store) {
             .unwrap(),
         0
     );
+    // The contact's fields were all emptied: its deals show none.
+    assert_eq!(
+        store
+            .set_main_contact_fields("5000001", None)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .get_deal("2")
+            .await
+            .unwrap()
+            .unwrap()
+            .contact_custom_fields,
+        None
+    );
+    store
+        .set_main_contact_fields("5000001", Some(&phone))
+        .await
+        .unwrap();
     // An upsert without a main contact keeps the stored one.
     store.upsert_deals(&[deal("1", Some(at(0)))]).await.unwrap();
     assert_eq!(
