@@ -31,7 +31,7 @@
 //! println!("{} ({} contacts)", lead.name, contacts.len());
 //!
 //! let since = chrono::Utc::now() - chrono::Duration::hours(1);
-//! let mut changed = client.leads().list(LeadsFilter::updated_since(since)).stream();
+//! let mut changed = client.leads().list(LeadsFilter::updated_since(since)).boxed_stream();
 //! while let Some(lead) = changed.try_next().await? {
 //!     println!("{} changed", lead.id);
 //! }

@@ -27,6 +27,7 @@ mod http;
 mod query;
 mod send;
 mod store;
+mod writes;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
