@@ -135,17 +135,17 @@ pub use client::{Client, ClientBuilder, Domain, OAuth, Query};
 pub use error::{BoxError, Error, Result, ValidationError, WrittenItem};
 pub use http::Method;
 pub use models::{
-    Account, AccountId, AccountWith, CallParams, CatalogElementId, CatalogId, Company,
-    CompanyId, CompanyInput, CompanyWith, ComplexCreated, ComplexLead, Contact, ContactId,
-    ContactInput, ContactWith, CustomField, CustomFieldInput, CustomFieldValue, CustomFieldsExt,
-    CustomerId, EntityRef, Event, EventId, EventType, FieldId, FieldRef, FieldType, FieldValue,
-    Lead, LeadId, LeadInput, LeadWith, LegalEntity, Link, LinkTarget, LossReasonId, Note,
-    NoteContent, NoteId, NoteInput, NoteType, Pipeline, PipelineId, Status, StatusId, Tag, TagId,
-    TagInput, TagRef, Task, TaskEntity, TaskId, TaskInput, TaskResult, TaskTypeId, User, UserId,
-    UserWith, Webhook, WebhookId, WebhookSetting, Written,
+    Account, AccountId, AccountWith, CallParams, CatalogElementId, CatalogId, Company, CompanyId,
+    CompanyInput, CompanyWith, ComplexCreated, ComplexLead, Contact, ContactId, ContactInput,
+    ContactWith, CustomField, CustomFieldInput, CustomFieldValue, CustomFieldsExt, CustomerId,
+    EntityRef, Event, EventId, EventType, FieldId, FieldRef, FieldType, FieldValue, Lead, LeadId,
+    LeadInput, LeadWith, LegalEntity, Link, LinkTarget, LossReasonId, Note, NoteContent, NoteId,
+    NoteInput, NoteType, Pipeline, PipelineId, Status, StatusId, Tag, TagId, TagInput, TagRef,
+    Task, TaskEntity, TaskId, TaskInput, TaskResult, TaskTypeId, User, UserId, UserWith, Webhook,
+    WebhookId, WebhookSetting, Written,
 };
-pub use request::RawRequest;
 pub use rate_limit::{DEFAULT_GUARD, RateLimit, RateLimiter};
+pub use request::RawRequest;
 pub use resources::companies::CompaniesFilter;
 pub use resources::contacts::{ContactsFilter, EntityFilter};
 pub use resources::events::EventsFilter;

@@ -140,7 +140,9 @@ async fn writes_are_not_retried_on_server_errors() {
         .await
         .unwrap_err();
     assert!(err.may_have_been_applied(), "{err}");
-    assert!(matches!(err, Error::MaybeApplied { ref source, .. } if matches!(**source, Error::Server { status: 500, .. })));
+    assert!(
+        matches!(err, Error::MaybeApplied { ref source, .. } if matches!(**source, Error::Server { status: 500, .. }))
+    );
 }
 
 #[tokio::test]

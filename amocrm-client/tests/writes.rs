@@ -111,13 +111,22 @@ async fn create_leads_sends_documented_body_and_matches_ids() {
                 .responsible_user(UserId(321123))
                 .created_by(UserId(0))
                 .custom_field(CustomFieldInput::new(FieldId(3), [FieldValue::text("X5")]))
-                .custom_field(CustomFieldInput::new(FieldId(4), [FieldValue::enum_id(4035)]))
+                .custom_field(CustomFieldInput::new(
+                    FieldId(4),
+                    [FieldValue::enum_id(4035)],
+                ))
                 .custom_field(CustomFieldInput::new(
                     FieldId(5),
                     [FieldValue::timestamp(1588241643)],
                 ))
-                .custom_field(CustomFieldInput::new(FieldId(6), [FieldValue::checkbox(true)]))
-                .custom_field(CustomFieldInput::new(FieldId(7), [FieldValue::numeric(12.5)]))
+                .custom_field(CustomFieldInput::new(
+                    FieldId(6),
+                    [FieldValue::checkbox(true)],
+                ))
+                .custom_field(CustomFieldInput::new(
+                    FieldId(7),
+                    [FieldValue::numeric(12.5)],
+                ))
                 .custom_field(CustomFieldInput::new(
                     FieldId(8),
                     [FieldValue::chained_list(5103, 3)],
@@ -223,7 +232,8 @@ async fn validation_errors_name_the_callers_item_and_field() {
         .leads()
         .create([
             LeadInput::new().name("fine"),
-            LeadInput::new().custom_field(CustomFieldInput::new(FieldId(4), [FieldValue::enum_id(1)])),
+            LeadInput::new()
+                .custom_field(CustomFieldInput::new(FieldId(4), [FieldValue::enum_id(1)])),
         ])
         .send()
         .await
@@ -386,7 +396,9 @@ async fn a_patch_is_retried_after_500() {
     Mock::given(method("PATCH"))
         .and(path("/api/v4/leads/17657"))
         .and(body_json(&body))
-        .respond_with(hal(json!({"id": 17657, "updated_at": 1700000001, "_links": {}})))
+        .respond_with(hal(
+            json!({"id": 17657, "updated_at": 1700000001, "_links": {}}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -452,7 +464,10 @@ async fn batch_update_sends_ids_and_tag_changes() {
         .unwrap();
 
     // No request_id in the answer: matched by id.
-    assert_eq!((written[0].index, written[0].id, written[0].updated_at), (0, LeadId(1), Some(10)));
+    assert_eq!(
+        (written[0].index, written[0].id, written[0].updated_at),
+        (0, LeadId(1), Some(10))
+    );
     assert_eq!((written[1].index, written[1].id), (1, LeadId(2)));
 }
 
@@ -471,8 +486,12 @@ async fn contacts_and_companies_update() {
         .await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/companies"))
-        .and(body_json(json!([{"id": 8, "name": "ACME", "responsible_user_id": 2, "request_id": "0"}])))
-        .respond_with(hal(json!({"_embedded": {"companies": [{"id": 8, "request_id": "0"}]}})))
+        .and(body_json(
+            json!([{"id": 8, "name": "ACME", "responsible_user_id": 2, "request_id": "0"}]),
+        ))
+        .respond_with(hal(
+            json!({"_embedded": {"companies": [{"id": 8, "request_id": "0"}]}}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -482,10 +501,12 @@ async fn contacts_and_companies_update() {
         .contacts()
         .update(
             ContactId(7),
-            ContactInput::new().first_name("Ivan").custom_field(CustomFieldInput::new(
-                "EMAIL",
-                [FieldValue::multitext("WORK", "i@example.com")],
-            )),
+            ContactInput::new()
+                .first_name("Ivan")
+                .custom_field(CustomFieldInput::new(
+                    "EMAIL",
+                    [FieldValue::multitext("WORK", "i@example.com")],
+                )),
         )
         .send()
         .await
@@ -534,22 +555,27 @@ async fn complex_add_sends_lead_contact_and_company_and_reads_merges() {
         .mount(&server)
         .await;
 
-    let created = client(&server)
-        .leads()
-        .create_complex([
-            ComplexLead::new(LeadInput::new().name("Website order").price(45_000).tags(["website"]))
-                .contact(ContactInput::new().first_name("Ivan").custom_field(CustomFieldInput::new(
-                    "PHONE",
-                    [FieldValue::multitext("MOB", "+79990001122")],
-                )))
+    let created =
+        client(&server)
+            .leads()
+            .create_complex([
+                ComplexLead::new(
+                    LeadInput::new()
+                        .name("Website order")
+                        .price(45_000)
+                        .tags(["website"]),
+                )
+                .contact(ContactInput::new().first_name("Ivan").custom_field(
+                    CustomFieldInput::new("PHONE", [FieldValue::multitext("MOB", "+79990001122")]),
+                ))
                 .company(CompanyInput::new().name("ACME")),
-            ComplexLead::new(LeadInput::new().name("Duplicate"))
-                .contact(ContactInput::new().name("Ivan")),
-            ComplexLead::new(LeadInput::new().name("Twin")),
-        ])
-        .send()
-        .await
-        .unwrap();
+                ComplexLead::new(LeadInput::new().name("Duplicate"))
+                    .contact(ContactInput::new().name("Ivan")),
+                ComplexLead::new(LeadInput::new().name("Twin")),
+            ])
+            .send()
+            .await
+            .unwrap();
 
     assert_eq!(created.len(), 2);
     assert_eq!(created[0].indices, vec![0]);
@@ -634,7 +660,9 @@ async fn notes_of_every_type_update_and_pin() {
         .await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/contacts/notes/5"))
-        .and(body_json(json!({"note_type": "common", "params": {"text": "fixed"}})))
+        .and(body_json(
+            json!({"note_type": "common", "params": {"text": "fixed"}}),
+        ))
         .respond_with(hal(json!({"id": 5, "entity_id": 9, "updated_at": 1})))
         .expect(1)
         .mount(&server)
@@ -662,13 +690,35 @@ async fn notes_of_every_type_update_and_pin() {
             ),
             NoteInput::new(
                 lead,
-                NoteContent::CallOut(CallParams::new("u2", "+7", 5, "pbx").result("no answer").status(6)),
+                NoteContent::CallOut(
+                    CallParams::new("u2", "+7", 5, "pbx")
+                        .result("no answer")
+                        .status(6),
+                ),
             )
             .created_by(UserId(3)),
             NoteInput::new(lead, NoteContent::service_message("Jarvis", "synced")),
-            NoteInput::new(lead, NoteContent::ExtendedServiceMessage { service: text("Jarvis"), text: text("long") }),
-            NoteInput::new(lead, NoteContent::SmsIn { text: text("yes"), phone: text("+7999") }),
-            NoteInput::new(lead, NoteContent::SmsOut { text: text("ok"), phone: text("+7999") }),
+            NoteInput::new(
+                lead,
+                NoteContent::ExtendedServiceMessage {
+                    service: text("Jarvis"),
+                    text: text("long"),
+                },
+            ),
+            NoteInput::new(
+                lead,
+                NoteContent::SmsIn {
+                    text: text("yes"),
+                    phone: text("+7999"),
+                },
+            ),
+            NoteInput::new(
+                lead,
+                NoteContent::SmsOut {
+                    text: text("ok"),
+                    phone: text("+7999"),
+                },
+            ),
             NoteInput::new(
                 lead,
                 NoteContent::Geolocation {
@@ -686,7 +736,13 @@ async fn notes_of_every_type_update_and_pin() {
                     file_name: text("contract.pdf"),
                 },
             ),
-            NoteInput::new(lead, NoteContent::MessageCashier { status: text("created"), text: text("receipt") }),
+            NoteInput::new(
+                lead,
+                NoteContent::MessageCashier {
+                    status: text("created"),
+                    text: text("receipt"),
+                },
+            ),
         ])
         .send()
         .await
@@ -701,7 +757,11 @@ async fn notes_of_every_type_update_and_pin() {
         .await
         .unwrap();
     assert_eq!(updated.id, NoteId(5));
-    client.notes(EntityType::Leads).pin(NoteId(100)).await.unwrap();
+    client
+        .notes(EntityType::Leads)
+        .pin(NoteId(100))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -726,8 +786,10 @@ async fn tasks_list_get_create_and_complete() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v4/tasks/4745251"))
-        .respond_with(hal(json!({"id": 4745251, "is_completed": true, "text": "Call back",
-            "result": {"text": "Done"}, "task_type_id": 2, "custom": 1})))
+        .respond_with(hal(
+            json!({"id": 4745251, "is_completed": true, "text": "Call back",
+            "result": {"text": "Done"}, "task_type_id": 2, "custom": 1}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -744,7 +806,9 @@ async fn tasks_list_get_create_and_complete() {
         .await;
     Mock::given(method("PATCH"))
         .and(path("/api/v4/tasks/7"))
-        .and(body_json(json!({"is_completed": true, "result": {"text": "Delivered"}})))
+        .and(body_json(
+            json!({"is_completed": true, "result": {"text": "Delivered"}}),
+        ))
         .respond_with(hal(json!({"id": 7, "updated_at": 1700003700})))
         .expect(1)
         .mount(&server)
@@ -814,7 +878,9 @@ async fn links_link_unlink_and_list() {
         .await;
     Mock::given(method("POST"))
         .and(path("/api/v4/leads/17657/unlink"))
-        .and(body_json(json!([{"to_entity_id": 11, "to_entity_type": "companies"}])))
+        .and(body_json(
+            json!([{"to_entity_id": 11, "to_entity_type": "companies"}]),
+        ))
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .mount(&server)
@@ -838,7 +904,9 @@ async fn links_link_unlink_and_list() {
         .await;
     Mock::given(method("GET"))
         .and(path("/api/v4/leads/links"))
-        .and(query_is("filter[entity_id][]=1&filter[entity_id][]=2&filter[to_entity_type]=contacts&page=1"))
+        .and(query_is(
+            "filter[entity_id][]=1&filter[entity_id][]=2&filter[to_entity_type]=contacts&page=1",
+        ))
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .mount(&server)
@@ -858,7 +926,10 @@ async fn links_link_unlink_and_list() {
         .await
         .unwrap();
     assert_eq!(made[0].to_entity_id, 10);
-    links.unlink(17657, [LinkTarget::company(CompanyId(11))]).await.unwrap();
+    links
+        .unlink(17657, [LinkTarget::company(CompanyId(11))])
+        .await
+        .unwrap();
     let reverse = client
         .links(EntityType::Contacts)
         .link_many([(10, LinkTarget::lead(LeadId(17657)))])
@@ -884,7 +955,9 @@ async fn tags_list_and_create() {
     Mock::given(method("GET"))
         .and(path("/api/v4/leads/tags"))
         .and(query_is("filter[name]=vip&limit=250&page=1"))
-        .respond_with(hal(json!({"_page": 1, "_embedded": {"tags": [{"id": 9, "name": "vip", "color": null}]}})))
+        .respond_with(hal(
+            json!({"_page": 1, "_embedded": {"tags": [{"id": 9, "name": "vip", "color": null}]}}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
@@ -928,13 +1001,17 @@ async fn the_escape_hatch_shares_auth_counters_and_error_mapping() {
         .and(path("/api/v4/catalogs"))
         .and(query_is("limit=50"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
-        .respond_with(hal(json!({"_embedded": {"catalogs": [{"id": 1026, "name": "Products"}]}})))
+        .respond_with(hal(
+            json!({"_embedded": {"catalogs": [{"id": 1026, "name": "Products"}]}}),
+        ))
         .expect(1)
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path("/api/v4/leads/17657/link"))
-        .and(body_json(json!([{"to_entity_id": 10, "to_entity_type": "contacts"}])))
+        .and(body_json(
+            json!([{"to_entity_id": 10, "to_entity_type": "contacts"}]),
+        ))
         .respond_with(ResponseTemplate::new(204))
         .expect(1)
         .mount(&server)
@@ -978,19 +1055,26 @@ async fn the_escape_hatch_shares_auth_counters_and_error_mapping() {
         .send::<Value>()
         .await
         .unwrap_err();
-    assert!(matches!(missing, Error::NotFound { ref endpoint } if endpoint == "DELETE /api/v4/leads/pipelines/{id}"));
+    assert!(
+        matches!(missing, Error::NotFound { ref endpoint } if endpoint == "DELETE /api/v4/leads/pipelines/{id}")
+    );
     let failed = client
         .request(Method::POST, "/api/v4/catalogs")
         .json(&json!([{"name": "x"}]))
         .send::<Value>()
         .await
         .unwrap_err();
-    assert!(failed.may_have_been_applied(), "POST not retried on 503: {failed}");
-    assert!(client
-        .request(Method::GET, "https://evil.example.com/api/v4/leads")
-        .send::<Value>()
-        .await
-        .is_err());
+    assert!(
+        failed.may_have_been_applied(),
+        "POST not retried on 503: {failed}"
+    );
+    assert!(
+        client
+            .request(Method::GET, "https://evil.example.com/api/v4/leads")
+            .send::<Value>()
+            .await
+            .is_err()
+    );
 
     let usage = client.usage();
     assert_eq!(usage.count("GET /api/v4/catalogs", 200), 1);
@@ -1007,7 +1091,9 @@ async fn chained_list_values_are_read_and_written_back() {
     });
     Mock::given(method("GET"))
         .and(path("/api/v4/leads/1"))
-        .respond_with(hal(json!({"id": 1, "name": "x", "custom_fields_values": [field]})))
+        .respond_with(hal(
+            json!({"id": 1, "name": "x", "custom_fields_values": [field]}),
+        ))
         .mount(&server)
         .await;
     Mock::given(method("PATCH"))

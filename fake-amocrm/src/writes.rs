@@ -131,14 +131,25 @@ pub(crate) fn routes() -> Router<Arc<Inner>> {
         .route("/api/v4/leads", post(add_leads).patch(update_leads))
         .route("/api/v4/leads/{id}", patch(update_lead))
         .route("/api/v4/leads/complex", post(add_complex))
-        .route("/api/v4/contacts", post(add_contacts).patch(update_contacts))
+        .route(
+            "/api/v4/contacts",
+            post(add_contacts).patch(update_contacts),
+        )
         .route("/api/v4/contacts/{id}", patch(update_contact))
         .route(
             "/api/v4/companies",
-            get(list_companies).post(add_companies).patch(update_companies),
+            get(list_companies)
+                .post(add_companies)
+                .patch(update_companies),
         )
-        .route("/api/v4/companies/{id}", get(get_company).patch(update_company))
-        .route("/api/v4/tasks", get(list_tasks).post(add_tasks).patch(update_tasks))
+        .route(
+            "/api/v4/companies/{id}",
+            get(get_company).patch(update_company),
+        )
+        .route(
+            "/api/v4/tasks",
+            get(list_tasks).post(add_tasks).patch(update_tasks),
+        )
         .route("/api/v4/tasks/{id}", get(get_task).patch(update_task));
     for kind in [Kind::Leads, Kind::Contacts, Kind::Companies] {
         let e = kind.path();
@@ -238,26 +249,26 @@ fn refuse_body(detail: &str) -> Response {
 }
 
 /// The request's items: a JSON array of objects, at most `max`.
-fn items(body: &[u8], max: usize) -> Result<Vec<Map<String, Value>>, Response> {
+fn items(body: &[u8], max: usize) -> Result<Vec<Map<String, Value>>, Box<Response>> {
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(body) else {
-        return Err(refuse_body("The body must be a JSON array"));
+        return Err(Box::new(refuse_body("The body must be a JSON array")));
     };
     if items.is_empty() || items.len() > max {
-        return Err(refuse_body(&format!(
+        return Err(Box::new(refuse_body(&format!(
             "From 1 to {max} items can be sent in one request"
-        )));
+        ))));
     }
     let mut objects = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Value::Object(o) => objects.push(o),
             _ => {
-                return Err(refused(vec![Refusal {
+                return Err(Box::new(refused(vec![Refusal {
                     request_id: i.to_string(),
                     path: String::new(),
                     code: "InvalidType",
                     detail: "This value should be of type object".into(),
-                }]));
+                }])));
             }
         }
     }
@@ -307,7 +318,10 @@ fn check(item: &Map<String, Value>, request_id: &str) -> Result<(), Refusal> {
     }
     if let Some(fields) = item.get("custom_fields_values") {
         let Some(fields) = fields.as_array() else {
-            return Err(refuse("custom_fields_values".into(), "This value should be of type array"));
+            return Err(refuse(
+                "custom_fields_values".into(),
+                "This value should be of type array",
+            ));
         };
         for (i, field) in fields.iter().enumerate() {
             let code = field.get("field_code").and_then(Value::as_str);
@@ -355,16 +369,17 @@ fn apply_custom_fields(entity: &mut Map<String, Value>, fields: &[Value]) {
         .cloned()
         .unwrap_or_default();
     for field in fields {
-        let (field_id, name, code, field_type) = match field.get("field_code").and_then(Value::as_str) {
-            Some(code) => match field_for_code(code) {
-                Some((id, name, code)) => (id, Some(name), Some(code), Some("multitext")),
-                None => continue,
-            },
-            None => match field.get("field_id").and_then(Value::as_u64) {
-                Some(id) => (id, None, None, None),
-                None => continue,
-            },
-        };
+        let (field_id, name, code, field_type) =
+            match field.get("field_code").and_then(Value::as_str) {
+                Some(code) => match field_for_code(code) {
+                    Some((id, name, code)) => (id, Some(name), Some(code), Some("multitext")),
+                    None => continue,
+                },
+                None => match field.get("field_id").and_then(Value::as_u64) {
+                    Some(id) => (id, None, None, None),
+                    None => continue,
+                },
+            };
         let position = current
             .iter()
             .position(|f| f.get("field_id").and_then(Value::as_u64) == Some(field_id));
@@ -404,7 +419,9 @@ impl WriteState {
                     .iter()
                     .find(|((k, _), t)| *k == kind && t["id"].as_u64() == Some(id))
                     .map(|(_, t)| t.clone())
-                    .unwrap_or_else(|| json!({"id": id, "name": format!("tag {id}"), "color": null})),
+                    .unwrap_or_else(
+                        || json!({"id": id, "name": format!("tag {id}"), "color": null}),
+                    ),
             );
         }
         let name = tag.get("name").and_then(Value::as_str)?.trim();
@@ -423,7 +440,12 @@ impl WriteState {
 }
 
 /// Applies a write's fields, custom fields and tags to `entity`.
-fn apply(store: &mut Store, kind: Kind, entity: &mut Map<String, Value>, item: &Map<String, Value>) {
+fn apply(
+    store: &mut Store,
+    kind: Kind,
+    entity: &mut Map<String, Value>,
+    item: &Map<String, Value>,
+) {
     for key in fields(kind) {
         if let Some(value) = item.get(*key) {
             entity.insert((*key).into(), value.clone());
@@ -449,32 +471,41 @@ fn apply(store: &mut Store, kind: Kind, entity: &mut Map<String, Value>, item: &
             .filter_map(|t| store.writes.tag(path, t))
             .collect();
     }
-    for add in item.get("tags_to_add").and_then(Value::as_array).into_iter().flatten() {
+    for add in item
+        .get("tags_to_add")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(tag) = store.writes.tag(path, add)
             && !tags.iter().any(|t| t["id"] == tag["id"])
         {
             tags.push(tag);
         }
     }
-    for remove in item.get("tags_to_delete").and_then(Value::as_array).into_iter().flatten() {
+    for remove in item
+        .get("tags_to_delete")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         tags.retain(|t| {
             let by_id = remove.get("id").is_some_and(|id| *id == t["id"]);
-            let by_name = remove
-                .get("name")
-                .and_then(Value::as_str)
-                .is_some_and(|n| t["name"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(n)));
+            let by_name = remove.get("name").and_then(Value::as_str).is_some_and(|n| {
+                t["name"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(n))
+            });
             !(by_id || by_name)
         });
     }
-    let embedded = entity
-        .entry("_embedded")
-        .or_insert_with(|| json!({}));
+    let embedded = entity.entry("_embedded").or_insert_with(|| json!({}));
     if let Some(embedded) = embedded.as_object_mut() {
         embedded.insert("tags".into(), Value::Array(tags));
     }
 }
 
-fn new_entity(store: &Store, kind: Kind, account_id: u64, id: u64) -> Map<String, Value> {
+fn new_entity(kind: Kind, account_id: u64, id: u64) -> Map<String, Value> {
     let now = unix_now();
     let mut entity = json!({
         "id": id,
@@ -511,7 +542,6 @@ fn new_entity(store: &Store, kind: Kind, account_id: u64, id: u64) -> Map<String
             entity["_embedded"]["contacts"] = json!([]);
         }
     }
-    let _ = store;
     match entity {
         Value::Object(map) => map,
         _ => Map::new(),
@@ -543,13 +573,22 @@ fn save(store: &mut Store, kind: Kind, entity: Map<String, Value>) -> u64 {
 
 fn create(store: &mut Store, kind: Kind, account_id: u64, item: &Map<String, Value>) -> u64 {
     let id = next_id(store, kind);
-    let mut entity = new_entity(store, kind, account_id, id);
+    let mut entity = new_entity(kind, account_id, id);
     apply(store, kind, &mut entity, item);
     if kind == Kind::Contacts
-        && entity.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
+        && entity
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
     {
-        let first = entity.get("first_name").and_then(Value::as_str).unwrap_or("");
-        let last = entity.get("last_name").and_then(Value::as_str).unwrap_or("");
+        let first = entity
+            .get("first_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let last = entity
+            .get("last_name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         entity.insert("name".into(), json!(format!("{first} {last}").trim()));
     }
     save(store, kind, entity)
@@ -561,7 +600,10 @@ fn update(store: &mut Store, kind: Kind, id: u64, item: &Map<String, Value>) -> 
     };
     apply(store, kind, &mut entity, item);
     // Strictly increasing, so readers comparing `updated_at` see every change.
-    let previous = entity.get("updated_at").and_then(Value::as_i64).unwrap_or(0);
+    let previous = entity
+        .get("updated_at")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let updated_at = item
         .get("updated_at")
         .and_then(Value::as_i64)
@@ -581,7 +623,7 @@ fn update(store: &mut Store, kind: Kind, id: u64, item: &Map<String, Value>) -> 
 async fn add_entities(inner: &Inner, kind: Kind, body: &[u8]) -> Response {
     let items = match items(body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let refusals: Vec<Refusal> = items
         .iter()
@@ -612,7 +654,7 @@ async fn add_entities(inner: &Inner, kind: Kind, body: &[u8]) -> Response {
 async fn update_entities(inner: &Inner, kind: Kind, body: &[u8]) -> Response {
     let items = match items(body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let base = base(inner);
     let mut store = lock(&inner.store);
@@ -708,13 +750,13 @@ async fn update_company(State(inner): St, Path(id): Path<String>, body: Bytes) -
 async fn add_complex(State(inner): St, body: Bytes) -> Response {
     let items = match items(&body, MAX_COMPLEX) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut refusals = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let rid = request_id(item, i);
         let embedded = item.get("_embedded");
-        for (key, kind) in [("contacts", Kind::Contacts), ("companies", Kind::Companies)] {
+        for key in ["contacts", "companies"] {
             let list = embedded.and_then(|e| e.get(key)).and_then(Value::as_array);
             if list.is_some_and(|l| l.len() > 1) {
                 refusals.push(Refusal {
@@ -731,7 +773,6 @@ async fn add_complex(State(inner): St, body: Bytes) -> Response {
                     refusal.path = format!("_embedded.{key}.0.{}", refusal.path);
                     refusals.push(refusal);
                 }
-                let _ = kind;
             }
         }
         if let Err(refusal) = check(item, &rid) {
@@ -756,8 +797,10 @@ async fn add_complex(State(inner): St, body: Bytes) -> Response {
                     .and_then(Value::as_object)
                     .cloned()
             };
-            let company_id = first("companies").map(|c| create(&mut store, Kind::Companies, account_id, &c));
-            let contact_id = first("contacts").map(|c| create(&mut store, Kind::Contacts, account_id, &c));
+            let company_id =
+                first("companies").map(|c| create(&mut store, Kind::Companies, account_id, &c));
+            let contact_id =
+                first("contacts").map(|c| create(&mut store, Kind::Contacts, account_id, &c));
             let lead_id = create(&mut store, Kind::Leads, account_id, item);
             if let Some(Value::Object(mut lead)) = store.leads.get(&lead_id).cloned() {
                 let embedded = lead.entry("_embedded").or_insert_with(|| json!({}));
@@ -807,7 +850,14 @@ fn page(q: &Query, ids: &[u64]) -> (usize, Vec<u64>, bool) {
     (page, chosen, start + limit < ids.len())
 }
 
-fn list(base: &str, path: &str, q: &Query, key: &str, ids: &[u64], render: impl Fn(u64) -> Option<Value>) -> Response {
+fn list(
+    base: &str,
+    path: &str,
+    q: &Query,
+    key: &str,
+    ids: &[u64],
+    render: impl Fn(u64) -> Option<Value>,
+) -> Response {
     let (number, chosen, more) = page(q, ids);
     let items: Vec<Value> = chosen.into_iter().filter_map(render).collect();
     if items.is_empty() {
@@ -843,14 +893,22 @@ async fn list_companies(State(inner): St, RawQuery(raw): RawQuery) -> Response {
         .filter(|id| wanted.as_ref().is_none_or(|w| w.contains(id)))
         .collect();
     list(&base, "/api/v4/companies", &q, "companies", &ids, |id| {
-        store.writes.companies.get(&id).map(|c| render(&base, "companies", c))
+        store
+            .writes
+            .companies
+            .get(&id)
+            .map(|c| render(&base, "companies", c))
     })
 }
 
 async fn get_company(State(inner): St, Path(id): Path<String>) -> Response {
     let base = base(&inner);
     let store = lock(&inner.store);
-    match id.parse::<u64>().ok().and_then(|id| store.writes.companies.get(&id)) {
+    match id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| store.writes.companies.get(&id))
+    {
         Some(company) => hal(StatusCode::OK, &render(&base, "companies", company)),
         None => not_found(),
     }
@@ -896,7 +954,7 @@ fn check_note(item: &Map<String, Value>, rid: &str) -> Result<(), Refusal> {
 async fn add_notes(State(inner): St, kind: Kind, body: Bytes) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let base = base(&inner);
     let account_id = inner.config.account_id;
@@ -975,7 +1033,12 @@ fn note_mut(store: &mut Store, kind: Kind, id: u64) -> Option<&mut Value> {
     }
 }
 
-fn change_note(store: &mut Store, kind: Kind, id: u64, item: &Map<String, Value>) -> Option<(u64, i64)> {
+fn change_note(
+    store: &mut Store,
+    kind: Kind,
+    id: u64,
+    item: &Map<String, Value>,
+) -> Option<(u64, i64)> {
     let note = note_mut(store, kind, id)?;
     if let Some(params) = item.get("params") {
         note["params"] = params.clone();
@@ -991,7 +1054,7 @@ fn change_note(store: &mut Store, kind: Kind, id: u64, item: &Map<String, Value>
 async fn update_notes(State(inner): St, kind: Kind, body: Bytes) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let base = base(&inner);
     let mut store = lock(&inner.store);
@@ -1026,7 +1089,12 @@ async fn update_notes(State(inner): St, kind: Kind, body: Bytes) -> Response {
     hal(StatusCode::OK, &json!({"_embedded": {"notes": answered}}))
 }
 
-async fn update_note(State(inner): St, kind: Kind, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update_note(
+    State(inner): St,
+    kind: Kind,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     let Ok(Value::Object(item)) = serde_json::from_slice::<Value>(&body) else {
         return refuse_body("The body must be a JSON object");
     };
@@ -1048,7 +1116,11 @@ async fn update_note(State(inner): St, kind: Kind, Path(id): Path<String>, body:
 
 async fn pin_note(State(inner): St, kind: Kind, Path(id): Path<String>) -> Response {
     let mut store = lock(&inner.store);
-    match id.parse::<u64>().ok().and_then(|id| note_mut(&mut store, kind, id)) {
+    match id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| note_mut(&mut store, kind, id))
+    {
         Some(note) => {
             note["is_pinned"] = true.into();
             StatusCode::NO_CONTENT.into_response()
@@ -1075,7 +1147,10 @@ fn check_task(item: &Map<String, Value>, rid: &str, creating: bool) -> Result<()
     if let Some(entity_type) = item.get("entity_type").and_then(Value::as_str)
         && !["leads", "contacts", "companies", "customers"].contains(&entity_type)
     {
-        return Err(refuse("entity_type", "The value you selected is not a valid choice."));
+        return Err(refuse(
+            "entity_type",
+            "The value you selected is not a valid choice.",
+        ));
     }
     Ok(())
 }
@@ -1102,7 +1177,7 @@ fn apply_task(task: &mut Value, item: &Map<String, Value>) {
 async fn add_tasks(State(inner): St, body: Bytes) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let refusals: Vec<Refusal> = items
         .iter()
@@ -1133,7 +1208,10 @@ async fn add_tasks(State(inner): St, body: Bytes) -> Response {
             json!({"id": id, "request_id": request_id(item, i), "_links": self_link(&base, format!("/api/v4/tasks/{id}"))})
         })
         .collect();
-    hal(StatusCode::OK, &json!({"_links": self_link(&base, "/api/v4/tasks".into()), "_embedded": {"tasks": answered}}))
+    hal(
+        StatusCode::OK,
+        &json!({"_links": self_link(&base, "/api/v4/tasks".into()), "_embedded": {"tasks": answered}}),
+    )
 }
 
 fn change_task(store: &mut Store, id: u64, item: &Map<String, Value>) -> Option<i64> {
@@ -1147,7 +1225,7 @@ fn change_task(store: &mut Store, id: u64, item: &Map<String, Value>) -> Option<
 async fn update_tasks(State(inner): St, body: Bytes) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let base = base(&inner);
     let mut store = lock(&inner.store);
@@ -1159,7 +1237,12 @@ async fn update_tasks(State(inner): St, body: Bytes) -> Response {
             .and_then(Value::as_u64)
             .is_some_and(|id| store.writes.tasks.contains_key(&id));
         if !known {
-            refusals.push(Refusal { request_id: rid, path: "id".into(), code: "NotFound", detail: "Task not found".into() });
+            refusals.push(Refusal {
+                request_id: rid,
+                path: "id".into(),
+                code: "NotFound",
+                detail: "Task not found".into(),
+            });
         } else if let Err(refusal) = check_task(item, &rid, false) {
             refusals.push(refusal);
         }
@@ -1207,17 +1290,31 @@ async fn list_tasks(State(inner): St, RawQuery(raw): RawQuery) -> Response {
     let types = q.ids("filter[task_type]").ok().flatten();
     let entity_ids = q.ids("filter[entity_id]").ok().flatten();
     let entity_type = q.get("filter[entity_type]").map(str::to_owned);
-    let completed = q.get("filter[is_completed]").map(|v| v == "1" || v == "true");
-    let from = q.get("filter[updated_at][from]").and_then(|v| v.parse::<i64>().ok());
-    let to = q.get("filter[updated_at][to]").and_then(|v| v.parse::<i64>().ok());
+    let completed = q
+        .get("filter[is_completed]")
+        .map(|v| v == "1" || v == "true");
+    let from = q
+        .get("filter[updated_at][from]")
+        .and_then(|v| v.parse::<i64>().ok());
+    let to = q
+        .get("filter[updated_at][to]")
+        .and_then(|v| v.parse::<i64>().ok());
     let matches = |task: &Value| {
         let n = |k: &str| task[k].as_u64().unwrap_or_default();
         let updated = task["updated_at"].as_i64().unwrap_or_default();
         ids.as_ref().is_none_or(|l| l.contains(&n("id")))
-            && users.as_ref().is_none_or(|l| l.contains(&n("responsible_user_id")))
-            && types.as_ref().is_none_or(|l| l.contains(&n("task_type_id")))
-            && entity_ids.as_ref().is_none_or(|l| l.contains(&n("entity_id")))
-            && entity_type.as_deref().is_none_or(|t| task["entity_type"].as_str() == Some(t))
+            && users
+                .as_ref()
+                .is_none_or(|l| l.contains(&n("responsible_user_id")))
+            && types
+                .as_ref()
+                .is_none_or(|l| l.contains(&n("task_type_id")))
+            && entity_ids
+                .as_ref()
+                .is_none_or(|l| l.contains(&n("entity_id")))
+            && entity_type
+                .as_deref()
+                .is_none_or(|t| task["entity_type"].as_str() == Some(t))
             && completed.is_none_or(|c| task["is_completed"].as_bool() == Some(c))
             && from.is_none_or(|f| updated >= f)
             && to.is_none_or(|t| updated <= t)
@@ -1230,14 +1327,22 @@ async fn list_tasks(State(inner): St, RawQuery(raw): RawQuery) -> Response {
         .map(|(id, _)| *id)
         .collect();
     list(&base, "/api/v4/tasks", &q, "tasks", &selected, |id| {
-        store.writes.tasks.get(&id).map(|t| render(&base, "tasks", t))
+        store
+            .writes
+            .tasks
+            .get(&id)
+            .map(|t| render(&base, "tasks", t))
     })
 }
 
 async fn get_task(State(inner): St, Path(id): Path<String>) -> Response {
     let base = base(&inner);
     let store = lock(&inner.store);
-    match id.parse::<u64>().ok().and_then(|id| store.writes.tasks.get(&id)) {
+    match id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| store.writes.tasks.get(&id))
+    {
         Some(task) => hal(StatusCode::OK, &render(&base, "tasks", task)),
         None => not_found(),
     }
@@ -1310,10 +1415,16 @@ fn set_link(store: &mut Store, from: (&str, u64), to: (&str, u64), metadata: &Va
     }
 }
 
-async fn link(State(inner): St, kind: Kind, Path(id): Path<String>, body: Bytes, linked: bool) -> Response {
+async fn link(
+    State(inner): St,
+    kind: Kind,
+    Path(id): Path<String>,
+    body: Bytes,
+    linked: bool,
+) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let Some(id) = id.parse::<u64>().ok() else {
         return not_found();
@@ -1324,13 +1435,27 @@ async fn link(State(inner): St, kind: Kind, Path(id): Path<String>, body: Bytes,
     }
     let mut refusals = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let to_type = item.get("to_entity_type").and_then(Value::as_str).unwrap_or("");
+        let to_type = item
+            .get("to_entity_type")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let to_id = item.get("to_entity_id").and_then(Value::as_u64);
-        let valid_type = ["leads", "contacts", "companies", "customers", "catalog_elements"].contains(&to_type);
+        let valid_type = [
+            "leads",
+            "contacts",
+            "companies",
+            "customers",
+            "catalog_elements",
+        ]
+        .contains(&to_type);
         if !valid_type || to_id.is_none() {
             refusals.push(Refusal {
                 request_id: i.to_string(),
-                path: if valid_type { "to_entity_id".into() } else { "to_entity_type".into() },
+                path: if valid_type {
+                    "to_entity_id".into()
+                } else {
+                    "to_entity_type".into()
+                },
                 code: "InvalidType",
                 detail: "The value you selected is not a valid choice.".into(),
             });
@@ -1341,10 +1466,19 @@ async fn link(State(inner): St, kind: Kind, Path(id): Path<String>, body: Bytes,
     }
     let mut made = Vec::with_capacity(items.len());
     for item in &items {
-        let to_type = item["to_entity_type"].as_str().unwrap_or_default().to_owned();
+        let to_type = item["to_entity_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let to_id = item["to_entity_id"].as_u64().unwrap_or_default();
         let metadata = item.get("metadata").cloned().unwrap_or(Value::Null);
-        set_link(&mut store, (kind.path(), id), (&to_type, to_id), &metadata, linked);
+        set_link(
+            &mut store,
+            (kind.path(), id),
+            (&to_type, to_id),
+            &metadata,
+            linked,
+        );
         made.push(json!({
             "entity_id": id, "entity_type": kind.path(),
             "to_entity_id": to_id, "to_entity_type": to_type, "metadata": metadata,
@@ -1423,23 +1557,36 @@ async fn list_tags(State(inner): St, kind: Kind, RawQuery(raw): RawQuery) -> Res
             *k == kind.path()
                 && name.as_deref().is_none_or(|n| n == lower)
                 && text.as_deref().is_none_or(|t| lower.contains(t))
-                && ids.as_ref().is_none_or(|l| tag["id"].as_u64().is_some_and(|id| l.contains(&id)))
+                && ids
+                    .as_ref()
+                    .is_none_or(|l| tag["id"].as_u64().is_some_and(|id| l.contains(&id)))
         })
         .filter_map(|(_, tag)| Some((tag["id"].as_u64()?, tag.clone())))
         .collect();
     let ordered: Vec<u64> = tags.keys().copied().collect();
-    list(&base, &format!("/api/v4/{}/tags", kind.path()), &q, "tags", &ordered, |id| tags.get(&id).cloned())
+    list(
+        &base,
+        &format!("/api/v4/{}/tags", kind.path()),
+        &q,
+        "tags",
+        &ordered,
+        |id| tags.get(&id).cloned(),
+    )
 }
 
 async fn add_tags(State(inner): St, kind: Kind, body: Bytes) -> Response {
     let items = match items(&body, MAX_BATCH) {
         Ok(items) => items,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let refusals: Vec<Refusal> = items
         .iter()
         .enumerate()
-        .filter(|(_, item)| !item.get("name").and_then(Value::as_str).is_some_and(|n| !n.trim().is_empty()))
+        .filter(|(_, item)| {
+            item.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(|n| n.trim().is_empty())
+        })
         .map(|(i, item)| Refusal {
             request_id: request_id(item, i),
             path: "name".into(),
@@ -1455,7 +1602,9 @@ async fn add_tags(State(inner): St, kind: Kind, body: Bytes) -> Response {
         .iter()
         .enumerate()
         .filter_map(|(i, item)| {
-            let mut tag = store.writes.tag(kind.path(), &Value::Object(item.clone()))?;
+            let mut tag = store
+                .writes
+                .tag(kind.path(), &Value::Object(item.clone()))?;
             tag["request_id"] = request_id(item, i).into();
             Some(tag)
         })

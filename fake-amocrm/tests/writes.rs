@@ -3,9 +3,9 @@
 
 use amocrm_client::{
     Client, CompanyId, CompanyInput, ComplexLead, ContactId, ContactInput, CustomFieldInput,
-    EntityType, Error, FieldId, FieldValue, LeadId, LeadInput, LeadWith, LinkTarget,
-    NoteContent, NoteInput, NotesFilter, PipelineId, RateLimit, StatusId, TagInput, TagsFilter,
-    TaskInput, TasksFilter,
+    EntityType, Error, FieldId, FieldValue, LeadId, LeadInput, LeadWith, LinkTarget, NoteContent,
+    NoteInput, NotesFilter, PipelineId, RateLimit, StatusId, TagInput, TagsFilter, TaskInput,
+    TasksFilter,
 };
 use fake_amocrm::{FakeAmo, FakeConfig, PIPELINE_ID, STATUSES};
 
@@ -37,11 +37,20 @@ async fn complex_add_creates_a_linked_lead_contact_and_company() {
     let created = client
         .leads()
         .create_complex([ComplexLead::new(
-            LeadInput::new().name("Website order").price(45_000).tags(["website"]),
+            LeadInput::new()
+                .name("Website order")
+                .price(45_000)
+                .tags(["website"]),
         )
-        .contact(ContactInput::new().first_name("Ivan").last_name("Petrov").custom_field(
-            CustomFieldInput::new("PHONE", [FieldValue::multitext("MOB", "+79990001122")]),
-        ))
+        .contact(
+            ContactInput::new()
+                .first_name("Ivan")
+                .last_name("Petrov")
+                .custom_field(CustomFieldInput::new(
+                    "PHONE",
+                    [FieldValue::multitext("MOB", "+79990001122")],
+                )),
+        )
         .company(CompanyInput::new().name("ACME"))])
         .send()
         .await
@@ -62,7 +71,10 @@ async fn complex_add_creates_a_linked_lead_contact_and_company() {
     assert_eq!(lead.embedded.tags[0].name, "website");
     let contact = client
         .contacts()
-        .get(item.contact_id.unwrap(), &[amocrm_client::ContactWith::Leads])
+        .get(
+            item.contact_id.unwrap(),
+            &[amocrm_client::ContactWith::Leads],
+        )
         .await
         .unwrap();
     assert_eq!(contact.name, "Ivan Petrov");
@@ -85,8 +97,14 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
         .create([
             LeadInput::new()
                 .name("Rent")
-                .custom_field(CustomFieldInput::new(FieldId(771_001), [FieldValue::text("R-1")]))
-                .custom_field(CustomFieldInput::new(FieldId(771_009), [FieldValue::chained_list(5103, 3)])),
+                .custom_field(CustomFieldInput::new(
+                    FieldId(771_001),
+                    [FieldValue::text("R-1")],
+                ))
+                .custom_field(CustomFieldInput::new(
+                    FieldId(771_009),
+                    [FieldValue::chained_list(5103, 3)],
+                )),
             LeadInput::new().name("Other"),
         ])
         .send()
@@ -118,7 +136,10 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
 
     let won = client
         .leads()
-        .update_many([(id, LeadInput::new().status_id(StatusId(142)).remove_tag("vip"))])
+        .update_many([(
+            id,
+            LeadInput::new().status_id(StatusId(142)).remove_tag("vip"),
+        )])
         .send()
         .await
         .unwrap();
@@ -129,13 +150,19 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
 
     let notes = client.notes(EntityType::Leads);
     let note = notes
-        .create([NoteInput::new(id, NoteContent::common("Moved after the call"))])
+        .create([NoteInput::new(
+            id,
+            NoteContent::common("Moved after the call"),
+        )])
         .send()
         .await
         .unwrap();
     notes.pin(note[0].id).await.unwrap();
     notes
-        .update(note[0].id, NoteInput::content(NoteContent::common("Moved after a call")))
+        .update(
+            note[0].id,
+            NoteInput::content(NoteContent::common("Moved after a call")),
+        )
         .send()
         .await
         .unwrap();
@@ -176,15 +203,27 @@ async fn refusals_name_the_item_and_field() {
         .contacts()
         .create([
             ContactInput::new().name("ok"),
-            ContactInput::new().custom_field(CustomFieldInput::new("NOPE", [FieldValue::text("x")])),
+            ContactInput::new()
+                .custom_field(CustomFieldInput::new("NOPE", [FieldValue::text("x")])),
         ])
         .send()
         .await
         .unwrap_err();
     let refused = &err.validation_errors()[0];
     assert_eq!(refused.index, Some(1));
-    assert_eq!(refused.path.as_deref(), Some("custom_fields_values.0.field_code"));
-    assert!(client.contacts().find(ContactId(52_110_001), &[]).await.unwrap().is_none(), "nothing was written");
+    assert_eq!(
+        refused.path.as_deref(),
+        Some("custom_fields_values.0.field_code")
+    );
+    assert!(
+        client
+            .contacts()
+            .find(ContactId(52_110_001), &[])
+            .await
+            .unwrap()
+            .is_none(),
+        "nothing was written"
+    );
 }
 
 #[tokio::test]
@@ -251,40 +290,106 @@ async fn tasks_are_created_listed_and_completed() {
 #[tokio::test]
 async fn links_and_tags() {
     let (_fake, client) = started().await;
-    let lead = client.leads().create([LeadInput::new().name("L")]).send().await.unwrap()[0].id;
-    let contact = client.contacts().create([ContactInput::new().name("C")]).send().await.unwrap()[0].id;
-    let company = client.companies().create([CompanyInput::new().name("Co")]).send().await.unwrap()[0].id;
+    let lead = client
+        .leads()
+        .create([LeadInput::new().name("L")])
+        .send()
+        .await
+        .unwrap()[0]
+        .id;
+    let contact = client
+        .contacts()
+        .create([ContactInput::new().name("C")])
+        .send()
+        .await
+        .unwrap()[0]
+        .id;
+    let company = client
+        .companies()
+        .create([CompanyInput::new().name("Co")])
+        .send()
+        .await
+        .unwrap()[0]
+        .id;
 
     let links = client.links(EntityType::Leads);
     links
-        .link(lead.0, [LinkTarget::main_contact(contact), LinkTarget::company(company)])
+        .link(
+            lead.0,
+            [
+                LinkTarget::main_contact(contact),
+                LinkTarget::company(company),
+            ],
+        )
         .await
         .unwrap();
-    let read = client.leads().get(lead, &[LeadWith::Contacts]).await.unwrap();
+    let read = client
+        .leads()
+        .get(lead, &[LeadWith::Contacts])
+        .await
+        .unwrap();
     assert_eq!(read.main_contact_id(), Some(contact));
     assert_eq!(read.embedded.companies[0].id, company);
     let listed = links.of(lead.0).await.unwrap();
     assert_eq!(listed.len(), 2);
-    let from_contact = client.links(EntityType::Contacts).of(contact.0).await.unwrap();
-    assert!(from_contact.iter().any(|l| l.to_entity_type == "leads" && l.to_entity_id == lead.0));
+    let from_contact = client
+        .links(EntityType::Contacts)
+        .of(contact.0)
+        .await
+        .unwrap();
+    assert!(
+        from_contact
+            .iter()
+            .any(|l| l.to_entity_type == "leads" && l.to_entity_id == lead.0)
+    );
 
-    links.unlink(lead.0, [LinkTarget::contact(contact)]).await.unwrap();
-    let read = client.leads().get(lead, &[LeadWith::Contacts]).await.unwrap();
+    links
+        .unlink(lead.0, [LinkTarget::contact(contact)])
+        .await
+        .unwrap();
+    let read = client
+        .leads()
+        .get(lead, &[LeadWith::Contacts])
+        .await
+        .unwrap();
     assert!(read.embedded.contacts.is_empty());
-    assert_eq!(client.companies().get(CompanyId(company.0), &[]).await.unwrap().embedded.leads[0].id, lead);
+    assert_eq!(
+        client
+            .companies()
+            .get(CompanyId(company.0), &[])
+            .await
+            .unwrap()
+            .embedded
+            .leads[0]
+            .id,
+        lead
+    );
 
     let tags = client.tags(EntityType::Leads);
-    let made = tags.create([TagInput::new("hot").color("DDEBB5")]).send().await.unwrap();
+    let made = tags
+        .create([TagInput::new("hot").color("DDEBB5")])
+        .send()
+        .await
+        .unwrap();
     client
         .leads()
-        .update(lead, LeadInput::new().add_tag(made[0].id).add_tag("new one"))
+        .update(
+            lead,
+            LeadInput::new().add_tag(made[0].id).add_tag("new one"),
+        )
         .send()
         .await
         .unwrap();
     let all = tags.list(TagsFilter::default()).all().await.unwrap();
-    assert_eq!(all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["hot", "new one"]);
+    assert_eq!(
+        all.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["hot", "new one"]
+    );
     let hot = tags
-        .list(TagsFilter { name: Some("HOT".into()), ..TagsFilter::default() })
+        .list(TagsFilter {
+            name: Some("HOT".into()),
+            ..TagsFilter::default()
+        })
         .all()
         .await
         .unwrap();

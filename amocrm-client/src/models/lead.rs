@@ -8,8 +8,8 @@ use super::write::{InputEmbedded, common_input_methods};
 use super::{
     AccountId, CompanyId, CompanyInput, ContactId, ContactInput, CustomFieldInput,
     CustomFieldValue, CustomFieldsExt, EntityRef, FieldId, LeadId, ListItem, LossReasonId,
-    PipelineId, StatusId, Tag, TagRef, UserId, keep_raw, lenient_i64, null_as_default,
-    string_enum, unix_to_utc,
+    PipelineId, StatusId, Tag, TagRef, UserId, keep_raw, lenient_i64, null_as_default, string_enum,
+    unix_to_utc,
 };
 
 string_enum!(
@@ -303,13 +303,22 @@ impl ComplexLead {
             .or_insert_with(|| Value::Object(Default::default()));
         if let Some(embedded) = embedded.as_object_mut() {
             if let Some(contact) = &self.contact {
-                embedded.insert("contacts".into(), Value::Array(vec![serde_json::to_value(contact)?]));
+                embedded.insert(
+                    "contacts".into(),
+                    Value::Array(vec![serde_json::to_value(contact)?]),
+                );
             }
             if let Some(company) = &self.company {
-                embedded.insert("companies".into(), Value::Array(vec![serde_json::to_value(company)?]));
+                embedded.insert(
+                    "companies".into(),
+                    Value::Array(vec![serde_json::to_value(company)?]),
+                );
             }
         }
-        if object.get("_embedded").is_some_and(|e| e.as_object().is_some_and(|m| m.is_empty())) {
+        if object
+            .get("_embedded")
+            .is_some_and(|e| e.as_object().is_some_and(|m| m.is_empty()))
+        {
             object.remove("_embedded");
         }
         Ok(lead)

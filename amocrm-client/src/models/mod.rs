@@ -10,8 +10,8 @@ pub mod contact;
 pub mod custom_field;
 pub mod event;
 pub mod lead;
-pub mod note;
 pub mod link;
+pub mod note;
 pub mod pipeline;
 pub mod tag;
 pub mod task;
@@ -32,12 +32,12 @@ pub use event::{Event, EventId, EventType};
 pub use lead::{ComplexCreated, ComplexLead, Lead, LeadEmbedded, LeadInput, LeadWith};
 pub use link::{Link, LinkTarget};
 pub use note::{CallParams, Note, NoteContent, NoteInput, NoteType};
+pub use pipeline::{Pipeline, Status};
 pub use tag::{TagInput, TagRef};
 pub use task::{Task, TaskEntity, TaskInput, TaskResult, TaskTypeId};
-pub use write::Written;
-pub use pipeline::{Pipeline, Status};
 pub use user::{User, UserWith};
 pub use webhook::{Webhook, WebhookSetting};
+pub use write::Written;
 
 /// An item of a HAL list: `T::KEY` names its array under `_embedded`.
 pub trait ListItem: DeserializeOwned + Send + 'static {

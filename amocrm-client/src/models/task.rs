@@ -8,9 +8,7 @@ use super::{AccountId, ListItem, TaskId, UserId, keep_raw, unix_to_utc};
 use crate::resources::EntityType;
 
 /// A task type: 1 is a call, 2 a meeting; accounts add their own (`GET /api/v4/account?with=task_types`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TaskTypeId(pub u64);
 

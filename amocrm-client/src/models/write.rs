@@ -92,7 +92,10 @@ macro_rules! common_input_methods {
 
         /// The entity's tags (`_embedded.tags`), by id or name: on an update these replace
         /// all its tags (an empty list removes them all).
-        pub fn tags<T: Into<$crate::models::TagRef>>(mut self, tags: impl IntoIterator<Item = T>) -> Self {
+        pub fn tags<T: Into<$crate::models::TagRef>>(
+            mut self,
+            tags: impl IntoIterator<Item = T>,
+        ) -> Self {
             self.embedded.tags = Some(tags.into_iter().map(Into::into).collect());
             self
         }

@@ -6,9 +6,9 @@ use crate::client::Client;
 use crate::error::Result;
 use crate::models::{Company, CompanyId, CompanyInput, CompanyWith};
 
+use super::contacts::EntityFilter;
 use super::leads::{single_patch, with_ids};
 use super::write::{BatchWrite, SingleWrite, to_values};
-use super::contacts::EntityFilter;
 use super::{ListRequest, MAX_PAGE_SIZE, find_one, get_many, get_one, with_query};
 
 /// Filters for `GET /api/v4/companies`.
@@ -83,7 +83,10 @@ impl<'a> Companies<'a> {
     /// [`Error::MaybeApplied`](crate::Error::MaybeApplied): they may exist, and sending again
     /// may duplicate them. A 400's errors name the refused item
     /// ([`ValidationError::index`](crate::ValidationError::index)) and field.
-    pub fn create(&self, items: impl IntoIterator<Item = CompanyInput>) -> BatchWrite<'a, CompanyId> {
+    pub fn create(
+        &self,
+        items: impl IntoIterator<Item = CompanyInput>,
+    ) -> BatchWrite<'a, CompanyId> {
         BatchWrite::new(
             self.client,
             Method::POST,
@@ -112,6 +115,12 @@ impl<'a> Companies<'a> {
 
     /// `PATCH /api/v4/companies/{id}`: changes one. Retried like a read.
     pub fn update(&self, id: CompanyId, changes: CompanyInput) -> SingleWrite<'a, CompanyId> {
-        single_patch(self.client, "/api/v4/companies/{id}", "api/v4/companies", id.0, &changes)
+        single_patch(
+            self.client,
+            "/api/v4/companies/{id}",
+            "api/v4/companies",
+            id.0,
+            &changes,
+        )
     }
 }

@@ -149,7 +149,10 @@ impl<'a> Contacts<'a> {
     /// [`Error::MaybeApplied`](crate::Error::MaybeApplied): they may exist, and sending again
     /// may duplicate them. A 400's errors name the refused item
     /// ([`ValidationError::index`](crate::ValidationError::index)) and field.
-    pub fn create(&self, items: impl IntoIterator<Item = ContactInput>) -> BatchWrite<'a, ContactId> {
+    pub fn create(
+        &self,
+        items: impl IntoIterator<Item = ContactInput>,
+    ) -> BatchWrite<'a, ContactId> {
         BatchWrite::new(
             self.client,
             Method::POST,
@@ -178,6 +181,12 @@ impl<'a> Contacts<'a> {
 
     /// `PATCH /api/v4/contacts/{id}`: changes one. Retried like a read.
     pub fn update(&self, id: ContactId, changes: ContactInput) -> SingleWrite<'a, ContactId> {
-        single_patch(self.client, "/api/v4/contacts/{id}", "api/v4/contacts", id.0, &changes)
+        single_patch(
+            self.client,
+            "/api/v4/contacts/{id}",
+            "api/v4/contacts",
+            id.0,
+            &changes,
+        )
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::client::{ApiRequest, Client, Query};
 use crate::error::{Error, Result};
 use crate::models::{
-    ComplexCreated, ComplexLead, CompanyId, ContactId, Lead, LeadId, LeadInput, LeadWith,
+    CompanyId, ComplexCreated, ComplexLead, ContactId, Lead, LeadId, LeadInput, LeadWith,
     PipelineId, StatusId, UserId,
 };
 
@@ -194,7 +194,13 @@ impl<'a> Leads<'a> {
     /// `PATCH /api/v4/leads/{id}`: changes one lead, e.g. moves it to another stage with
     /// [`LeadInput::status`]. Retried like a read.
     pub fn update(&self, id: LeadId, changes: LeadInput) -> SingleWrite<'a, LeadId> {
-        single_patch(self.client, "/api/v4/leads/{id}", "api/v4/leads", id.0, &changes)
+        single_patch(
+            self.client,
+            "/api/v4/leads/{id}",
+            "api/v4/leads",
+            id.0,
+            &changes,
+        )
     }
 
     /// `POST /api/v4/leads/complex`: creates leads each with a new contact and company in one
@@ -203,7 +209,10 @@ impl<'a> Leads<'a> {
     ///
     /// Retried only on 429; a failure after sending is
     /// [`Error::MaybeApplied`](crate::Error::MaybeApplied).
-    pub fn create_complex(&self, leads: impl IntoIterator<Item = ComplexLead>) -> ComplexCreate<'a> {
+    pub fn create_complex(
+        &self,
+        leads: impl IntoIterator<Item = ComplexLead>,
+    ) -> ComplexCreate<'a> {
         ComplexCreate {
             client: self.client,
             items: leads.into_iter().collect(),

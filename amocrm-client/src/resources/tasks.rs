@@ -129,7 +129,13 @@ impl<'a> Tasks<'a> {
 
     /// `PATCH /api/v4/tasks/{id}`: changes one task. Retried like a read.
     pub fn update(&self, id: TaskId, changes: TaskInput) -> SingleWrite<'a, TaskId> {
-        single_patch(self.client, "/api/v4/tasks/{id}", "api/v4/tasks", id.0, &changes)
+        single_patch(
+            self.client,
+            "/api/v4/tasks/{id}",
+            "api/v4/tasks",
+            id.0,
+            &changes,
+        )
     }
 
     /// Completes a task with its outcome: `PATCH /api/v4/tasks/{id}` with
