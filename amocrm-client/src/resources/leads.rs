@@ -107,7 +107,7 @@ impl LeadsFilter {
 }
 
 impl Leads<'_> {
-    /// `GET /api/v4/leads/{id}`; [`Error::NotFound`](crate::Error::NotFound) if there is none.
+    /// `GET /api/v4/leads/{id}`; [`Error::NotFound`] if there is none.
     pub async fn get(&self, id: LeadId, with: &[LeadWith]) -> Result<Lead> {
         get_one(
             self.client,
@@ -160,8 +160,8 @@ impl<'a> Leads<'a> {
     /// [`BatchWrite::chunk_size`]), answering their ids in the order given.
     ///
     /// Retried only on 429. A request that fails after being sent ends in
-    /// [`Error::MaybeApplied`](crate::Error::MaybeApplied): the leads may exist, and sending
-    /// again may duplicate them. A 400 is [`Error::Validation`](crate::Error::Validation) whose
+    /// [`Error::MaybeApplied`]: the leads may exist, and sending
+    /// again may duplicate them. A 400 is [`Error::Validation`] whose
     /// errors name the refused item ([`ValidationError::index`](crate::ValidationError::index))
     /// and field.
     pub fn create(&self, leads: impl IntoIterator<Item = LeadInput>) -> BatchWrite<'a, LeadId> {
@@ -208,7 +208,7 @@ impl<'a> Leads<'a> {
     /// integration, may merge an item into an existing lead (see [`ComplexCreated::merged`]).
     ///
     /// Retried only on 429; a failure after sending is
-    /// [`Error::MaybeApplied`](crate::Error::MaybeApplied).
+    /// [`Error::MaybeApplied`].
     pub fn create_complex(
         &self,
         leads: impl IntoIterator<Item = ComplexLead>,
