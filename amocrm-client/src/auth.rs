@@ -33,10 +33,12 @@ macro_rules! secret {
         pub struct $name(String);
 
         impl $name {
+            /// Wraps a secret value.
             pub fn new(value: impl Into<String>) -> Self {
                 $name(value.into())
             }
 
+            /// The secret itself; never log it.
             pub fn secret(&self) -> &str {
                 &self.0
             }
@@ -82,10 +84,13 @@ secret!(
 /// An access and refresh token pair as stored between runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenPair {
+    /// The bearer token sent with requests.
     pub access_token: AccessToken,
+    /// The token that gets the next pair; spent on use.
     pub refresh_token: RefreshToken,
     /// `Bearer`.
     pub token_type: String,
+    /// When the access token expires.
     pub expires_at: DateTime<Utc>,
     /// Lifetime in seconds as granted (`expires_in`); sizes the refresh margin. 0 if unknown.
     #[serde(default)]
@@ -126,10 +131,15 @@ impl TokenPair {
 #[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct TokenResponse {
+    /// `Bearer`.
     pub token_type: String,
+    /// Access token lifetime in seconds.
     pub expires_in: u64,
+    /// The new access token.
     pub access_token: AccessToken,
+    /// The new refresh token (the old one is spent).
     pub refresh_token: RefreshToken,
+    /// amoCRM's clock, Unix seconds.
     #[serde(default)]
     pub server_time: Option<i64>,
 }
@@ -139,6 +149,7 @@ pub struct TokenResponse {
 /// (e.g. a row lock) if several may refresh at once.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
+    /// The stored pair, if any.
     async fn load(&self) -> Result<Option<TokenPair>>;
     /// Must be durable when it returns: the previous refresh token no longer works.
     async fn save(&self, tokens: &TokenPair) -> Result<()>;
@@ -151,6 +162,7 @@ pub struct InMemoryTokenStore {
 }
 
 impl InMemoryTokenStore {
+    /// A store holding `tokens` (or nothing).
     pub fn new(tokens: Option<TokenPair>) -> Self {
         InMemoryTokenStore {
             tokens: RwLock::new(tokens),
@@ -186,10 +198,12 @@ pub struct JsonFileTokenStore {
 }
 
 impl JsonFileTokenStore {
+    /// A store kept in the JSON file at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         JsonFileTokenStore { path: path.into() }
     }
 
+    /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -262,8 +276,11 @@ fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// The integration's OAuth settings (from the amoCRM integration page).
 #[derive(Debug, Clone)]
 pub struct OAuthConfig {
+    /// The integration's id.
     pub client_id: String,
+    /// The integration's secret key.
     pub client_secret: ClientSecret,
+    /// The redirect URI registered with the integration.
     pub redirect_uri: String,
 }
 

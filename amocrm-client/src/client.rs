@@ -23,15 +23,19 @@ use crate::usage::{RequestEvent, RequestObserver, Usage, UsageSnapshot};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Domain {
+    /// `amocrm.ru`
     #[default]
     AmocrmRu,
+    /// `amocrm.com`
     AmocrmCom,
+    /// `kommo.com`
     KommoCom,
     /// Another host suffix, e.g. `amocrm.com.ua`.
     Other(String),
 }
 
 impl Domain {
+    /// The host suffix, e.g. `amocrm.ru`.
     pub fn as_str(&self) -> &str {
         match self {
             Domain::AmocrmRu => "amocrm.ru",
@@ -142,10 +146,12 @@ const QUERY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b',');
 
 impl Query {
+    /// No parameters.
     pub fn new() -> Self {
         Query::default()
     }
 
+    /// Adds `key=value`.
     pub fn push(&mut self, key: impl Into<String>, value: impl ToString) -> &mut Self {
         self.pairs.push((key.into(), value.to_string()));
         self
@@ -176,14 +182,17 @@ impl Query {
         self
     }
 
+    /// Whether no parameter is set.
     pub fn is_empty(&self) -> bool {
         self.pairs.is_empty()
     }
 
+    /// The parameters in order.
     pub fn pairs(&self) -> &[(String, String)] {
         &self.pairs
     }
 
+    /// The query string, without `?`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         for (i, (key, value)) in self.pairs.iter().enumerate() {
@@ -208,6 +217,9 @@ pub(crate) struct ApiRequest {
     pub path: String,
     pub query: Query,
     pub body: Option<serde_json::Value>,
+    /// Whether repeating the request cannot change state twice, so it may be retried on
+    /// 5xx and transport errors; by default from the method.
+    pub idempotent: bool,
 }
 
 impl ApiRequest {
@@ -218,6 +230,7 @@ impl ApiRequest {
             path: path.into(),
             query: Query::new(),
             body: None,
+            idempotent: true,
         }
     }
 
@@ -229,6 +242,7 @@ impl ApiRequest {
     ) -> Self {
         ApiRequest {
             endpoint: format!("{method} {template}"),
+            idempotent: retry::is_idempotent(&method),
             method,
             path: path.into(),
             query: Query::new(),
@@ -243,6 +257,7 @@ impl ApiRequest {
 }
 
 impl Client {
+    /// Starts building a client.
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
@@ -280,7 +295,7 @@ impl Client {
         let inner = &*self.inner;
         let transport = &inner.transport;
         let endpoint = request.endpoint.as_str();
-        let idempotent = retry::is_idempotent(&request.method);
+        let idempotent = request.idempotent;
         let url = transport.url(&request.path, Some(&request.query))?;
         let mut attempt = 0u32;
         let mut refreshed = false;
@@ -298,14 +313,20 @@ impl Client {
                 Ok(response) => response,
                 Err(e) => {
                     // A connection never made cannot have changed anything, even for a write.
-                    if can_retry && (idempotent || e.is_connect()) {
+                    let is_connect = e.is_connect();
+                    if can_retry && (idempotent || is_connect) {
                         let delay = inner.retry.backoff(attempt);
                         self.before_retry(endpoint, attempt, delay, "transport error")
                             .await;
                         attempt += 1;
                         continue;
                     }
-                    return Err(Error::transport(endpoint, e));
+                    let error = Error::transport(endpoint, e);
+                    return Err(if idempotent || is_connect {
+                        error
+                    } else {
+                        maybe_applied(endpoint, error)
+                    });
                 }
             };
             let status = response.status();
@@ -313,10 +334,14 @@ impl Client {
                 return Ok(None);
             }
             if status.is_success() {
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| Error::transport(endpoint, e))?;
+                let body = response.bytes().await.map_err(|e| {
+                    let error = Error::transport(endpoint, e);
+                    if idempotent {
+                        error
+                    } else {
+                        maybe_applied(endpoint, error)
+                    }
+                })?;
                 return Ok(Some(body));
             }
             let retry_after = retry::retry_after(response.headers());
@@ -350,7 +375,13 @@ impl Client {
                 _ => {}
             }
             let body = response.bytes().await.unwrap_or_default();
-            return Err(status_error(endpoint, status, retry_after, &body));
+            let error = status_error(endpoint, status, retry_after, &body);
+            // A 5xx to a POST says nothing about what was done before it failed.
+            return Err(if !idempotent && status.is_server_error() {
+                maybe_applied(endpoint, error)
+            } else {
+                error
+            });
         }
     }
 
@@ -378,6 +409,13 @@ impl Client {
                 .map(Some)
                 .map_err(|e| Error::decode(&request.endpoint, e)),
         }
+    }
+}
+
+fn maybe_applied(endpoint: &str, source: Error) -> Error {
+    Error::MaybeApplied {
+        endpoint: endpoint.to_owned(),
+        source: Box::new(source),
     }
 }
 
@@ -436,6 +474,7 @@ impl OAuth<'_> {
             .authorization_url(state, AuthorizationMode::PostMessage)
     }
 
+    /// Like [`authorization_url`](Self::authorization_url), with a chosen mode.
     pub fn authorization_url_with_mode(&self, state: &str, mode: AuthorizationMode) -> Url {
         self.state.authorization_url(state, mode)
     }
@@ -457,14 +496,17 @@ impl OAuth<'_> {
         self.state.save_pending().await
     }
 
+    /// The integration's id.
     pub fn client_id(&self) -> &str {
         &self.state.config.client_id
     }
 
+    /// The redirect URI.
     pub fn redirect_uri(&self) -> &str {
         &self.state.config.redirect_uri
     }
 
+    /// Where token pairs are kept.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.state.store
     }
@@ -570,6 +612,7 @@ impl ClientBuilder {
         self
     }
 
+    /// How often and how long to retry (see [`RetryPolicy`]).
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
@@ -593,6 +636,7 @@ impl ClientBuilder {
         self
     }
 
+    /// Checks the settings and builds the client.
     pub fn build(self) -> Result<Client> {
         let base = match (&self.base_url, &self.subdomain) {
             (Some(url), _) => parse_base_url(url)?,

@@ -23,61 +23,95 @@ pub enum Error {
         format_validation(errors)
     )]
     Validation {
+        /// Endpoint template, e.g. `POST /api/v4/leads`.
         endpoint: String,
+        /// amoCRM's summary (`detail` or `title` of the problem body).
         detail: String,
+        /// Each refused field, with the caller's item it belongs to in a batch write.
         errors: Vec<ValidationError>,
     },
     /// 401: the token is missing, expired or revoked (after one refresh attempt, with OAuth).
     #[error("{endpoint}: unauthorized (401)")]
-    Unauthorized { endpoint: String },
+    Unauthorized {
+        /// Endpoint template.
+        endpoint: String,
+    },
     /// 402: the account is not paid.
     #[error("{endpoint}: payment required (402): the amoCRM account is not paid")]
-    PaymentRequired { endpoint: String },
+    PaymentRequired {
+        /// Endpoint template.
+        endpoint: String,
+    },
     /// 403: access refused; amoCRM also answers this after abuse or repeated limit violations
     /// (the IP is blocked), so stop calling rather than retrying.
     #[error("{endpoint}: forbidden (403): {detail}")]
-    Forbidden { endpoint: String, detail: String },
+    Forbidden {
+        /// Endpoint template.
+        endpoint: String,
+        /// amoCRM's explanation.
+        detail: String,
+    },
     /// 404: no such entity or endpoint.
     #[error("{endpoint}: not found (404)")]
-    NotFound { endpoint: String },
+    NotFound {
+        /// Endpoint template.
+        endpoint: String,
+    },
     /// 429 after the retries allowed by the [`RetryPolicy`](crate::RetryPolicy).
     #[error(
         "{endpoint}: too many requests (429){}",
         format_retry_after(retry_after)
     )]
     RateLimited {
+        /// Endpoint template.
         endpoint: String,
+        /// The server's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
     /// 5xx after the retries allowed.
     #[error("{endpoint}: server error ({status})")]
-    Server { endpoint: String, status: u16 },
+    Server {
+        /// Endpoint template.
+        endpoint: String,
+        /// The 5xx status.
+        status: u16,
+    },
     /// Any other status amoCRM answered with.
     #[error("{endpoint}: unexpected status {status}: {detail}")]
     UnexpectedStatus {
+        /// Endpoint template.
         endpoint: String,
+        /// The status amoCRM answered with.
         status: u16,
+        /// amoCRM's explanation, or the start of the body.
         detail: String,
     },
     /// The body did not have the shape this crate expects.
     #[error("{endpoint}: cannot decode the response: {source}")]
     Decode {
+        /// Endpoint template.
         endpoint: String,
+        /// What did not match.
         #[source]
         source: serde_json::Error,
     },
     /// Connection, TLS or timeout failure. The source has its URL stripped.
     #[error("{endpoint}: transport error: {source}")]
     Transport {
+        /// Endpoint template.
         endpoint: String,
+        /// The HTTP client's error.
         #[source]
         source: reqwest::Error,
     },
     /// The OAuth token endpoint refused a code exchange or a refresh.
     #[error("{grant}: token request refused ({status}): {detail}")]
     TokenRequest {
+        /// `authorization_code` or `refresh_token`.
         grant: &'static str,
+        /// The status the token endpoint answered with.
         status: u16,
+        /// Its explanation (`hint`, `detail` or `title`).
         detail: String,
     },
     /// OAuth is configured but the store holds no token pair: exchange a code first.
@@ -89,15 +123,74 @@ pub enum Error {
     /// The client was built or called with an impossible configuration.
     #[error("configuration: {0}")]
     Config(String),
+    /// A write (POST) was sent but no answer says what happened: the connection dropped after
+    /// sending, the request timed out, or amoCRM answered 5xx. The entities **may have been
+    /// created**; amoCRM has no idempotency keys, so check (e.g. list by name or
+    /// `updated_at`) before sending again. Never raised for reads or PATCH, which are retried.
+    #[error("{endpoint}: the write may have been applied: {source}")]
+    MaybeApplied {
+        /// Endpoint template.
+        endpoint: String,
+        /// What went wrong after sending.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A batch write split into several requests stopped at a failing request: the items in
+    /// `written` were created or updated by the earlier requests, the rest were not (or, when
+    /// `source` is [`Error::MaybeApplied`], may have been).
+    #[error("{endpoint}: {} of the items written before a request failed: {source}", written.len())]
+    PartiallyWritten {
+        /// Endpoint template.
+        endpoint: String,
+        /// The items written by earlier requests: the caller's item index and the entity id.
+        written: Vec<WrittenItem>,
+        /// The error of the failing request.
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// An item of a batch write that amoCRM accepted: its position in the caller's list and the
+/// id amoCRM gave it (or the id that was updated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenItem {
+    /// Position in the list the caller passed.
+    pub index: usize,
+    /// The entity id.
+    pub id: u64,
 }
 
 impl Error {
     /// Whether trying the same request again later may succeed (429, 5xx, transport errors).
+    ///
+    /// `false` for [`Error::MaybeApplied`] and [`Error::PartiallyWritten`]: repeating the write
+    /// may duplicate what was already created.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             Error::RateLimited { .. } | Error::Server { .. } | Error::Transport { .. }
         )
+    }
+
+    /// Whether a write may have changed data in amoCRM although it failed: a POST that got no
+    /// clear answer, or a batch of which some requests succeeded.
+    pub fn may_have_been_applied(&self) -> bool {
+        matches!(
+            self,
+            Error::MaybeApplied { .. } | Error::PartiallyWritten { .. }
+        )
+    }
+
+    /// The refused fields of a 400, also when it is wrapped in [`Error::PartiallyWritten`];
+    /// empty for other errors.
+    pub fn validation_errors(&self) -> &[ValidationError] {
+        match self {
+            Error::Validation { errors, .. } => errors,
+            Error::MaybeApplied { source, .. } | Error::PartiallyWritten { source, .. } => {
+                source.validation_errors()
+            }
+            _ => &[],
+        }
     }
 
     /// The HTTP status amoCRM answered with, when the error comes from one.
@@ -112,6 +205,9 @@ impl Error {
             Error::Server { status, .. }
             | Error::UnexpectedStatus { status, .. }
             | Error::TokenRequest { status, .. } => Some(*status),
+            Error::MaybeApplied { source, .. } | Error::PartiallyWritten { source, .. } => {
+                source.status()
+            }
             _ => None,
         }
     }
@@ -140,11 +236,17 @@ impl Error {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[non_exhaustive]
 pub struct ValidationError {
-    /// Index of the item in a batch request, as amoCRM echoes it.
+    /// The item's `request_id` in a batch request, as amoCRM echoes it.
     pub request_id: Option<String>,
+    /// For the batch writes of this crate: the position of the refused item in the list the
+    /// caller passed (this crate sends that position as the `request_id`).
+    #[serde(skip)]
+    pub index: Option<usize>,
+    /// amoCRM's error code, e.g. `NotSupportedChoice`.
     pub code: Option<String>,
     /// Dotted path of the offending field, e.g. `custom_fields_values.0.field_id`.
     pub path: Option<String>,
+    /// Human text.
     pub detail: Option<String>,
 }
 
@@ -152,6 +254,9 @@ fn format_validation(errors: &[ValidationError]) -> String {
     let mut out = String::new();
     for error in errors {
         out.push_str("; ");
+        if let Some(index) = error.index {
+            out.push_str(&format!("item {index}: "));
+        }
         out.push_str(error.path.as_deref().unwrap_or("?"));
         out.push_str(": ");
         out.push_str(
@@ -224,8 +329,10 @@ impl ProblemBody {
                     serde_json::Value::String(s) => s,
                     other => other.to_string(),
                 });
+                let index = request_id.as_deref().and_then(|id| id.parse().ok());
                 group.errors.into_iter().map(move |e| ValidationError {
                     request_id: request_id.clone(),
+                    index,
                     code: e.code,
                     path: e.path,
                     detail: e.detail,
@@ -254,7 +361,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "POST /api/v4/leads: request rejected (400): Request validation failed; \
-             custom_fields_values.0.field_id: The value you selected is not a valid choice."
+             item 0: custom_fields_values.0.field_id: The value you selected is not a valid choice."
         );
         assert!(!error.is_retryable());
     }

@@ -20,8 +20,11 @@ use tokio::time::Instant;
 /// integrations): exceeding it answers 429 and persistent abuse gets the IP blocked (403).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Requests a second.
     pub per_second: u32,
+    /// Optional requests a minute.
     pub per_minute: Option<u32>,
+    /// Optional requests an hour.
     pub per_hour: Option<u32>,
     /// Added to every window. amoCRM counts requests as they arrive, so requests started exactly a
     /// window apart can land inside one window after network and scheduling jitter and draw a 429.
@@ -68,6 +71,7 @@ struct Window {
 /// The wait a call to [`RateLimiter::acquire`] imposed, for usage reporting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acquired {
+    /// How long the request waited.
     pub waited: Duration,
 }
 

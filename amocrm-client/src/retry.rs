@@ -1,8 +1,10 @@
 //! When and how long to wait before trying a request again.
 //!
 //! amoCRM has no idempotency keys: a POST repeated after a lost answer can create a duplicate.
-//! So reads are retried on 429, 5xx and transport errors, while writes are retried only when the
-//! request provably did nothing: a 429, or a connection that was never established.
+//! So reads and PATCH (the same body sets the same values again) are retried on 429, 5xx and
+//! transport errors, while other writes are retried only when the request provably did nothing:
+//! a 429, or a connection that was never established. A POST that fails after being sent ends in
+//! [`Error::MaybeApplied`](crate::Error::MaybeApplied).
 
 use std::time::Duration;
 
@@ -14,6 +16,7 @@ use rand::Rng;
 pub struct RetryPolicy {
     /// Retries after the first attempt; 0 disables retrying.
     pub max_retries: u32,
+    /// Delay before the first retry; doubled for each further one.
     pub base_delay: Duration,
     /// Cap of one backoff delay. A `Retry-After` longer than this is not waited out: the call
     /// fails with [`Error::RateLimited`](crate::Error::RateLimited) so the caller can reschedule.
@@ -66,9 +69,13 @@ impl RetryPolicy {
     }
 }
 
-/// Methods whose repetition cannot change state twice.
+/// Methods whose repetition cannot change state twice. PATCH counts: amoCRM's PATCH sets
+/// fields to the values sent, so sending the same body again ends in the same state.
 pub(crate) fn is_idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PATCH | Method::PUT
+    )
 }
 
 /// Parses `Retry-After` as delta-seconds or an HTTP date.
@@ -135,10 +142,10 @@ mod tests {
     }
 
     #[test]
-    fn only_reads_are_idempotent() {
+    fn reads_and_patch_are_idempotent() {
         assert!(is_idempotent(&Method::GET));
+        assert!(is_idempotent(&Method::PATCH));
         assert!(!is_idempotent(&Method::POST));
-        assert!(!is_idempotent(&Method::PATCH));
         assert!(!is_idempotent(&Method::DELETE));
     }
 }

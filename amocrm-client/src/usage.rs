@@ -18,9 +18,11 @@ pub struct UsageSnapshot {
     pub requests: BTreeMap<UsageKey, u64>,
     /// Requests that had to wait for the rate limiter, and the total time they waited.
     pub rate_limit_waits: u64,
+    /// Total time spent waiting for the rate limiter.
     pub rate_limit_wait_time: Duration,
     /// Retries made (after 429, 5xx or transport errors) and OAuth refreshes made.
     pub retries: u64,
+    /// OAuth refreshes made.
     pub token_refreshes: u64,
 }
 
@@ -65,6 +67,7 @@ pub struct RequestEvent<'a> {
 /// Hook for exporting metrics as requests happen (e.g. to Prometheus). Calls are synchronous
 /// and on the request path: keep them cheap.
 pub trait RequestObserver: Send + Sync {
+    /// Called after every attempt.
     fn on_request(&self, event: &RequestEvent<'_>);
     /// A request waited `waited` for the rate limiter.
     fn on_rate_limit_wait(&self, waited: Duration) {

@@ -139,7 +139,10 @@ async fn writes_are_not_retried_on_server_errors() {
         .subscribe("https://example.com/hook", &[WebhookSetting::AddLead])
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Server { status: 500, .. }));
+    assert!(err.may_have_been_applied(), "{err}");
+    assert!(
+        matches!(err, Error::MaybeApplied { ref source, .. } if matches!(**source, Error::Server { status: 500, .. }))
+    );
 }
 
 #[tokio::test]

@@ -50,6 +50,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/__fake/expire-tokens", post(ctl_expire))
         .route("/__fake/reset", post(ctl_reset))
         .route("/__fake/touch/{id}", post(ctl_touch))
+        .merge(crate::writes::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(inner.clone(), gate))
         .with_state(inner)

@@ -8,6 +8,15 @@
 //! [`FakeAmo::trash_lead`], [`FakeAmo::restore_lead`], and their contact counterparts) change an entity
 //! as a user would and answer the webhook body amoCRM sends for the change.
 //!
+//! Writes answer as amoCRM documents them and change what later reads return:
+//! `POST`/`PATCH /api/v4/{leads,contacts,companies}` (batches of up to 250, `request_id`
+//! echoed), `PATCH /api/v4/{entity}/{id}`, `POST /api/v4/leads/complex` (up to 50, linked
+//! contact and company), notes (`POST`/`PATCH /api/v4/{entity}/notes`, `.../notes/{id}/pin`),
+//! tasks (`GET`/`POST`/`PATCH /api/v4/tasks`), links (`POST /api/v4/{entity}/{id}/link` and
+//! `/unlink`, `GET .../{id}/links`) and tags (`GET`/`POST /api/v4/{entity}/tags`). Refused
+//! items get a 400 with `validation-errors[].request_id` and the field's path. There is no
+//! duplicate control: a complex add never answers `merged: true`.
+//!
 //! Control endpoints (not counted, never failed): `GET /__fake/stats` (the [`RequestLog`]),
 //! `POST /__fake/fail` `{"status": 500, "count": 3}` (`status` 0 or absent clears it),
 //! `POST /__fake/down` `{"seconds": 5}`, `POST /__fake/latency` `{"ms": 250}`,
@@ -31,6 +40,7 @@ mod http;
 mod query;
 mod send;
 mod store;
+mod writes;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;

@@ -41,6 +41,8 @@ pub(crate) struct Store {
     pub next_note: u64,
     pub next_webhook: u64,
     pub rng: StdRng,
+    /// Companies, tasks and tags made through the write endpoints.
+    pub writes: crate::writes::WriteState,
 }
 
 impl Store {
@@ -58,6 +60,7 @@ impl Store {
             next_note: FIRST_NOTE_ID,
             next_webhook: 1,
             rng: StdRng::seed_from_u64(0),
+            writes: crate::writes::WriteState::default(),
         }
     }
 

@@ -25,34 +25,48 @@ string_enum!(
 #[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct Account {
+    /// The account's id.
     pub id: AccountId,
+    /// The account's name.
     #[serde(default)]
     pub name: String,
+    /// Its subdomain (`geodrive`).
     #[serde(default)]
     pub subdomain: String,
+    /// Country code.
     #[serde(default)]
     pub country: Option<String>,
+    /// Currency code.
     #[serde(default)]
     pub currency: Option<String>,
+    /// Currency symbol.
     #[serde(default)]
     pub currency_symbol: Option<String>,
+    /// The user the token belongs to.
     #[serde(default)]
     pub current_user_id: Option<UserId>,
+    /// How customers work in the account.
     #[serde(default)]
     pub customers_mode: Option<String>,
+    /// Whether incoming leads (unsorted) are on.
     #[serde(default)]
     pub is_unsorted_on: bool,
+    /// Whether loss reasons are on.
     #[serde(default)]
     pub is_loss_reason_enabled: bool,
+    /// Whether it is a technical account.
     #[serde(default)]
     pub is_technical_account: bool,
+    /// Id in amoCRM's chat service.
     #[serde(default)]
     pub amojo_id: Option<String>,
+    /// Account version.
     #[serde(default)]
     pub version: Option<i64>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: Option<i64>,
+    /// Unix seconds.
     #[serde(default)]
     pub updated_at: Option<i64>,
     #[serde(skip)]

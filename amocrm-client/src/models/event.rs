@@ -64,14 +64,18 @@ string_enum!(
 #[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct Event {
+    /// The event's id.
     pub id: EventId,
+    /// What happened (`type`).
     #[serde(rename = "type")]
     pub event_type: EventType,
+    /// The entity it happened to.
     #[serde(default)]
     pub entity_id: Option<u64>,
     /// `lead`, `contact`, `company`, `customer`, `task`, ...
     #[serde(default)]
     pub entity_type: Option<String>,
+    /// Who did it (0: the robot).
     #[serde(default)]
     pub created_by: Option<UserId>,
     /// Unix seconds.
@@ -80,8 +84,10 @@ pub struct Event {
     /// What changed, shaped by the event type (e.g. `[{"lead_status": {"id": 142, ...}}]`).
     #[serde(default, deserialize_with = "null_as_default")]
     pub value_after: Vec<Value>,
+    /// The values before the change.
     #[serde(default, deserialize_with = "null_as_default")]
     pub value_before: Vec<Value>,
+    /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
     #[serde(skip)]

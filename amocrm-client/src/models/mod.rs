@@ -10,28 +10,38 @@ pub mod contact;
 pub mod custom_field;
 pub mod event;
 pub mod lead;
+pub mod link;
 pub mod note;
 pub mod pipeline;
+pub mod tag;
+pub mod task;
 pub mod user;
 pub mod webhook;
+pub mod write;
 
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 pub use account::{Account, AccountWith};
-pub use company::{Company, CompanyEmbedded, CompanyWith};
-pub use contact::{Contact, ContactEmbedded, ContactWith};
+pub use company::{Company, CompanyEmbedded, CompanyInput, CompanyWith};
+pub use contact::{Contact, ContactEmbedded, ContactInput, ContactWith};
 pub use custom_field::{
-    CustomField, CustomFieldEnum, CustomFieldValue, CustomFieldsExt, FieldType, FieldValue,
+    CustomField, CustomFieldEnum, CustomFieldInput, CustomFieldValue, CustomFieldsExt, FieldRef,
+    FieldType, FieldValue, LegalEntity,
 };
 pub use event::{Event, EventId, EventType};
-pub use lead::{Lead, LeadEmbedded, LeadWith};
-pub use note::{Note, NoteType};
+pub use lead::{ComplexCreated, ComplexLead, Lead, LeadEmbedded, LeadInput, LeadWith};
+pub use link::{Link, LinkTarget};
+pub use note::{CallParams, Note, NoteContent, NoteInput, NoteType};
 pub use pipeline::{Pipeline, Status};
+pub use tag::{TagInput, TagRef};
+pub use task::{Task, TaskEntity, TaskInput, TaskResult, TaskTypeId};
 pub use user::{User, UserWith};
 pub use webhook::{Webhook, WebhookSetting};
+pub use write::Written;
 
 /// An item of a HAL list: `T::KEY` names its array under `_embedded`.
 pub trait ListItem: DeserializeOwned + Send + 'static {
+    /// The key under `_embedded`, e.g. `leads`.
     const KEY: &'static str;
 }
 
@@ -69,22 +79,66 @@ id_type!(
     /// A lead ("deal", сделка).
     LeadId
 );
-id_type!(ContactId);
-id_type!(CompanyId);
-id_type!(UserId);
-id_type!(PipelineId);
+id_type!(
+    /// A contact.
+    ContactId
+);
+id_type!(
+    /// A company.
+    CompanyId
+);
+id_type!(
+    /// A user of the account.
+    UserId
+);
+id_type!(
+    /// A pipeline (sales funnel).
+    PipelineId
+);
 id_type!(
     /// A pipeline stage.
     StatusId
 );
-id_type!(NoteId);
+id_type!(
+    /// A note.
+    NoteId
+);
 id_type!(
     /// A custom field definition.
     FieldId
 );
-id_type!(WebhookId);
-id_type!(AccountId);
-id_type!(TagId);
+id_type!(
+    /// A webhook subscription.
+    WebhookId
+);
+id_type!(
+    /// An amoCRM account.
+    AccountId
+);
+id_type!(
+    /// A tag.
+    TagId
+);
+id_type!(
+    /// A task.
+    TaskId
+);
+id_type!(
+    /// A catalog (list) of the account.
+    CatalogId
+);
+id_type!(
+    /// An element of a catalog.
+    CatalogElementId
+);
+id_type!(
+    /// A customer (periodic purchases).
+    CustomerId
+);
+id_type!(
+    /// A loss reason of closed-lost leads.
+    LossReasonId
+);
 
 /// Strings amoCRM enumerates, with an `Other` arm for values it adds later.
 macro_rules! string_enum {
@@ -93,12 +147,13 @@ macro_rules! string_enum {
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum $name {
-            $($(#[$vmeta])* $variant,)+
+            $($(#[$vmeta])* #[doc = concat!("`", $text, "`")] $variant,)+
             /// A value this crate does not know yet, kept as sent.
             Other(String),
         }
 
         impl $name {
+            /// The text amoCRM uses for this value.
             pub fn as_str(&self) -> &str {
                 match self {
                     $($name::$variant => $text,)+
@@ -185,17 +240,25 @@ pub(crate) use keep_raw;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct Tag {
+    /// The tag's id.
     pub id: TagId,
+    /// The tag's text.
     #[serde(default)]
     pub name: String,
+    /// Colour (hex, without `#`), for lead tags.
     #[serde(default)]
     pub color: Option<String>,
+}
+
+impl ListItem for Tag {
+    const KEY: &'static str = "tags";
 }
 
 /// A link to another entity as embedded in a list (`{"id": 1}`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct EntityRef<Id> {
+    /// The linked entity's id.
     pub id: Id,
     /// Set on a lead's contacts: whether this is the lead's main contact.
     #[serde(default)]

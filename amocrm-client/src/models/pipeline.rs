@@ -10,17 +10,24 @@ use super::{AccountId, ListItem, PipelineId, StatusId, keep_raw, null_as_default
 #[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct Pipeline {
+    /// The pipeline's id.
     pub id: PipelineId,
+    /// Its name.
     #[serde(default)]
     pub name: String,
+    /// Position among pipelines.
     #[serde(default)]
     pub sort: Option<i64>,
+    /// Whether it is the main pipeline.
     #[serde(default)]
     pub is_main: bool,
+    /// Whether its incoming leads stage is on.
     #[serde(default)]
     pub is_unsorted_on: bool,
+    /// Whether it is archived.
     #[serde(default)]
     pub is_archive: bool,
+    /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
     #[serde(rename = "_embedded", default)]
@@ -46,6 +53,7 @@ impl Pipeline {
         &self.embedded.statuses
     }
 
+    /// The stage with this id.
     pub fn status(&self, id: StatusId) -> Option<&Status> {
         self.statuses().iter().find(|s| s.id == id)
     }
@@ -55,20 +63,27 @@ impl Pipeline {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[non_exhaustive]
 pub struct Status {
+    /// The stage's id.
     pub id: StatusId,
+    /// Its name.
     #[serde(default)]
     pub name: String,
+    /// Position in the pipeline.
     #[serde(default)]
     pub sort: Option<i64>,
+    /// Whether it can be changed.
     #[serde(default)]
     pub is_editable: bool,
+    /// Its pipeline.
     #[serde(default)]
     pub pipeline_id: Option<PipelineId>,
+    /// Colour (hex).
     #[serde(default)]
     pub color: Option<String>,
     /// 0: an ordinary stage, 1: "incoming leads".
     #[serde(rename = "type", default)]
     pub status_type: Option<i64>,
+    /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
 }
@@ -78,6 +93,8 @@ impl ListItem for Status {
 }
 
 impl Status {
+    /// "Closed - won", in every pipeline.
     pub const WON: StatusId = StatusId(142);
+    /// "Closed - lost", in every pipeline.
     pub const LOST: StatusId = StatusId(143);
 }

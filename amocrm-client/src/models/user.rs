@@ -22,13 +22,18 @@ string_enum!(
 #[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct User {
+    /// The user's id.
     pub id: UserId,
+    /// Name.
     #[serde(default)]
     pub name: String,
+    /// E-mail (login).
     #[serde(default)]
     pub email: Option<String>,
+    /// Interface language.
     #[serde(default)]
     pub lang: Option<String>,
+    /// Access rights, as JSON.
     #[serde(default)]
     pub rights: Value,
     #[serde(skip)]

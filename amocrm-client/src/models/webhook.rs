@@ -53,22 +53,29 @@ string_enum!(
 #[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct Webhook {
+    /// The subscription's id.
     pub id: WebhookId,
+    /// The URL amoCRM calls.
     pub destination: String,
+    /// The events it is subscribed to.
     #[serde(default, deserialize_with = "null_as_default")]
     pub settings: Vec<WebhookSetting>,
     /// amoCRM switches off a webhook that keeps failing.
     #[serde(default)]
     pub disabled: bool,
+    /// Delivery order.
     #[serde(default)]
     pub sort: Option<i64>,
+    /// Who subscribed it.
     #[serde(default)]
     pub created_by: Option<UserId>,
     /// Unix seconds.
     #[serde(default)]
     pub created_at: Option<i64>,
+    /// Unix seconds.
     #[serde(default)]
     pub updated_at: Option<i64>,
+    /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
     #[serde(skip)]

@@ -13,6 +13,7 @@ pub struct AccountResource<'a> {
 }
 
 impl Client {
+    /// The account: `GET /api/v4/account`.
     pub fn account(&self) -> AccountResource<'_> {
         AccountResource { client: self }
     }

@@ -2,10 +2,14 @@
 
 use std::fmt::Display;
 
+use http::Method;
+
 use crate::client::{Client, Query};
 use crate::error::Result;
-use crate::models::{Contact, ContactId, ContactWith, UserId};
+use crate::models::{Contact, ContactId, ContactInput, ContactWith, UserId};
 
+use super::leads::{single_patch, with_ids};
+use super::write::{BatchWrite, SingleWrite, to_values};
 use super::{
     ListRequest, MAX_PAGE_SIZE, Order, TimeRange, find_one, get_many, get_one, push_extra,
     with_query,
@@ -14,13 +18,19 @@ use super::{
 /// Filters for contacts and companies lists. Empty fields are not sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityFilter<Id, W> {
+    /// `filter[id][]`.
     pub ids: Vec<Id>,
     /// Full-text search (phones and e-mails included).
     pub query: Option<String>,
+    /// `filter[responsible_user_id][]`.
     pub responsible_user_ids: Vec<UserId>,
+    /// `filter[created_at][from|to]`.
     pub created_at: Option<TimeRange>,
+    /// `filter[updated_at][from|to]`.
     pub updated_at: Option<TimeRange>,
+    /// `with=`.
     pub with: Vec<W>,
+    /// `order[..]`.
     pub order: Option<Order>,
     /// Items per page, at most 250 (the default here).
     pub limit: Option<u32>,
@@ -67,6 +77,7 @@ impl<Id: Display, W: AsRef<str>> EntityFilter<Id, W> {
     }
 }
 
+/// Filters for `GET /api/v4/contacts`.
 pub type ContactsFilter = EntityFilter<ContactId, ContactWith>;
 
 /// Contact endpoints: see [`Client::contacts`].
@@ -76,6 +87,7 @@ pub struct Contacts<'a> {
 }
 
 impl Client {
+    /// Contacts: read, create, update.
     pub fn contacts(&self) -> Contacts<'_> {
         Contacts { client: self }
     }
@@ -93,6 +105,7 @@ impl Contacts<'_> {
         .await
     }
 
+    /// Like [`get`](Self::get), with `None` for a missing contact.
     pub async fn find(&self, id: ContactId, with: &[ContactWith]) -> Result<Option<Contact>> {
         find_one(
             self.client,
@@ -115,6 +128,7 @@ impl Contacts<'_> {
         .await
     }
 
+    /// `GET /api/v4/contacts` with filters; stream it or fetch pages.
     pub fn list(&self, filter: ContactsFilter) -> ListRequest<Contact> {
         ListRequest::new(
             self.client,
@@ -123,6 +137,56 @@ impl Contacts<'_> {
             filter.to_query(),
             Some(filter.limit.unwrap_or(MAX_PAGE_SIZE)),
             MAX_PAGE_SIZE,
+        )
+    }
+}
+
+impl<'a> Contacts<'a> {
+    /// `POST /api/v4/contacts`: creates contacts, 50 a request by default (at most 250, see
+    /// [`BatchWrite::chunk_size`]), answering their ids in the order given.
+    ///
+    /// Retried only on 429. A request that fails after being sent ends in
+    /// [`Error::MaybeApplied`](crate::Error::MaybeApplied): they may exist, and sending again
+    /// may duplicate them. A 400's errors name the refused item
+    /// ([`ValidationError::index`](crate::ValidationError::index)) and field.
+    pub fn create(
+        &self,
+        items: impl IntoIterator<Item = ContactInput>,
+    ) -> BatchWrite<'a, ContactId> {
+        BatchWrite::new(
+            self.client,
+            Method::POST,
+            "/api/v4/contacts",
+            "api/v4/contacts",
+            "contacts",
+            to_values(items),
+        )
+    }
+
+    /// `PATCH /api/v4/contacts`: changes several contacts, 50 a request by default. Retried
+    /// like a read (the same values set again change nothing more).
+    pub fn update_many(
+        &self,
+        changes: impl IntoIterator<Item = (ContactId, ContactInput)>,
+    ) -> BatchWrite<'a, ContactId> {
+        BatchWrite::new(
+            self.client,
+            Method::PATCH,
+            "/api/v4/contacts",
+            "api/v4/contacts",
+            "contacts",
+            with_ids(changes),
+        )
+    }
+
+    /// `PATCH /api/v4/contacts/{id}`: changes one. Retried like a read.
+    pub fn update(&self, id: ContactId, changes: ContactInput) -> SingleWrite<'a, ContactId> {
+        single_patch(
+            self.client,
+            "/api/v4/contacts/{id}",
+            "api/v4/contacts",
+            id.0,
+            &changes,
         )
     }
 }

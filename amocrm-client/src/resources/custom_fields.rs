@@ -17,6 +17,7 @@ pub struct CustomFields<'a> {
 }
 
 impl Client {
+    /// Custom field definitions of one entity type.
     pub fn custom_fields(&self, entity: EntityType) -> CustomFields<'_> {
         CustomFields {
             client: self,

@@ -12,17 +12,23 @@ pub const MAX_EVENTS_PAGE_SIZE: u32 = 100;
 /// Filters for `GET /api/v4/events`. Empty fields are not sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventsFilter {
+    /// `filter[id][]`.
     pub ids: Vec<EventId>,
+    /// `filter[type][]`.
     pub types: Vec<EventType>,
     /// Entity kinds: `lead`, `contact`, `company`, `customer`, `task`, ...
     pub entities: Vec<String>,
+    /// `filter[entity_id][]` (at most 10, with one entity).
     pub entity_ids: Vec<u64>,
+    /// `filter[created_by][]`.
     pub created_by: Vec<UserId>,
+    /// `filter[created_at][from|to]`.
     pub created_at: Option<TimeRange>,
     /// Names to add: `contact_name`, `lead_name`, `company_name`, ...
     pub with: Vec<String>,
     /// Items per page, at most 100 (the default here).
     pub limit: Option<u32>,
+    /// Any other parameter, sent as given.
     pub extra: Vec<(String, String)>,
 }
 
@@ -50,6 +56,7 @@ pub struct Events<'a> {
 }
 
 impl Client {
+    /// The events feed.
     pub fn events(&self) -> Events<'_> {
         Events { client: self }
     }

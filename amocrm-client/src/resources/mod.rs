@@ -7,10 +7,14 @@ pub mod contacts;
 pub mod custom_fields;
 pub mod events;
 pub mod leads;
+pub mod links;
 pub mod notes;
 pub mod pipelines;
+pub mod tags;
+pub mod tasks;
 pub mod users;
 pub mod webhooks;
+pub mod write;
 
 use std::collections::HashSet;
 use std::fmt::{self, Display};
@@ -33,13 +37,18 @@ pub const MAX_PAGE_SIZE: u32 = 250;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EntityType {
+    /// `leads`
     Leads,
+    /// `contacts`
     Contacts,
+    /// `companies`
     Companies,
+    /// `customers`
     Customers,
 }
 
 impl EntityType {
+    /// The path segment, e.g. `leads`.
     pub fn as_str(self) -> &'static str {
         match self {
             EntityType::Leads => "leads",
@@ -59,11 +68,14 @@ impl Display for EntityType {
 /// A time interval for `filter[created_at]`-style filters, in Unix seconds (both ends inclusive).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TimeRange {
+    /// Start, Unix seconds.
     pub from: Option<i64>,
+    /// End, Unix seconds.
     pub to: Option<i64>,
 }
 
 impl TimeRange {
+    /// From `from` on.
     pub fn since(from: DateTime<Utc>) -> Self {
         TimeRange {
             from: Some(from.timestamp()),
@@ -71,6 +83,7 @@ impl TimeRange {
         }
     }
 
+    /// From `from` to `to`.
     pub fn between(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
         TimeRange {
             from: Some(from.timestamp()),
@@ -91,19 +104,26 @@ impl TimeRange {
 /// Sort order for lists (`order[updated_at]=asc`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Order {
+    /// The field to sort by.
     pub field: OrderField,
+    /// Newest (largest) first.
     pub descending: bool,
 }
 
+/// Fields lists can be sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OrderField {
+    /// `created_at`
     CreatedAt,
+    /// `updated_at`
     UpdatedAt,
+    /// `id`
     Id,
 }
 
 impl Order {
+    /// Smallest first.
     pub fn ascending(field: OrderField) -> Self {
         Order {
             field,
@@ -111,6 +131,7 @@ impl Order {
         }
     }
 
+    /// Largest first.
     pub fn descending(field: OrderField) -> Self {
         Order {
             field,
@@ -135,6 +156,7 @@ impl Order {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Page<T> {
+    /// The page's items.
     pub items: Vec<T>,
     /// 1-based page number.
     pub page: u32,
@@ -334,6 +356,7 @@ pub(crate) async fn find_one<T: DeserializeOwned>(
     }
 }
 
+/// Like [`find_one`], a missing entity being [`Error::NotFound`].
 pub(crate) async fn get_one<T: DeserializeOwned>(
     client: &Client,
     template: &str,

@@ -13,6 +13,7 @@ pub struct Pipelines<'a> {
 }
 
 impl Client {
+    /// Lead pipelines and their stages.
     pub fn pipelines(&self) -> Pipelines<'_> {
         Pipelines { client: self }
     }

@@ -13,6 +13,7 @@ pub struct Users<'a> {
 }
 
 impl Client {
+    /// The account's users.
     pub fn users(&self) -> Users<'_> {
         Users { client: self }
     }

@@ -16,6 +16,7 @@ pub struct Webhooks<'a> {
 }
 
 impl Client {
+    /// Webhook subscriptions.
     pub fn webhooks(&self) -> Webhooks<'_> {
         Webhooks { client: self }
     }
