@@ -348,3 +348,31 @@ async fn concurrent_batches_sharing_commits_get_their_own_outcomes() {
     };
     common::concurrent_batches_get_their_own_outcomes(Arc::new(store)).await;
 }
+
+/// A server certificate the client cannot verify is a settings problem, reported as such at once,
+/// not an outage to wait out. The test server's certificate is self-signed (or it has no TLS at
+/// all): neither passes `verify-full` against the public roots.
+#[tokio::test]
+async fn a_refused_certificate_fails_at_once_with_its_reason() {
+    if testing::postgres_store().await.is_none() {
+        return;
+    }
+    let base = testing::test_database_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}sslmode=verify-full");
+    let started = std::time::Instant::now();
+    let error = PgStore::connect_with(
+        &url,
+        PoolSettings::default().acquire_timeout(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, jarvis_store::Error::Tls(_)), "{error:?}");
+    assert!(!error.is_unavailable(), "{error}");
+    assert!(error.to_string().contains("sslrootcert"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
