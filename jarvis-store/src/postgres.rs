@@ -363,17 +363,31 @@ impl crate::ExclusiveHold for AdvisoryLock {
     }
 }
 
+/// The session's server process id, by a simple query: no prepared statement, which a transaction
+/// pooler could lose between two statements before the ids could be compared.
 async fn backend_pid(connection: &mut sqlx::PgConnection) -> sqlx::Result<i32> {
-    sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(connection)
-        .await
+    // A bare string runs as a simple query.
+    sqlx::Executor::fetch_one(connection, "SELECT pg_backend_pid()")
+        .await?
+        .try_get(0)
+}
+
+/// A prepared statement the session does not know (SQLSTATE 26000) is what a transaction pooler
+/// without prepared statement support produces when it moves a connection to another session.
+fn pooler_or_error(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("26000") => {
+            Error::TransactionPooler
+        }
+        _ => Error::from(error),
+    }
 }
 
 /// Whether statements on `connection` keep running in the session `pid`: a few separate statements
 /// (each its own transaction, where a transaction pooler may switch sessions) must all answer `pid`.
 async fn same_session(connection: &mut sqlx::PgConnection, pid: i32) -> Result<()> {
     for _ in 0..SESSION_PROBES {
-        if backend_pid(connection).await? != pid {
+        if backend_pid(connection).await.map_err(pooler_or_error)? != pid {
             return Err(Error::TransactionPooler);
         }
     }
@@ -395,7 +409,8 @@ impl Store for PgStore {
         )
         .bind(key)
         .fetch_one(&mut connection)
-        .await?;
+        .await
+        .map_err(pooler_or_error)?;
         if granted {
             // Behind a transaction pooler the lock stays with a session other clients use next.
             if let Err(error) = same_session(&mut connection, backend_pid).await {
@@ -416,7 +431,9 @@ impl Store for PgStore {
 
     async fn check_session(&self) -> Result<()> {
         let mut connection = self.pool.acquire().await?;
-        let pid = backend_pid(&mut connection).await?;
+        let pid = backend_pid(&mut connection)
+            .await
+            .map_err(pooler_or_error)?;
         same_session(&mut connection, pid).await
     }
 
