@@ -186,6 +186,18 @@ async fn refused_api_access_is_reported_until_it_works_again(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("jarvis_api_access_errors_total{reason=\"unauthorized\"}"));
+    let page = app
+        .http
+        .get(format!("{}/status", app.base))
+        .bearer_auth(jarvis_tests::API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("API access broken since"), "{page}");
+    assert!(page.contains("unauthorized"), "{page}");
     // The database is fine: readiness is not about amoCRM.
     let ready = app
         .http
@@ -205,6 +217,17 @@ async fn refused_api_access_is_reported_until_it_works_again(backend: Backend) {
     })
     .await;
     assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    let page = app
+        .http
+        .get(format!("{}/status", app.base))
+        .bearer_auth(jarvis_tests::API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("API access broken"), "{page}");
     app.stop().await;
 }
 

@@ -528,9 +528,11 @@ impl Sources {
         match self.text(name) {
             None => Ok(None),
             Some(v) if v.trim() == "0" || v.trim().eq_ignore_ascii_case("none") => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                anyhow::anyhow!("{} must be a whole number", self.describe(name))
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("{} must be a whole number", self.describe(name))),
         }
     }
 
@@ -959,15 +961,24 @@ mod tests {
     fn errors_never_echo_values() {
         let secret = "s3cr3t-v4lue";
         let file = format!("jarvis_listen = \"127.0.0.1:1\"\namocrm_client_secret = \"{secret}\n");
-        let err = format!("{:#}", Settings::from_sources(Some(&file), &env(&[])).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
         assert!(!err.contains(secret), "{err}");
         assert!(err.contains("line 2"), "{err}");
         let file = format!("amocrm_client_secret = {secret}\n");
-        let err = format!("{:#}", Settings::from_sources(Some(&file), &env(&[])).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
         assert!(!err.contains(secret), "{err}");
         assert!(err.contains("amocrm_client_secret"), "{err}");
         let file = format!("jarvis_claim_batch = \"{secret}\"\n");
-        let err = format!("{:#}", Settings::from_sources(Some(&file), &env(&[])).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
         assert!(!err.contains(secret), "{err}");
         for name in [
             "JARVIS_CLAIM_BATCH",
@@ -992,7 +1003,10 @@ mod tests {
     #[test]
     fn rejected_bodies_retention_has_defaults() {
         let s = Settings::from_sources(None, &env(&[])).unwrap();
-        assert_eq!(s.worker.rejected_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            s.worker.rejected_retention,
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(s.worker.rejected_max_bytes, 256 * 1024 * 1024);
         let s = Settings::from_sources(
             None,
