@@ -222,6 +222,8 @@ impl Worker {
                 metrics::counter!(names::BATCHES_ABANDONED).increment(1);
             }
             if end == BatchEnd::LockLost {
+                metrics::counter!(names::WORKER_LOCK_LOST).increment(1);
+                self.lock_state(false);
                 exclusive = None;
             }
         }
