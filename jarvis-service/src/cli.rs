@@ -262,6 +262,7 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
         .api_usage_since(now - chrono::Duration::hours(1))
         .await?;
     let oldest_age = stats.oldest_pending_at.map(|t| (now - t).num_seconds());
+    let access = amo::access_broken(&store).await?;
     let mode = if settings.amocrm.auth.is_some() {
         "api"
     } else {
@@ -284,12 +285,30 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
             "api_requests_last_hour": hour,
             "api_budget_per_hour": settings.amocrm.rate_per_hour,
             "by_type": stats.by_type.iter().map(|(t, n)| json!({"event_type": t, "count": n})).collect::<Vec<_>>(),
+            "api_access": match &access {
+                Some(broken) => json!({
+                    "ok": false,
+                    "broken_since": broken.since,
+                    "reason": broken.reason,
+                    "advice": broken.advice,
+                    "error": broken.error,
+                }),
+                None => json!({"ok": true}),
+            },
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let budget = |b: Option<u32>| b.map(|b| format!(" of {b}")).unwrap_or_default();
     println!("mode:            {mode}");
+    if let Some(broken) = &access {
+        println!(
+            "API access broken since {}: {}; {}",
+            broken.since.to_rfc3339(),
+            broken.reason,
+            broken.advice
+        );
+    }
     println!(
         "backlog:         {} ({} retrying{})",
         stats.backlog,

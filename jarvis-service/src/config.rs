@@ -56,13 +56,20 @@ pub struct MetadataField {
 /// Parses `rentprog_id=771001,source=UTM_SOURCE` into metadata mappings.
 pub fn parse_metadata_fields(spec: &str) -> anyhow::Result<Vec<MetadataField>> {
     let mut out = Vec::new();
-    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    // Errors name the entry by position: settings' values are never echoed.
+    for (number, part) in spec
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+        .map(|(index, part)| (index + 1, part))
+    {
         let Some((key, field)) = part.split_once('=') else {
-            bail!("JARVIS_METADATA_FIELDS entry `{part}` is not of the form key=field_id_or_code");
+            bail!("JARVIS_METADATA_FIELDS entry {number} is not of the form key=field_id_or_code");
         };
         let (key, field) = (key.trim(), field.trim());
         if key.is_empty() || field.is_empty() {
-            bail!("JARVIS_METADATA_FIELDS entry `{part}` has an empty key or field");
+            bail!("JARVIS_METADATA_FIELDS entry {number} has an empty key or field");
         }
         let field = match field.parse::<u64>() {
             Ok(id) => FieldRef::Id(id),
@@ -281,6 +288,18 @@ pub const SETTINGS: &[Setting] = &[
         Some("30"),
         "How long serve retries a database that is not reachable yet at start (seconds)",
     ),
+    setting(
+        "JARVIS_REJECTED_RETENTION_DAYS",
+        Kind::Number,
+        Some("30"),
+        "Refused bodies older than this are deleted (days; the worker prunes every 10 minutes)",
+    ),
+    setting(
+        "JARVIS_REJECTED_MAX_BYTES",
+        Kind::Number,
+        Some("268435456"),
+        "Most bytes of refused bodies kept in all (256 MiB); the oldest go first",
+    ),
 ];
 
 /// The shortest webhook secret accepted: it is all that keeps strangers from posting events.
@@ -373,6 +392,49 @@ fn toml_text(setting: &Setting, value: &toml::Value) -> anyhow::Result<String> {
     })
 }
 
+/// A TOML error without the quoted line or any value from it (they may be secrets): the line
+/// number, the key on that line, and the parser's complaint with quoted parts left out.
+fn toml_error(text: &str, error: &toml::de::Error) -> anyhow::Error {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let key = line
+        .and_then(|line| text.lines().nth(line - 1))
+        .and_then(|line| line.split_once('='))
+        .map(|(key, _)| key.trim())
+        .filter(|key| {
+            !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    let message = without_quoted(error.message());
+    let place = match (line, key) {
+        (Some(line), Some(key)) => format!(" at line {line} (`{key}`)"),
+        (Some(line), None) => format!(" at line {line}"),
+        _ => String::new(),
+    };
+    anyhow::anyhow!("parsing the configuration file{place}: {message}")
+}
+
+/// `text` with every `...` and "..." part replaced by an ellipsis.
+fn without_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quote: Option<char> = None;
+    for c in text.chars() {
+        match quote {
+            Some(open) if c == open => quote = None,
+            Some(_) => {}
+            None if c == '`' || c == '"' => {
+                quote = Some(c);
+                out.push('…');
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// The known key closest to an unknown one, when it is close enough to be a typo.
 fn closest_key(unknown: &str) -> Option<String> {
     fn distance(a: &str, b: &str) -> usize {
@@ -406,7 +468,7 @@ impl Sources {
         let mut given = BTreeMap::new();
         if let Some(text) = file {
             let table: toml::Table =
-                toml::from_str(text).context("parsing the configuration file")?;
+                toml::from_str(text).map_err(|error| toml_error(text, &error))?;
             for (key, value) in &table {
                 let Some(setting) = SETTINGS.iter().find(|s| s.key() == *key) else {
                     let hint = closest_key(key)
@@ -456,12 +518,9 @@ impl Sources {
         let text = self
             .text(name)
             .unwrap_or_else(|| panic!("{name} has no default in config::SETTINGS"));
-        text.trim().parse().map_err(|_| {
-            anyhow::anyhow!(
-                "{} must be a whole number, got `{text}`",
-                self.describe(name)
-            )
-        })
+        text.trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{} must be a whole number", self.describe(name)))
     }
 
     /// An optional number; `0` and `none` mean unset.
@@ -469,9 +528,11 @@ impl Sources {
         match self.text(name) {
             None => Ok(None),
             Some(v) if v.trim() == "0" || v.trim().eq_ignore_ascii_case("none") => Ok(None),
-            Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                anyhow::anyhow!("{} must be a whole number, got `{v}`", self.describe(name))
-            }),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("{} must be a whole number", self.describe(name))),
         }
     }
 
@@ -485,10 +546,7 @@ impl Sources {
         {
             None | Some("") | Some("false") | Some("0") | Some("no") | Some("off") => Ok(false),
             Some("true") | Some("1") | Some("yes") | Some("on") => Ok(true),
-            Some(other) => bail!(
-                "{} must be true or false, got `{other}`",
-                self.describe(name)
-            ),
+            Some(_) => bail!("{} must be true or false", self.describe(name)),
         }
     }
 
@@ -529,7 +587,7 @@ impl Sources {
         let listen_text = self.text("JARVIS_LISTEN").unwrap_or_default();
         let listen: SocketAddr = listen_text.trim().parse().map_err(|_| {
             anyhow::anyhow!(
-                "{} must be host:port, got `{listen_text}`",
+                "{} must be an address and port, e.g. 127.0.0.1:3000",
                 self.describe("JARVIS_LISTEN")
             )
         })?;
@@ -579,8 +637,8 @@ impl Sources {
         let log_json = match self.text("JARVIS_LOG_FORMAT").as_deref().map(str::trim) {
             None | Some("text") | Some("pretty") => false,
             Some("json") => true,
-            Some(other) => bail!(
-                "{} must be `text` or `json`, got `{other}`",
+            Some(_) => bail!(
+                "{} must be `text` or `json`",
                 self.describe("JARVIS_LOG_FORMAT")
             ),
         };
@@ -611,6 +669,11 @@ impl Sources {
                 claim_batch: claim_batch.max(1),
                 lease: Duration::from_secs(self.num("JARVIS_LEASE_SECS")?),
                 max_attempts: max_attempts.max(1),
+                rejected_retention: Duration::from_secs(
+                    self.num::<u64>("JARVIS_REJECTED_RETENTION_DAYS")?
+                        .saturating_mul(86_400),
+                ),
+                rejected_max_bytes: self.num("JARVIS_REJECTED_MAX_BYTES")?,
             },
             max_body_bytes: self.num("JARVIS_MAX_BODY_BYTES")?,
             log_json,
@@ -715,6 +778,10 @@ pub struct WorkerSettings {
     pub claim_batch: usize,
     pub lease: Duration,
     pub max_attempts: u32,
+    /// How long refused bodies are kept (`JARVIS_REJECTED_RETENTION_DAYS`); the worker prunes them.
+    pub rejected_retention: Duration,
+    /// Most bytes of refused bodies kept in all (`JARVIS_REJECTED_MAX_BYTES`); the oldest go first.
+    pub rejected_max_bytes: u64,
 }
 
 /// Every setting, validated.
@@ -888,6 +955,69 @@ mod tests {
         let ok = "0123456789abcdef";
         let s = Settings::from_sources(None, &env(&[("AMOCRM_WEBHOOK_SECRET", ok)])).unwrap();
         assert_eq!(s.webhook_secret.unwrap().expose(), ok);
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let secret = "s3cr3t-v4lue";
+        let file = format!("jarvis_listen = \"127.0.0.1:1\"\namocrm_client_secret = \"{secret}\n");
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let file = format!("amocrm_client_secret = {secret}\n");
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
+        assert!(!err.contains(secret), "{err}");
+        assert!(err.contains("amocrm_client_secret"), "{err}");
+        let file = format!("jarvis_claim_batch = \"{secret}\"\n");
+        let err = format!(
+            "{:#}",
+            Settings::from_sources(Some(&file), &env(&[])).unwrap_err()
+        );
+        assert!(!err.contains(secret), "{err}");
+        for name in [
+            "JARVIS_CLAIM_BATCH",
+            "JARVIS_LISTEN",
+            "JARVIS_LOG_FORMAT",
+            "AMOCRM_RATE_PER_MINUTE",
+            "JARVIS_REJECTED_MAX_BYTES",
+        ] {
+            let err = format!(
+                "{:#}",
+                Settings::from_sources(None, &env(&[(name, secret)])).unwrap_err()
+            );
+            assert!(!err.contains(secret), "{name}: {err}");
+            assert!(err.contains(name), "{name}: {err}");
+        }
+        let err = Settings::from_sources(None, &env(&[("JARVIS_METADATA_FIELDS", secret)]))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(secret), "{err}");
+    }
+
+    #[test]
+    fn rejected_bodies_retention_has_defaults() {
+        let s = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(
+            s.worker.rejected_retention,
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(s.worker.rejected_max_bytes, 256 * 1024 * 1024);
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                ("JARVIS_REJECTED_RETENTION_DAYS", "7"),
+                ("JARVIS_REJECTED_MAX_BYTES", "1000000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.worker.rejected_retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.worker.rejected_max_bytes, 1_000_000);
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub mod names {
     pub const TOKEN_REFRESHES: &str = "jarvis_amocrm_token_refreshes_total";
     pub const AUTH_ERRORS: &str = "jarvis_amocrm_auth_errors_total";
     pub const TOKEN_EXPIRY: &str = "jarvis_amocrm_token_expiry_timestamp_seconds";
+    pub const API_ACCESS_BROKEN: &str = "jarvis_api_access_broken";
+    pub const API_ACCESS_ERRORS: &str = "jarvis_api_access_errors_total";
+    pub const BATCHES_ABANDONED: &str = "jarvis_batches_abandoned_total";
+    pub const REJECTED_PRUNED: &str = "jarvis_rejected_pruned_total";
 }
 
 /// The type of a metric.
@@ -99,6 +103,16 @@ pub const REJECT_REASONS: &[&str] = &[
 pub const API_ENDPOINTS: &[&str] = &["GET /api/v4/leads", "GET /api/v4/contacts"];
 /// Kinds of authorization trouble with amoCRM (`jarvis_amocrm_auth_errors_total`).
 pub const AUTH_ERROR_KINDS: &[&str] = &["no_token", "token_request", "token_store", "unauthorized"];
+
+/// Why amoCRM refuses API access (`reason` of `jarvis_api_access_broken` and
+/// `jarvis_api_access_errors_total`); the labels of [`crate::amo::AccessProblem`].
+pub const ACCESS_PROBLEMS: &[&str] = &[
+    "unauthorized",
+    "payment_required",
+    "forbidden",
+    "token_refresh_refused",
+    "no_token",
+];
 
 /// Every metric the service exports.
 pub const METRICS: &[MetricDef] = &[
@@ -240,6 +254,28 @@ pub const METRICS: &[MetricDef] = &[
         TOKEN_EXPIRY,
         Gauge,
         "Unix time the stored OAuth access token expires (0: no OAuth token)",
+    ),
+    labelled(
+        API_ACCESS_BROKEN,
+        Gauge,
+        "1 while amoCRM refuses API access for this reason (401, 402, 403, refused refresh): needs a person",
+        &[("reason", ACCESS_PROBLEMS)],
+    ),
+    labelled(
+        API_ACCESS_ERRORS,
+        Counter,
+        "amoCRM answers that need a person (401, 402, 403, refused token refresh), by reason",
+        &[("reason", ACCESS_PROBLEMS)],
+    ),
+    def(
+        BATCHES_ABANDONED,
+        Counter,
+        "Batches dropped because the account lock or the events' leases could not be kept",
+    ),
+    def(
+        REJECTED_PRUNED,
+        Counter,
+        "Refused bodies deleted by retention or the size cap",
     ),
 ];
 

@@ -18,6 +18,7 @@ use crate::amo;
 use crate::config::{MetadataField, Secret, Settings};
 use crate::routes;
 use crate::telemetry;
+pub use crate::telemetry::redact_url;
 use crate::worker::Worker;
 
 /// What every handler can reach.
@@ -109,6 +110,10 @@ impl Application {
     /// listener (when `parts.http`).
     pub async fn build(settings: Settings, parts: RunParts) -> anyhow::Result<Self> {
         let store = open_store(&settings.database_url, settings.startup_wait).await?;
+        if parts.worker {
+            // Leases and the account lock need a real session: refuse to start behind a pooler.
+            store.check_session().await?;
+        }
         let client = amo::build_client(&settings.amocrm, &store)?;
         let parser_limits = Limits {
             max_body_bytes: settings.max_body_bytes,
@@ -202,10 +207,7 @@ impl Application {
         if let Some(addr) = self.local_addr {
             tracing::info!(%addr, database = %redact_url(&self.settings.database_url), "listening");
         }
-        if self.parts.worker
-            && self.state.client.is_some()
-            && behind_pooler(&self.settings.database_url)
-        {
+        if self.parts.worker && behind_pooler(&self.settings.database_url) {
             tracing::warn!(
                 "DATABASE_URL looks like a transaction pooler (a `-pooler` host or port 6432); the \
                  worker's per-account lock is a session lock that such a pooler does not keep, so two \
@@ -294,17 +296,6 @@ pub async fn open_store(url: &str, wait: std::time::Duration) -> anyhow::Result<
                     .context(format!("opening the database {}", redact_url(url))));
             }
         }
-    }
-}
-
-/// A database URL without its password, for logs.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_string(),
     }
 }
 

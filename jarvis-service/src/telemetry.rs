@@ -101,6 +101,54 @@ pub fn compact_ids(ids: &[i64]) -> String {
     out
 }
 
+/// A connection URL fit for logs and error messages: the password, and a `password` query parameter,
+/// replaced by `***`. What cannot be parsed is not shown at all (it could be anything, a password
+/// included).
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<a URL that cannot be parsed>".to_string();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(key, _)| key == "password") {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if key == "password" {
+                    "***".to_string()
+                } else {
+                    value.into_owned()
+                };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        let shown = redact_url("postgres://app:s3cr%40t@db.example.com:5432/app?sslmode=require");
+        assert_eq!(
+            shown,
+            "postgres://app:***@db.example.com:5432/app?sslmode=require"
+        );
+        let shown = redact_url("postgres://app@db/app?password=hunter2&application_name=jarvis");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
+        assert!(shown.contains("application_name=jarvis"), "{shown}");
+        assert_eq!(redact_url("sqlite://jarvis.db"), "sqlite://jarvis.db");
+        let shown = redact_url("postgres://app:hunter2@db:notaport/app");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,11 +37,26 @@ use crate::telemetry::{compact_ids, names};
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often a standby worker asks whether the account is free, and a working one checks it still holds it.
 const EXCLUSIVE_CHECK: Duration = Duration::from_secs(5);
+/// How often refused bodies past their retention or the size cap are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct Worker {
     state: AppState,
     settings: WorkerSettings,
     stop: watch::Receiver<bool>,
+    /// Reports amoCRM refusing access (401/402/403, refused refresh) and clears it on success.
+    access: tokio::sync::Mutex<amo::AccessMonitor>,
+}
+
+/// How a batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchEnd {
+    /// Every event was settled.
+    Finished,
+    /// The account lock was lost: another instance may work for the account now.
+    LockLost,
+    /// The leases could not be renewed before they ran out: another worker may take the events.
+    LeasesLost,
 }
 
 /// What became of one event.
@@ -95,10 +110,12 @@ fn settle_once(settled: &mut HashMap<i64, Settle>, event: i64, settle: Settle) {
 
 impl Worker {
     pub fn new(state: AppState, settings: WorkerSettings, stop: watch::Receiver<bool>) -> Self {
+        let access = tokio::sync::Mutex::new(amo::AccessMonitor::new(state.store.clone()));
         Self {
             state,
             settings,
             stop,
+            access,
         }
     }
 
@@ -121,7 +138,17 @@ impl Worker {
             batch_window_ms = self.settings.batch_window.as_millis() as u64,
             "worker started"
         );
+        // Behind a transaction pooler leases and the account lock mean nothing: refuse to work.
+        match self.state.store.check_session().await {
+            Err(e @ jarvis_store::Error::TransactionPooler) => {
+                tracing::error!(error = %e, "the worker does not start");
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "checking the database session failed; going on"),
+            Ok(()) => {}
+        }
         let mut usage = self.state.client.clone().map(amo::UsageRecorder::new);
+        let mut pruned_at: Option<std::time::Instant> = None;
         // In API mode one worker per account across every instance spends the account's API budget, so
         // its rate limit holds fleet-wide; the others stand by and take over if it goes away.
         let needs_exclusive = self.state.client.is_some();
@@ -131,6 +158,10 @@ impl Worker {
         let mut exclusive: Option<jarvis_store::ExclusiveGuard> = None;
         let mut checked_at = std::time::Instant::now();
         while !self.stopping() {
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune_rejected().await;
+            }
             if needs_exclusive {
                 let due = exclusive.is_none() || checked_at.elapsed() >= EXCLUSIVE_CHECK;
                 if due {
@@ -154,6 +185,10 @@ impl Worker {
                         .try_exclusive(&self.state.account_key)
                         .await
                     {
+                        Err(e @ jarvis_store::Error::TransactionPooler) => {
+                            tracing::error!(error = %e, "the worker stops");
+                            break;
+                        }
                         Ok(Some(guard)) => {
                             tracing::info!(account = %self.state.account_key, "this instance works for the account");
                             self.lock_state(true);
@@ -180,6 +215,7 @@ impl Worker {
             if let Some(recorder) = usage.as_mut() {
                 recorder.flush(&self.state.store).await;
             }
+            let claimed_at = std::time::Instant::now();
             let claimed = match self
                 .state
                 .store
@@ -207,8 +243,19 @@ impl Worker {
                 }
                 continue;
             }
-            // A started batch is always finished, also on shutdown, so no lease is left behind.
-            self.process_guarded(&claimed).await;
+            // A started batch is finished, also on shutdown, so no lease is left behind; unless the
+            // account lock or the leases are lost, when going on would duplicate another's work.
+            let end = self
+                .process_held(&claimed, claimed_at, exclusive.as_mut())
+                .await;
+            if end != BatchEnd::Finished {
+                metrics::counter!(names::BATCHES_ABANDONED).increment(1);
+            }
+            if end == BatchEnd::LockLost {
+                metrics::counter!(names::WORKER_LOCK_LOST).increment(1);
+                self.lock_state(false);
+                exclusive = None;
+            }
         }
         if let Some(recorder) = usage.as_mut() {
             recorder.flush(&self.state.store).await;
@@ -216,6 +263,83 @@ impl Worker {
         metrics::gauge!(names::WORKER_LOCK_HELD).set(0.0);
         self.state.activity.set_worker(WorkerLock::NotRunning);
         tracing::info!("worker stopped");
+    }
+
+    /// Runs [`process_guarded`](Self::process_guarded) while keeping what it relies on: every third
+    /// of the lease it checks the account lock (when one is held) and renews the batch's leases. When
+    /// the lock is lost, or the leases cannot be renewed before they run out, the batch is dropped
+    /// where it stands (an API request in flight included) and its events are left to whoever takes
+    /// them next: better a batch redone than two workers on one event.
+    pub async fn process_held(
+        &self,
+        events: &[StoredEvent],
+        claimed_at: std::time::Instant,
+        mut exclusive: Option<&mut jarvis_store::ExclusiveGuard>,
+    ) -> BatchEnd {
+        let lease = self.settings.lease;
+        let every = (lease / 3).max(Duration::from_millis(100));
+        let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+        // The leases were taken at the claim, a moment before `claimed_at`.
+        let mut held_until = claimed_at + lease;
+        let work = self.process_guarded(events);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                () = &mut work => return BatchEnd::Finished,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Some(guard) = exclusive.as_deref_mut() {
+                let held = tokio::time::timeout(every, guard.is_held())
+                    .await
+                    .unwrap_or(false);
+                if !held {
+                    tracing::warn!(
+                        events = ids.len(),
+                        "lost the account's worker lock mid-batch; dropping the batch"
+                    );
+                    return BatchEnd::LockLost;
+                }
+            }
+            let renew_started = std::time::Instant::now();
+            match tokio::time::timeout(every, self.state.store.extend_leases(&ids, lease)).await {
+                Ok(Ok(_)) => held_until = renew_started + lease,
+                Ok(Err(e)) => tracing::warn!(error = %e, "renewing the batch's leases failed"),
+                Err(_) => tracing::warn!("renewing the batch's leases timed out"),
+            }
+            // Stop while the leases still hold, with a margin for a request about to be sent.
+            if std::time::Instant::now() + every >= held_until {
+                tracing::warn!(
+                    events = ids.len(),
+                    "cannot renew the batch's leases before they run out; dropping the batch"
+                );
+                return BatchEnd::LeasesLost;
+            }
+        }
+    }
+
+    /// Deletes refused bodies past their retention, then the oldest beyond the size cap.
+    async fn prune_rejected(&self) {
+        let retention = chrono::Duration::from_std(self.settings.rejected_retention)
+            .unwrap_or(chrono::Duration::MAX);
+        let older_than = Utc::now()
+            .checked_sub_signed(retention)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match self
+            .state
+            .store
+            .prune_rejected(older_than, self.settings.rejected_max_bytes)
+            .await
+        {
+            Ok(0) => {}
+            Ok(deleted) => {
+                metrics::counter!(names::REJECTED_PRUNED).increment(deleted);
+                tracing::info!(
+                    deleted,
+                    "deleted refused bodies past retention or the size cap"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning refused bodies failed; will retry"),
+        }
     }
 
     /// [`process`](Self::process), with a bug contained: if processing the batch panics, each of
@@ -418,6 +542,7 @@ impl Worker {
 
         if !plan.leads_to_fetch.is_empty() {
             let outcome = self.sync_leads(&plan.leads_to_fetch).await;
+            self.note_access(&outcome).await;
             for ids in std::mem::take(&mut plan.leads_to_fetch).into_values() {
                 for id in ids {
                     let settle = match &outcome {
@@ -439,6 +564,20 @@ impl Worker {
                 )
                 .await;
             settle_once(&mut plan.settled, deletion.event, settle_store(&result));
+        }
+    }
+
+    /// Tells the access monitor what amoCRM's answers said about access.
+    async fn note_access(&self, outcome: &Result<(), FetchError>) {
+        match outcome {
+            Ok(()) => self.access.lock().await.succeeded().await,
+            Err(FetchError {
+                access: Some(problem),
+                message,
+                ..
+            }) => self.access.lock().await.failed(*problem, message).await,
+            // Outages and database errors say nothing about access.
+            Err(_) => {}
         }
     }
 
@@ -590,14 +729,15 @@ impl Worker {
         let store = &self.state.store;
         let now = Utc::now();
         let mut done = Vec::new();
+        // Outages and rate limits delay work but never count towards dead: the events are postponed
+        // by half the oldest one's age (2 s to 5 min), so a long outage is retried calmly, and all to
+        // one time, so the batch comes back as one batch (one request, not one per event).
+        let postponed_to = transient_until(&settled, received, now);
         for (id, settle) in settled {
             match settle {
                 Settle::Done => done.push(id),
-                Settle::Transient { error, not_before } => {
-                    // Outages and rate limits delay work but never count towards dead: the event is
-                    // postponed, by half its age (2 s to 5 min), so a long outage is retried calmly.
-                    let age = received.get(&id).map(|at| now - *at).unwrap_or_default();
-                    let next = not_before.unwrap_or(now).max(now + transient_delay(age));
+                Settle::Transient { error, .. } => {
+                    let next = postponed_to.unwrap_or(now);
                     metrics::counter!(names::EVENTS_FAILED, "kind" => "transient").increment(1);
                     if let Err(e) = store.postpone_event(id, &error, next).await {
                         tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire");
@@ -679,6 +819,25 @@ impl FetchError {
     }
 }
 
+/// When a batch's events that failed through no fault of their own are due again: one time for all,
+/// after the latest `not_before` and half the oldest one's age. `None` if none failed so.
+fn transient_until(
+    settled: &HashMap<i64, Settle>,
+    received: &HashMap<i64, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut oldest_age: Option<chrono::Duration> = None;
+    let mut not_before = now;
+    for (id, settle) in settled {
+        if let Settle::Transient { not_before: at, .. } = settle {
+            let age = received.get(id).map(|at| now - *at).unwrap_or_default();
+            oldest_age = Some(oldest_age.map_or(age, |oldest| oldest.max(age)));
+            not_before = not_before.max(at.unwrap_or(now));
+        }
+    }
+    oldest_age.map(|age| not_before.max(now + transient_delay(age)))
+}
+
 /// Delay after a failure that is not the event's fault: half the event's age, from 2 s to 5 min, with
 /// ±20 % jitter so retries after an outage spread out.
 pub fn transient_delay(age: chrono::Duration) -> chrono::Duration {
@@ -739,6 +898,41 @@ mod tests {
         assert!((1600..=2400).contains(&ms(chrono::Duration::zero())));
         assert!((48_000..=72_000).contains(&ms(chrono::Duration::minutes(2))));
         assert!((240_000..=360_000).contains(&ms(chrono::Duration::days(1))));
+    }
+
+    #[test]
+    fn a_batch_that_failed_together_is_postponed_together() {
+        let now = Utc::now();
+        let transient = |not_before| Settle::Transient {
+            error: "amoCRM: server error (500)".into(),
+            not_before,
+        };
+        let settled: HashMap<i64, Settle> = [
+            (1, transient(None)),
+            (2, transient(None)),
+            (3, Settle::Done),
+            (4, transient(Some(now + chrono::Duration::seconds(1)))),
+        ]
+        .into_iter()
+        .collect();
+        let received: HashMap<i64, DateTime<Utc>> = [
+            (1, now - chrono::Duration::seconds(10)),
+            (2, now - chrono::Duration::seconds(100)),
+            (3, now - chrono::Duration::seconds(1000)),
+            (4, now),
+        ]
+        .into_iter()
+        .collect();
+        let until = transient_until(&settled, &received, now).unwrap();
+        // Half the oldest failed event's age (100 s), with the jitter; the done one is not counted.
+        let wait = (until - now).num_milliseconds();
+        assert!((40_000..=60_000).contains(&wait), "{wait}");
+        let none: HashMap<i64, Settle> = [(3, Settle::Done)].into_iter().collect();
+        assert_eq!(transient_until(&none, &received, now), None);
+        // A Retry-After later than the delay wins.
+        let later = now + chrono::Duration::seconds(600);
+        let settled: HashMap<i64, Settle> = [(1, transient(Some(later)))].into_iter().collect();
+        assert_eq!(transient_until(&settled, &received, now), Some(later));
     }
 
     #[test]

@@ -38,6 +38,25 @@ pub enum Error {
     #[error("event {0} not found")]
     EventNotFound(i64),
 
+    /// The TLS connection to the database could not be set up: a certificate that is refused (unknown
+    /// issuer, wrong host name, expired), a CA file that cannot be used, or a server without TLS
+    /// when the URL requires it. Settings, not an outage: retrying does not help.
+    #[error(
+        "TLS with the database failed: {0} (check sslmode= and sslrootcert= in DATABASE_URL: \
+         verify-full needs the CA that signed the server's certificate and the host name it names)"
+    )]
+    Tls(String),
+
+    /// Two statements on one connection ran in different database sessions: a connection pooler in
+    /// transaction mode stands between the service and PostgreSQL.
+    #[error(
+        "the database connection goes through a pooler in transaction mode (two statements on one \
+         connection ran in different sessions): the worker needs session locks; point DATABASE_URL \
+         at the server directly (on Neon: the host without `-pooler`), or run only \
+         `serve --http-only` through the pooler"
+    )]
+    TransactionPooler,
+
     /// A stored value could not be read back (for example malformed JSON written by another tool).
     #[error("cannot decode column `{column}`: {reason}")]
     Decode {
@@ -67,7 +86,6 @@ impl Error {
             Error::Database(error) => matches!(
                 error,
                 sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
                     | sqlx::Error::PoolTimedOut
                     | sqlx::Error::PoolClosed
                     | sqlx::Error::WorkerCrashed
@@ -82,11 +100,30 @@ impl From<sqlx::Error> for Error {
         if is_undefined_table(&error) {
             return Error::NotMigrated;
         }
+        if let Some(reason) = tls_failure(&error) {
+            return Error::Tls(reason);
+        }
         match error {
             // sqlx's configuration errors describe the bad part of the URL, never the URL itself.
             sqlx::Error::Configuration(reason) => Error::InvalidUrl(reason.to_string()),
             other => Error::Database(other),
         }
+    }
+}
+
+/// Why TLS could not be set up, when that is what failed: sqlx's own TLS errors, and rustls's
+/// verdict on the server's certificate, which reaches sqlx as an I/O error during the handshake.
+fn tls_failure(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Tls(reason) => Some(reason.to_string()),
+        sqlx::Error::Io(io) => match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+            refused @ (rustls::Error::InvalidCertificate(_)
+            | rustls::Error::NoCertificatesPresented
+            | rustls::Error::UnsupportedNameType
+            | rustls::Error::PeerIncompatible(_)) => Some(refused.to_string()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

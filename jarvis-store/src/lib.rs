@@ -218,6 +218,43 @@ pub trait Store: Send + Sync + 'static {
     /// released when the guard is dropped or the process dies. SQLite: always granted, one file being
     /// served by one host.
     async fn try_exclusive(&self, key: &str) -> Result<Option<ExclusiveGuard>>;
+
+    /// Fails with [`Error::TransactionPooler`] when statements on one connection do not run in one
+    /// database session (a pooler in transaction mode between the service and PostgreSQL): session
+    /// locks, which the worker relies on, mean nothing there. SQLite: always fine.
+    async fn check_session(&self) -> Result<()>;
+
+    // ---- leases -------------------------------------------------------------------------------------
+
+    /// Extends to `lease` from now the leases of those `ids` whose lease is still alive and that are
+    /// not settled; returns those ids. An event missing from the answer may be another worker's by now.
+    async fn extend_leases(&self, ids: &[i64], lease: Duration) -> Result<Vec<i64>>;
+
+    // ---- rejected bodies retention ------------------------------------------------------------------
+
+    /// Deletes the rejected bodies received before `older_than`, then the oldest ones until the kept
+    /// bodies add up to at most `max_total_bytes`. Returns how many rows were deleted.
+    async fn prune_rejected(&self, older_than: DateTime<Utc>, max_total_bytes: u64) -> Result<u64>;
+
+    // ---- shared state -------------------------------------------------------------------------------
+
+    /// Writes a value of `jarvis_state` (replacing the previous one).
+    async fn set_state(&self, key: &str, value: &Value) -> Result<()>;
+
+    /// Reads a value of `jarvis_state`.
+    async fn get_state(&self, key: &str) -> Result<Option<StateEntry>>;
+
+    /// Removes a value of `jarvis_state`; true if there was one.
+    async fn clear_state(&self, key: &str) -> Result<bool>;
+}
+
+/// Cuts a refused body to [`REJECTED_BODY_KEEP`] bytes; gives the kept part, the full length and the
+/// full body's SHA-256 (lowercase hex).
+pub(crate) fn cut_rejected_body(body: &[u8]) -> (&[u8], i64, String) {
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(body));
+    let kept = &body[..body.len().min(REJECTED_BODY_KEEP)];
+    (kept, i64::try_from(body.len()).unwrap_or(i64::MAX), digest)
 }
 
 /// Holds what [`Store::try_exclusive`] granted until dropped.

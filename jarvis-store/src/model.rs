@@ -116,8 +116,25 @@ pub struct RejectedWebhook {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRejected {
     pub id: i64,
+    /// `body` holds at most [`REJECTED_BODY_KEEP`] bytes of what was refused.
     #[serde(flatten)]
     pub rejected: RejectedWebhook,
+    /// Length of the body as given to the store, before it was cut (`None` for rows stored before
+    /// bodies were cut).
+    pub body_length: Option<u64>,
+    /// Lowercase hex SHA-256 of the body as given to the store, before it was cut.
+    pub body_sha256: Option<String>,
+}
+
+/// How much of a refused body is kept: enough to see what a sender sends, never a disk's worth.
+pub const REJECTED_BODY_KEEP: usize = 64 * 1024;
+
+/// A value of `jarvis_state`: a small fact shared between processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    pub value: Value,
+    /// When the value was last written.
+    pub updated_at: DateTime<Utc>,
 }
 
 /// What one state of an entity says about one column of its mirror row.

@@ -1,22 +1,24 @@
 //! [`Store`] on PostgreSQL 13+ (plain SQL, no extensions, so Neon and managed servers work).
 
 mod ingest;
+mod url;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use self::url::connect_options;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::batch::{distinct_events, require_migrated, rounds, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats,
-    Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
+    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, StateEntry,
+    Stats, Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -337,14 +339,6 @@ impl CommonColumns {
     }
 }
 
-fn connect_options(url: &str) -> Result<PgConnectOptions> {
-    // The URL stays out of the error: it may hold a password.
-    PgConnectOptions::from_str(url).map_err(|error| match error {
-        sqlx::Error::Configuration(reason) => Error::InvalidUrl(reason.to_string()),
-        _ => Error::InvalidUrl("cannot parse the PostgreSQL URL".into()),
-    })
-}
-
 fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
@@ -424,17 +418,58 @@ fn count(row: &PgRow, column: &str) -> Result<u64> {
 /// A session advisory lock, held as long as its dedicated connection lives.
 struct AdvisoryLock {
     connection: sqlx::PgConnection,
+    /// The server process (session) that holds the lock.
+    backend_pid: i32,
 }
 
 #[async_trait::async_trait]
 impl crate::ExclusiveHold for AdvisoryLock {
     async fn is_held(&mut self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(&mut self.connection)
-            .await
-            .is_ok()
+        match backend_pid(&mut self.connection).await {
+            Ok(pid) if pid == self.backend_pid => true,
+            Ok(_) => {
+                // Another session answered on this connection: the lock is somewhere else now.
+                tracing::error!("{}", Error::TransactionPooler);
+                false
+            }
+            Err(_) => false,
+        }
     }
 }
+
+/// The session's server process id, by a simple query: no prepared statement, which a transaction
+/// pooler could lose between two statements before the ids could be compared.
+async fn backend_pid(connection: &mut sqlx::PgConnection) -> sqlx::Result<i32> {
+    // A bare string runs as a simple query.
+    sqlx::Executor::fetch_one(connection, "SELECT pg_backend_pid()")
+        .await?
+        .try_get(0)
+}
+
+/// A prepared statement the session does not know (SQLSTATE 26000) is what a transaction pooler
+/// without prepared statement support produces when it moves a connection to another session.
+fn pooler_or_error(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("26000") => {
+            Error::TransactionPooler
+        }
+        _ => Error::from(error),
+    }
+}
+
+/// Whether statements on `connection` keep running in the session `pid`: a few separate statements
+/// (each its own transaction, where a transaction pooler may switch sessions) must all answer `pid`.
+async fn same_session(connection: &mut sqlx::PgConnection, pid: i32) -> Result<()> {
+    for _ in 0..SESSION_PROBES {
+        if backend_pid(connection).await.map_err(pooler_or_error)? != pid {
+            return Err(Error::TransactionPooler);
+        }
+    }
+    Ok(())
+}
+
+/// Statements [`same_session`] sends: each one a pooler under load has a good chance to move.
+const SESSION_PROBES: usize = 3;
 
 #[async_trait::async_trait]
 impl Store for PgStore {
@@ -442,21 +477,115 @@ impl Store for PgStore {
         // Detached: the connection never goes back to the pool, so dropping the guard closes it and the
         // server releases the lock; the same happens if this process dies.
         let mut connection = self.pool.acquire().await?.detach();
-        let granted: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ':jarvis:' || $1, 0))",
+        let (granted, backend_pid): (bool, i32) = sqlx::query_as(
+            "SELECT pg_try_advisory_lock(hashtextextended(current_schema() || ':jarvis:' || $1, 0)),
+                pg_backend_pid()",
         )
         .bind(key)
         .fetch_one(&mut connection)
-        .await?;
+        .await
+        .map_err(pooler_or_error)?;
         if granted {
+            // Behind a transaction pooler the lock stays with a session other clients use next.
+            if let Err(error) = same_session(&mut connection, backend_pid).await {
+                use sqlx::Connection;
+                let _ = connection.close().await;
+                return Err(error);
+            }
             Ok(Some(crate::ExclusiveGuard::new(AdvisoryLock {
                 connection,
+                backend_pid,
             })))
         } else {
             use sqlx::Connection;
             let _ = connection.close().await;
             Ok(None)
         }
+    }
+
+    async fn check_session(&self) -> Result<()> {
+        let mut connection = self.pool.acquire().await?;
+        let pid = backend_pid(&mut connection)
+            .await
+            .map_err(pooler_or_error)?;
+        same_session(&mut connection, pid).await
+    }
+
+    async fn extend_leases(&self, ids: &[i64], lease: Duration) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut held: Vec<i64> = sqlx::query_scalar(
+            "UPDATE amocrm_webhook_events
+            SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
+            WHERE id = ANY($1) AND NOT processed AND locked_until > now()
+            RETURNING id",
+        )
+        .bind(ids)
+        .bind(lease)
+        .fetch_all(&self.pool)
+        .await?;
+        held.sort_unstable();
+        Ok(held)
+    }
+
+    async fn prune_rejected(&self, older_than: DateTime<Utc>, max_total_bytes: u64) -> Result<u64> {
+        let old = sqlx::query("DELETE FROM amocrm_rejected_webhooks WHERE received_at < $1")
+            .bind(older_than)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        // Newest first: a body goes once the newer ones and itself exceed the cap.
+        let over = sqlx::query(
+            "DELETE FROM amocrm_rejected_webhooks WHERE id IN (
+                SELECT id FROM (
+                    SELECT id, sum(octet_length(body)) OVER (ORDER BY received_at DESC, id DESC)
+                        AS running
+                    FROM amocrm_rejected_webhooks
+                ) sized
+                WHERE running > $1
+            )",
+        )
+        .bind(i64::try_from(max_total_bytes).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(old + over)
+    }
+
+    async fn set_state(&self, key: &str, value: &Value) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jarvis_state (key, value, updated_at) VALUES ($1, $2, now())
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<StateEntry>> {
+        let row = sqlx::query("SELECT value, updated_at FROM jarvis_state WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(StateEntry {
+                value: row.try_get("value")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_state(&self, key: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM jarvis_state WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -670,15 +799,19 @@ impl Store for PgStore {
     }
 
     async fn insert_rejected(&self, rejected: &RejectedWebhook) -> Result<i64> {
+        let (kept, length, sha256) = cut_rejected_body(&rejected.body);
         let id = sqlx::query_scalar(
-            "INSERT INTO amocrm_rejected_webhooks (body, content_type, reason, received_at)
-            VALUES ($1, $2, $3, $4)
+            "INSERT INTO amocrm_rejected_webhooks
+                (body, content_type, reason, received_at, body_length, body_sha256)
+            VALUES ($1, $2, $3, $4, $5, $6)
             RETURNING id",
         )
-        .bind(&rejected.body)
+        .bind(kept)
         .bind(&rejected.content_type)
         .bind(&rejected.reason)
         .bind(rejected.received_at)
+        .bind(length)
+        .bind(sha256)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -686,7 +819,8 @@ impl Store for PgStore {
 
     async fn list_rejected(&self, limit: usize) -> Result<Vec<StoredRejected>> {
         let rows = sqlx::query(
-            "SELECT id, body, content_type, reason, received_at FROM amocrm_rejected_webhooks
+            "SELECT id, body, content_type, reason, received_at, body_length, body_sha256
+            FROM amocrm_rejected_webhooks
             ORDER BY received_at DESC, id DESC
             LIMIT $1",
         )
@@ -703,6 +837,10 @@ impl Store for PgStore {
                         reason: row.try_get("reason")?,
                         received_at: row.try_get("received_at")?,
                     },
+                    body_length: row
+                        .try_get::<Option<i64>, _>("body_length")?
+                        .map(|length| length.max(0) as u64),
+                    body_sha256: row.try_get("body_sha256")?,
                 })
             })
             .collect()

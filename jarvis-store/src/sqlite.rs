@@ -24,8 +24,8 @@ use crate::batch::{distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, Known,
-    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, Stats,
-    Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome,
+    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, StateEntry,
+    Stats, Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -578,6 +578,91 @@ impl Store for SqliteStore {
         Ok(Some(crate::ExclusiveGuard::new(Granted)))
     }
 
+    async fn check_session(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn extend_leases(&self, ids: &[i64], lease: Duration) -> Result<Vec<i64>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = Utc::now();
+        let until =
+            micros(now).saturating_add(i64::try_from(lease.as_micros()).unwrap_or(i64::MAX));
+        let mut held: Vec<i64> = sqlx::query_scalar(
+            "UPDATE amocrm_webhook_events SET locked_until = ?1, next_attempt_at = ?1
+            WHERE id IN (SELECT value FROM json_each(?2)) AND processed = 0 AND locked_until > ?3
+            RETURNING id",
+        )
+        .bind(until)
+        .bind(id_list(ids))
+        .bind(micros(now))
+        .fetch_all(&self.writer)
+        .await?;
+        held.sort_unstable();
+        Ok(held)
+    }
+
+    async fn prune_rejected(&self, older_than: DateTime<Utc>, max_total_bytes: u64) -> Result<u64> {
+        let old = sqlx::query("DELETE FROM amocrm_rejected_webhooks WHERE received_at < ?")
+            .bind(micros(older_than))
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        // Newest first: a body goes once the newer ones and itself exceed the cap.
+        let over = sqlx::query(
+            "DELETE FROM amocrm_rejected_webhooks WHERE id IN (
+                SELECT id FROM (
+                    SELECT id, sum(length(body)) OVER (ORDER BY received_at DESC, id DESC)
+                        AS running
+                    FROM amocrm_rejected_webhooks
+                )
+                WHERE running > ?
+            )",
+        )
+        .bind(i64::try_from(max_total_bytes).unwrap_or(i64::MAX))
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(old + over)
+    }
+
+    async fn set_state(&self, key: &str, value: &Value) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jarvis_state (key, value, updated_at) VALUES (?, ?, ?)
+            ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(value.to_string())
+        .bind(micros(Utc::now()))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_state(&self, key: &str) -> Result<Option<StateEntry>> {
+        let row = sqlx::query("SELECT value, updated_at FROM jarvis_state WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(StateEntry {
+                value: json(&row, "value")?,
+                updated_at: time(&row, "updated_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn clear_state(&self, key: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM jarvis_state WHERE key = ?")
+            .bind(key)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.writer).await?;
         Ok(())
@@ -789,15 +874,19 @@ impl Store for SqliteStore {
     }
 
     async fn insert_rejected(&self, rejected: &RejectedWebhook) -> Result<i64> {
+        let (kept, length, sha256) = cut_rejected_body(&rejected.body);
         let id = sqlx::query_scalar(
-            "INSERT INTO amocrm_rejected_webhooks (body, content_type, reason, received_at)
-            VALUES (?, ?, ?, ?)
+            "INSERT INTO amocrm_rejected_webhooks
+                (body, content_type, reason, received_at, body_length, body_sha256)
+            VALUES (?, ?, ?, ?, ?, ?)
             RETURNING id",
         )
-        .bind(&rejected.body)
+        .bind(kept)
         .bind(&rejected.content_type)
         .bind(&rejected.reason)
         .bind(micros(rejected.received_at))
+        .bind(length)
+        .bind(sha256)
         .fetch_one(&self.writer)
         .await?;
         Ok(id)
@@ -805,7 +894,8 @@ impl Store for SqliteStore {
 
     async fn list_rejected(&self, limit: usize) -> Result<Vec<StoredRejected>> {
         let rows = sqlx::query(
-            "SELECT id, body, content_type, reason, received_at FROM amocrm_rejected_webhooks
+            "SELECT id, body, content_type, reason, received_at, body_length, body_sha256
+            FROM amocrm_rejected_webhooks
             ORDER BY received_at DESC, id DESC
             LIMIT ?",
         )
@@ -822,6 +912,10 @@ impl Store for SqliteStore {
                         reason: row.try_get("reason")?,
                         received_at: time(row, "received_at")?,
                     },
+                    body_length: row
+                        .try_get::<Option<i64>, _>("body_length")?
+                        .map(|length| length.max(0) as u64),
+                    body_sha256: row.try_get("body_sha256")?,
                 })
             })
             .collect()

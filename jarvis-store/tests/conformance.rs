@@ -89,6 +89,11 @@ conformance!(
         tokens_round_trip_and_rotate,
         stats_count_every_state,
         api_usage_adds_up,
+        rejected_bodies_are_cut_with_length_and_digest,
+        rejected_bodies_expire_and_are_capped,
+        state_values_round_trip,
+        leases_are_extended_only_while_held,
+        a_direct_connection_keeps_its_session,
     ],
     unmigrated: [unmigrated_database_is_reported],
 );
@@ -1262,4 +1267,150 @@ async fn postponed_events_wait_without_counting_attempts(store: &dyn Store) {
             .unwrap(),
         FailOutcome::Retrying
     );
+}
+
+async fn rejected_bodies_are_cut_with_length_and_digest(store: &dyn Store) {
+    use sha2::Digest;
+    let body: Vec<u8> = (0..200 * 1024).map(|i| (i % 251) as u8).collect();
+    let rejected = RejectedWebhook {
+        body: body.clone(),
+        content_type: Some("application/x-www-form-urlencoded".into()),
+        reason: "too large".into(),
+        received_at: at(0),
+    };
+    store.insert_rejected(&rejected).await.unwrap();
+    let listed = store.list_rejected(1).await.unwrap();
+    let stored = &listed[0];
+    assert_eq!(
+        stored.rejected.body,
+        body[..jarvis_store::REJECTED_BODY_KEEP]
+    );
+    assert_eq!(stored.body_length, Some(body.len() as u64));
+    assert_eq!(
+        stored.body_sha256.as_deref(),
+        Some(hex::encode(sha2::Sha256::digest(&body)).as_str())
+    );
+
+    let small = RejectedWebhook {
+        body: b"x=1".to_vec(),
+        received_at: at(1),
+        ..rejected
+    };
+    store.insert_rejected(&small).await.unwrap();
+    let listed = store.list_rejected(1).await.unwrap();
+    assert_eq!(listed[0].rejected, small);
+    assert_eq!(listed[0].body_length, Some(3));
+}
+
+async fn rejected_bodies_expire_and_are_capped(store: &dyn Store) {
+    let body = |received_at| RejectedWebhook {
+        body: vec![b'a'; 10_000],
+        content_type: None,
+        reason: "malformed".into(),
+        received_at,
+    };
+    let now = now();
+    let mut kept = Vec::new();
+    for days in [40, 35, 31] {
+        store
+            .insert_rejected(&body(now - TimeDelta::days(days)))
+            .await
+            .unwrap();
+    }
+    for minutes in [30, 20, 10] {
+        kept.push(
+            store
+                .insert_rejected(&body(now - TimeDelta::minutes(minutes)))
+                .await
+                .unwrap(),
+        );
+    }
+    // 30 days of retention drops the three old ones; 25,000 bytes hold the two newest of the rest.
+    let deleted = store
+        .prune_rejected(now - TimeDelta::days(30), 25_000)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 4);
+    let ids: Vec<i64> = store
+        .list_rejected(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, [kept[2], kept[1]]);
+    assert_eq!(
+        store
+            .prune_rejected(now - TimeDelta::days(30), 25_000)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn state_values_round_trip(store: &dyn Store) {
+    assert_eq!(store.get_state("api_access").await.unwrap(), None);
+    let broken = json!({"reason": "unauthorized", "since": "2026-01-01T00:00:00Z"});
+    store.set_state("api_access", &broken).await.unwrap();
+    let entry = store.get_state("api_access").await.unwrap().unwrap();
+    assert_eq!(entry.value, broken);
+    assert!((now() - entry.updated_at).num_seconds().abs() < 60);
+
+    let other = json!({"reason": "payment_required"});
+    store.set_state("api_access", &other).await.unwrap();
+    assert_eq!(
+        store.get_state("api_access").await.unwrap().unwrap().value,
+        other
+    );
+    assert!(store.clear_state("api_access").await.unwrap());
+    assert!(!store.clear_state("api_access").await.unwrap());
+    assert_eq!(store.get_state("api_access").await.unwrap(), None);
+}
+
+async fn leases_are_extended_only_while_held(store: &dyn Store) {
+    store
+        .insert_events(&[event("a"), event("b"), event("c")])
+        .await
+        .unwrap();
+    let claimed = store
+        .claim_events(3, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+    store.complete_events(&ids[2..]).await.unwrap();
+    // Settled events are not extended; the others are, past their first lease.
+    let held = store
+        .extend_leases(&ids, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(held, ids[..2]);
+    let stored = store.get_event(ids[0]).await.unwrap().unwrap();
+    assert!(stored.locked_until.unwrap() > now() + TimeDelta::seconds(50));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store
+            .claim_events(3, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A lease that ran out is not the claimer's any more: extending it must not revive it.
+    store.release_events(&ids[..1]).await.unwrap();
+    let held = store
+        .extend_leases(&ids, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(held, ids[1..2]);
+    assert!(
+        store
+            .extend_leases(&[], Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_direct_connection_keeps_its_session(store: &dyn Store) {
+    store.check_session().await.unwrap();
 }

@@ -348,3 +348,156 @@ async fn concurrent_batches_sharing_commits_get_their_own_outcomes() {
     };
     common::concurrent_batches_get_their_own_outcomes(Arc::new(store)).await;
 }
+
+/// A server certificate the client cannot verify is a settings problem, reported as such at once,
+/// not an outage to wait out. The test server's certificate is self-signed (or it has no TLS at
+/// all): neither passes `verify-full` against the public roots.
+#[tokio::test]
+async fn a_refused_certificate_fails_at_once_with_its_reason() {
+    if testing::postgres_store().await.is_none() {
+        return;
+    }
+    let base = testing::test_database_url();
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}sslmode=verify-full");
+    let started = std::time::Instant::now();
+    let error = PgStore::connect_with(
+        &url,
+        PoolSettings::default().acquire_timeout(Duration::from_secs(20)),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, jarvis_store::Error::Tls(_)), "{error:?}");
+    assert!(!error.is_unavailable(), "{error}");
+    assert!(error.to_string().contains("sslrootcert"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A toy transaction pooler: every client connection is served by two server sessions and moves to
+/// the other one after each transaction (each `ReadyForQuery` saying idle), as PgBouncer in
+/// transaction mode may. Trust authentication only.
+mod pooler {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const SSL_REQUEST: i32 = 80_877_103;
+    const GSS_REQUEST: i32 = 80_877_104;
+
+    pub async fn start(target: String) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(serve(client, target.clone()));
+            }
+        });
+        port
+    }
+
+    /// The startup message, after declining TLS and GSS requests.
+    async fn startup(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+        loop {
+            let length = client.read_i32().await?;
+            let mut message = length.to_be_bytes().to_vec();
+            message.resize(length as usize, 0);
+            client.read_exact(&mut message[4..]).await?;
+            let code = i32::from_be_bytes(message[4..8].try_into().unwrap());
+            if code == SSL_REQUEST || code == GSS_REQUEST {
+                client.write_all(b"N").await?;
+                continue;
+            }
+            return Ok(message);
+        }
+    }
+
+    /// One tagged message, whole.
+    async fn message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+        let tag = stream.read_u8().await?;
+        let length = stream.read_i32().await?;
+        let mut raw = vec![tag];
+        raw.extend_from_slice(&length.to_be_bytes());
+        raw.resize(1 + length as usize, 0);
+        stream.read_exact(&mut raw[5..]).await?;
+        Ok((tag, raw))
+    }
+
+    async fn serve(mut client: TcpStream, target: String) -> std::io::Result<()> {
+        let hello = startup(&mut client).await?;
+        let mut sessions = [
+            TcpStream::connect(&target).await?,
+            TcpStream::connect(&target).await?,
+        ];
+        for (index, session) in sessions.iter_mut().enumerate() {
+            session.write_all(&hello).await?;
+            loop {
+                let (tag, raw) = message(session).await?;
+                if index == 0 {
+                    client.write_all(&raw).await?;
+                }
+                if tag == b'Z' {
+                    break;
+                }
+            }
+        }
+        let mut current = 0;
+        loop {
+            loop {
+                let (tag, raw) = message(&mut client).await?;
+                if tag == b'X' {
+                    return Ok(());
+                }
+                sessions[current].write_all(&raw).await?;
+                if tag == b'S' || tag == b'Q' {
+                    break;
+                }
+            }
+            loop {
+                let (tag, raw) = message(&mut sessions[current]).await?;
+                client.write_all(&raw).await?;
+                if tag == b'Z' {
+                    if raw[5] == b'I' {
+                        current = 1 - current;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Behind a transaction pooler the worker's session state (its lock, its leases' meaning) is not
+/// kept: the store says so, for the session check and for the lock, while a direct connection passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_pooler_is_recognised() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let mut through = url::Url::parse(&url).unwrap();
+    let target = format!(
+        "{}:{}",
+        through.host_str().unwrap(),
+        through.port().unwrap_or(5432)
+    );
+    through.set_port(Some(pooler::start(target).await)).unwrap();
+    let pooled = PgStore::connect(through.as_str()).await.unwrap();
+    let error = pooled.check_session().await.unwrap_err();
+    assert!(
+        matches!(error, jarvis_store::Error::TransactionPooler),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("pooler"), "{error}");
+    let error = pooled.try_exclusive("geodrive").await.unwrap_err();
+    assert!(
+        matches!(error, jarvis_store::Error::TransactionPooler),
+        "{error:?}"
+    );
+
+    let direct = PgStore::connect(&url).await.unwrap();
+    direct.check_session().await.unwrap();
+    let mut guard = direct.try_exclusive("geodrive").await.unwrap().unwrap();
+    assert!(guard.is_held().await);
+}

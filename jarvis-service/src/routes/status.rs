@@ -80,6 +80,8 @@ struct Page {
     budget_hour: Option<u32>,
     tokens: Option<Read<Option<StoredTokens>>>,
     activity: Snapshot,
+    /// API mode only: whether amoCRM refuses access (a state the worker keeps in the store).
+    access: Option<Read<Option<crate::amo::AccessBroken>>>,
 }
 
 pub async fn page(
@@ -102,7 +104,14 @@ pub async fn page(
     } else {
         None
     };
+    let access = if state.client.is_some() {
+        let stored = read(store.get_state(crate::amo::API_ACCESS_STATE)).await;
+        Some(stored.map(|entry| entry.and_then(|e| serde_json::from_value(e.value).ok())))
+    } else {
+        None
+    };
     let page = Page {
+        access,
         now,
         version: env!("CARGO_PKG_VERSION"),
         api_mode: state.client.is_some(),
@@ -237,6 +246,30 @@ fn render(p: &Page) -> String {
         time(p.activity.started_at),
         chart(minutes),
     );
+
+    // amoCRM access: shown only when it needs a person, at the top of what follows.
+    if let Some(access) = &p.access {
+        match access {
+            Ok(None) => {}
+            Ok(Some(broken)) => {
+                let _ = write!(
+                    o,
+                    "<section id=\"api-access\"><h2>amoCRM API access</h2>\
+                     <p class=\"bad\">API access broken since {}: {}</p><p>{}</p>\
+                     <p class=\"muted\">{}</p></section>",
+                    time(broken.since),
+                    esc(&broken.reason),
+                    esc(&broken.advice),
+                    esc(&broken.error),
+                );
+            }
+            Err(why) => {
+                o.push_str("<section id=\"api-access\"><h2>amoCRM API access</h2>");
+                unavailable(&mut o, why);
+                o.push_str("</section>");
+            }
+        }
+    }
 
     // Deliveries.
     o.push_str("<section id=\"deliveries\"><h2>Last deliveries</h2>");
