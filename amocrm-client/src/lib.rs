@@ -146,6 +146,12 @@ pub use models::{
 };
 pub use rate_limit::{DEFAULT_GUARD, RateLimit, RateLimiter};
 pub use request::RawRequest;
+
+/// Re-exported so that a [`TokenStore`] can be implemented without a direct `async-trait` dependency.
+pub use async_trait::async_trait;
+/// Re-exported for iterating [`ListRequest::pages`](resources::ListRequest::pages) and
+/// [`stream`](resources::ListRequest::stream) with `.next().await` / `.try_next().await`.
+pub use futures::{Stream, StreamExt, TryStreamExt};
 pub use resources::companies::CompaniesFilter;
 pub use resources::contacts::{ContactsFilter, EntityFilter};
 pub use resources::events::EventsFilter;
@@ -160,3 +166,8 @@ pub use resources::{
 };
 pub use retry::RetryPolicy;
 pub use usage::{RequestEvent, RequestObserver, UsageSnapshot};
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

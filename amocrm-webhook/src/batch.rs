@@ -14,11 +14,15 @@ use crate::tree::SELF_KEY;
 /// that is not a number) is kept in `extra`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct Account {
+    /// `account[id]`, the amoCRM account id; `None` when missing or not a number (very old
+    /// bodies carry only the subdomain).
     pub id: Option<u64>,
+    /// `account[subdomain]`, e.g. `geodrive` of `geodrive.amocrm.ru`; `None` when missing.
     pub subdomain: Option<String>,
     /// `account[_links][...]`, e.g. `self`.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub links: Map<String, Value>,
+    /// Every other `account[...]` key, as JSON, kept rather than dropped.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extra: Map<String, Value>,
 }
@@ -128,6 +132,7 @@ pub(crate) fn entries_of(object: Map<String, Value>) -> Entries<'static> {
 /// Everything one body carried.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct WebhookBatch {
+    /// The body's `account[...]` block; all fields `None` or empty when the body has none.
     pub account: Account,
     /// In body order: sections, then actions, in first-seen order; items by index.
     pub events: Vec<WebhookEvent>,

@@ -9,40 +9,66 @@ const MAX_QUOTED_KEY: usize = 200;
 pub enum Error {
     /// The body is longer than [`Limits::max_body_bytes`](crate::Limits::max_body_bytes).
     #[error("body is {size} bytes, over the limit of {limit} bytes")]
-    BodyTooLarge { size: usize, limit: usize },
+    BodyTooLarge {
+        /// The body's length in bytes.
+        size: usize,
+        /// The limit it broke, in bytes.
+        limit: usize,
+    },
 
     /// The body has more keys (form pairs or JSON leaves) than [`Limits::max_keys`](crate::Limits::max_keys).
     #[error("body has more than {limit} keys")]
-    TooManyKeys { limit: usize },
+    TooManyKeys {
+        /// The limit it broke, in keys.
+        limit: usize,
+    },
 
     /// A key has more segments than [`Limits::max_depth`](crate::Limits::max_depth).
     #[error("key `{key}` has {depth} segments, over the limit of {limit}")]
     TooDeep {
+        /// The key, cut after 200 bytes.
         key: String,
+        /// Its number of segments, the name included.
         depth: usize,
+        /// The limit it broke, in segments.
         limit: usize,
     },
 
     /// A `%` not followed by two hex digits; `offset` is the byte offset of the `%` in the body.
     #[error("invalid percent-encoding at byte {offset}")]
-    InvalidPercentEncoding { offset: usize },
+    InvalidPercentEncoding {
+        /// Byte offset of the `%` in the body.
+        offset: usize,
+    },
 
     /// A key or value does not decode to UTF-8. `offset` is where that key or value starts in
     /// the body; `key` names the key when it is the value that is bad.
     #[error("invalid UTF-8 in {} starting at byte {offset}", describe_utf8_place(.key))]
-    InvalidUtf8 { offset: usize, key: Option<String> },
+    InvalidUtf8 {
+        /// Byte offset in the body where the bad key or value starts.
+        offset: usize,
+        /// The key, cut after 200 bytes, when its value is bad; `None` when the key itself is.
+        key: Option<String>,
+    },
 
     /// A key that is not `name` or `name[segment]...`.
     #[error("malformed key `{key}` at byte {offset}: {reason}")]
     MalformedKey {
+        /// The key as decoded, cut after 200 bytes.
         key: String,
+        /// Byte offset in the body where the key starts.
         offset: usize,
+        /// What is wrong with it, e.g. an unclosed `[`.
         reason: &'static str,
     },
 
     /// The JSON body does not parse, or its top level is not an object.
     #[error("invalid JSON body: {0}")]
-    InvalidJson(String),
+    InvalidJson(
+        /// What is wrong: serde_json's message (with line and column), or that the top level is
+        /// not an object.
+        String,
+    ),
 
     /// The body parsed but holds no `section[action][index]` event.
     #[error("body carries no events")]
@@ -50,7 +76,10 @@ pub enum Error {
 
     /// [`Parser::parse`](crate::Parser::parse) was given a content type it does not read.
     #[error("unsupported content type `{0}`")]
-    UnsupportedContentType(String),
+    UnsupportedContentType(
+        /// The `Content-Type` as given.
+        String,
+    ),
 }
 
 fn describe_utf8_place(key: &Option<String>) -> String {

@@ -14,11 +14,15 @@ use crate::hash;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Entity {
+    /// A deal (`leads[...]`).
     Lead,
+    /// A person (`contacts[...]` without `type=company`).
     Contact,
     /// From `companies[...]`, or from `contacts[...]` with `type=company`.
     Company,
+    /// A buyer of periodic purchases (`customers[...]`).
     Customer,
+    /// A task (`tasks[...]`).
     Task,
     /// A catalog (list) element.
     Catalog,
@@ -30,6 +34,8 @@ pub enum Entity {
     Message,
     /// A note added to `parent` (`leads[note][0][note][...]`).
     Note {
+        /// The entity the note was added to: the section's entity (`Company` for a company
+        /// note under `contacts`).
         parent: Box<Entity>,
     },
     /// A section this crate does not know, by its raw name.
@@ -82,9 +88,13 @@ impl fmt::Display for Entity {
 #[serde(from = "String", into = "String")]
 #[non_exhaustive]
 pub enum Action {
+    /// The entity was created.
     Add,
+    /// The entity was changed.
     Update,
+    /// The entity was deleted.
     Delete,
+    /// A deleted entity was restored.
     Restore,
     /// A lead moved to another status or pipeline.
     Status,
@@ -154,11 +164,50 @@ impl fmt::Display for Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CustomField {
+    /// The field's id in the account (`custom_fields[i][id]`); `None` when missing or not a number.
     pub id: Option<u64>,
+    /// The field's name as shown in amoCRM (`custom_fields[i][name]`); `None` when missing or empty.
     pub name: Option<String>,
-    /// The field code (`PHONE`, `EMAIL`, ...) for system fields.
+    /// The field code (`PHONE`, `EMAIL`, ...) for system fields; `None` for most fields,
+    /// which have no code.
     pub code: Option<String>,
+    /// The values in the order sent; empty when the field carries none.
     pub values: Vec<CustomFieldValue>,
+}
+
+impl CustomField {
+    /// The text of the first value that has one: the single value of a text, number, select or
+    /// radio field, the first of a multitext or multiselect. `None` when no value has a text.
+    pub fn text(&self) -> Option<&str> {
+        self.texts().next()
+    }
+
+    /// Every value's text in the order sent, skipping values without one (a multiselect may
+    /// send enum ids alone).
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.values
+            .iter()
+            .filter_map(|value| value.value.as_deref())
+    }
+
+    /// The option id of the first value that has one: the chosen option of a select or radio
+    /// field. `None` for fields without options.
+    pub fn enum_id(&self) -> Option<u64> {
+        self.enum_ids().next()
+    }
+
+    /// Every value's option id in the order sent: the chosen options of a multiselect
+    /// (`values[i][enum]`), skipping values without one.
+    pub fn enum_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.values.iter().filter_map(|value| value.enum_id)
+    }
+
+    /// The first text parsed as an integer: a date or date-time field's Unix seconds
+    /// (`values[0]=1764000000`, no `[value]` leaf), or a whole-number field. `None` when there
+    /// is no text or it is not an integer.
+    pub fn unix_seconds(&self) -> Option<i64> {
+        self.text().and_then(|text| text.trim().parse().ok())
+    }
 }
 
 /// One value of a custom field: a text (a date field holds Unix seconds) and an enum id for
@@ -166,7 +215,11 @@ pub struct CustomField {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct CustomFieldValue {
+    /// The text as sent (`values[j][value]`, or the bare `values[j]` of a date field);
+    /// `None` when missing or empty.
     pub value: Option<String>,
+    /// The option id of a select, multiselect or radio field (`values[j][enum]`); `None` for
+    /// other fields, or when not a number.
     pub enum_id: Option<u64>,
 }
 
@@ -174,7 +227,9 @@ pub struct CustomFieldValue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Tag {
+    /// The tag's id; `None` when missing, not a number, or the tags came as a name list.
     pub id: Option<u64>,
+    /// The tag's text; `None` when missing or empty.
     pub name: Option<String>,
 }
 
@@ -192,10 +247,13 @@ pub struct WebhookEvent {
     pub subdomain: Option<String>,
     /// The raw section name: `leads`, `contacts`, `unsorted`, ...
     pub section: String,
+    /// What the event is about, derived from the section and, for companies and notes, the fields.
     pub entity: Entity,
+    /// What happened, from the `[action]` segment.
     pub action: Action,
     /// The entity's id as sent: `id`, else `talk_id` for a talk, else `uid` for an unsorted item.
     pub entity_id: Option<String>,
+    /// The event's subtree (`section[action][index][...]`) as sent, every leaf a string.
     pub fields: Fields,
 }
 
@@ -276,10 +334,14 @@ impl WebhookEvent {
         })
     }
 
+    /// The entity's id as sent (see [`entity_id`](Self#structfield.entity_id)); `None` for
+    /// an event that names none, e.g. an online-chat message.
     pub fn entity_id(&self) -> Option<&str> {
         self.entity_id.as_deref()
     }
 
+    /// The amoCRM account id (see [`account_id`](Self#structfield.account_id)); `None` for
+    /// old bodies that carry only `account[subdomain]`.
     pub fn account_id(&self) -> Option<u64> {
         self.account_id
     }
@@ -309,43 +371,57 @@ impl WebhookEvent {
         self.text(key).and_then(|s| s.trim().parse().ok())
     }
 
+    /// `id` as a number; `None` when missing, empty or not a number (a chat message's UUID).
     pub fn id_u64(&self) -> Option<u64> {
         self.number("id")
     }
 
+    /// The entity's `name`; `None` when missing or empty (`name=` is common on add and update).
     pub fn name(&self) -> Option<&str> {
         self.text("name")
     }
 
+    /// A lead's pipeline stage (`status_id`) after the change; 142 is won, 143 lost.
+    /// `None` when missing or empty.
     pub fn status_id(&self) -> Option<u64> {
         self.number("status_id")
     }
 
+    /// A lead's stage before a status change (`old_status_id`); `None` when missing or empty,
+    /// as it is on add and update.
     pub fn old_status_id(&self) -> Option<u64> {
         self.number("old_status_id")
     }
 
+    /// A lead's (or incoming lead's) pipeline (`pipeline_id`); `None` when missing or empty.
     pub fn pipeline_id(&self) -> Option<u64> {
         self.number("pipeline_id")
     }
 
+    /// A lead's pipeline before a status change (`old_pipeline_id`); `None` when missing or empty.
     pub fn old_pipeline_id(&self) -> Option<u64> {
         self.number("old_pipeline_id")
     }
 
+    /// A lead's budget (`price`) in whole units of the account's currency; `None` when missing,
+    /// empty (`price=` is common) or not an integer.
     pub fn price(&self) -> Option<i64> {
         self.signed("price")
     }
 
-    /// `0` (no one) is returned as sent.
+    /// The user responsible for the entity; `0` (no one) is returned as sent, `None` when
+    /// missing or empty.
     pub fn responsible_user_id(&self) -> Option<u64> {
         self.number("responsible_user_id")
     }
 
+    /// The user who created the entity (`created_user_id`); `0` (amoCRM itself, a robot or an
+    /// integration) as sent, `None` when missing or empty.
     pub fn created_user_id(&self) -> Option<u64> {
         self.number("created_user_id")
     }
 
+    /// The user who made the change (`modified_user_id`); `0` as sent, `None` when missing or empty.
     pub fn modified_user_id(&self) -> Option<u64> {
         self.number("modified_user_id")
     }
@@ -366,19 +442,40 @@ impl WebhookEvent {
     /// `custom_fields[i][id|name|code][values][j][value|enum]`, including the radio form
     /// (`values[value]=..&values[enum]=..`) and the date form (`values[0]=<unix>`).
     pub fn custom_fields(&self) -> Vec<CustomField> {
-        let Some(fields) = self.body().get("custom_fields") else {
-            return Vec::new();
-        };
-        fields
-            .entries()
-            .filter(|(_, field)| field.is_object())
-            .map(|(_, field)| CustomField {
-                id: parse_number(field.get("id")),
-                name: non_empty(field.get("name")).map(str::to_owned),
-                code: non_empty(field.get("code")).map(str::to_owned),
-                values: custom_field_values(field.get("values")),
-            })
-            .collect()
+        self.custom_field_nodes().map(custom_field_of).collect()
+    }
+
+    /// The custom field whose `id` is `id`, the first one if the body repeats it; `None` when
+    /// the event does not carry it (webhooks send only the fields that have a value).
+    ///
+    /// Only the field found is copied out, so this is cheaper than searching
+    /// [`custom_fields`](Self::custom_fields).
+    pub fn custom_field_by_id(&self, id: u64) -> Option<CustomField> {
+        self.custom_field_nodes()
+            .find(|field| parse_number(field.get("id")) == Some(id))
+            .map(custom_field_of)
+    }
+
+    /// The custom field whose `code` is `code` (compared exactly; amoCRM's codes are upper
+    /// case: `PHONE`, `EMAIL`), the first one if several match; `None` when the event carries
+    /// no such field. Most fields have no code: use [`custom_field_by_id`](Self::custom_field_by_id)
+    /// for them.
+    pub fn custom_field_by_code(&self, code: &str) -> Option<CustomField> {
+        if code.is_empty() {
+            return None;
+        }
+        self.custom_field_nodes()
+            .find(|field| non_empty(field.get("code")) == Some(code))
+            .map(custom_field_of)
+    }
+
+    fn custom_field_nodes(&self) -> impl Iterator<Item = Field<'_>> {
+        self.body()
+            .get("custom_fields")
+            .into_iter()
+            .flat_map(|fields| fields.entries())
+            .map(|(_, field)| field)
+            .filter(Field::is_object)
     }
 
     /// `tags[i][id|name]`; a plain string is read as comma-separated names.
@@ -427,6 +524,7 @@ impl WebhookEvent {
             .collect()
     }
 
+    /// A contact's company (`linked_company_id`); `None` when missing or empty.
     pub fn linked_company_id(&self) -> Option<u64> {
         self.number("linked_company_id")
     }
@@ -441,14 +539,17 @@ impl WebhookEvent {
         self.number("element_type")
     }
 
+    /// The conversation of a talk or message (`talk_id`); `None` when missing or empty.
     pub fn talk_id(&self) -> Option<u64> {
         self.number("talk_id")
     }
 
+    /// The chat of a talk or message (`chat_id`, a UUID); `None` when missing or empty.
     pub fn chat_id(&self) -> Option<&str> {
         self.text("chat_id")
     }
 
+    /// The contact a talk or message is with (`contact_id`); `None` when missing or empty.
     pub fn contact_id(&self) -> Option<u64> {
         self.number("contact_id")
     }
@@ -493,6 +594,15 @@ fn non_empty(value: Option<Field<'_>>) -> Option<&str> {
 
 fn parse_number(value: Option<Field<'_>>) -> Option<u64> {
     non_empty(value).and_then(|s| s.trim().parse().ok())
+}
+
+fn custom_field_of(field: Field<'_>) -> CustomField {
+    CustomField {
+        id: parse_number(field.get("id")),
+        name: non_empty(field.get("name")).map(str::to_owned),
+        code: non_empty(field.get("code")).map(str::to_owned),
+        values: custom_field_values(field.get("values")),
+    }
 }
 
 fn custom_field_values(values: Option<Field<'_>>) -> Vec<CustomFieldValue> {

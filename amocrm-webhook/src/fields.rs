@@ -93,6 +93,7 @@ impl Fields {
         self.as_field().len()
     }
 
+    /// True when the root has no children: an empty object, or a text.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -143,14 +144,17 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// True for a leaf (a string value).
     pub fn is_text(&self) -> bool {
         matches!(self.node.kind, Kind::Text(_))
     }
 
+    /// True for a map whose keys are not exactly `0..n` (serialized as a JSON object).
     pub fn is_object(&self) -> bool {
         matches!(self.node.kind, Kind::Object { .. })
     }
 
+    /// True for a map keyed exactly `0..n` (serialized as a JSON array, in index order).
     pub fn is_list(&self) -> bool {
         matches!(self.node.kind, Kind::List { .. })
     }
@@ -160,6 +164,7 @@ impl<'a> Field<'a> {
         self.children().len()
     }
 
+    /// True when the node has no children: an empty object or list, or a text.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

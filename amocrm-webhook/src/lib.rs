@@ -22,6 +22,58 @@
 //! # Ok::<(), amocrm_webhook::Error>(())
 //! ```
 //!
+//! # Reading custom fields
+//!
+//! [`WebhookEvent::custom_field_by_id`] and [`WebhookEvent::custom_field_by_code`] find one
+//! [`CustomField`]; its [`text`](CustomField::text), [`enum_id`](CustomField::enum_id),
+//! [`enum_ids`](CustomField::enum_ids) and [`unix_seconds`](CustomField::unix_seconds) read
+//! the values whatever shape they came in: `values[j][value|enum]`, a date field's bare
+//! `values[0]=<unix seconds>`, a radio button's `values[value]=..&values[enum]=..` with no
+//! index, or a multiselect's repeated `values[j][enum]`. Brackets may arrive literal or, as
+//! amoCRM sends them, as `%5B`/`%5D`: both decode alike.
+//!
+//! ```
+//! let body = "leads[status][0][id]=31840021\
+//!     &leads[status][0][status_id]=142&leads[status][0][pipeline_id]=7401234\
+//!     &leads[status][0][price]=10500\
+//!     &leads[status][0][custom_fields][0][id]=771001\
+//!     &leads[status][0][custom_fields][0][name]=RentProg+ID\
+//!     &leads[status][0][custom_fields][0][values][0][value]=RP-48213\
+//!     &leads[status][0][custom_fields][1][id]=771003\
+//!     &leads[status][0][custom_fields][1][name]=utm_source\
+//!     &leads[status][0][custom_fields][1][code]=UTM_SOURCE\
+//!     &leads[status][0][custom_fields][1][values][0][value]=yandex\
+//!     &leads[status][0][custom_fields][2][id]=771004\
+//!     &leads[status][0][custom_fields][2][values][0]=1764000000\
+//!     &leads[status][0][custom_fields][3][id]=771005\
+//!     &leads[status][0][custom_fields][3][values][value]=%D0%94%D0%B0\
+//!     &leads[status][0][custom_fields][3][values][enum]=551301\
+//!     &account[id]=29071803&account[subdomain]=geodrive";
+//! let batch = amocrm_webhook::parse_form(body.as_bytes())?;
+//! let event = &batch.events[0];
+//! assert_eq!(event.status_id(), Some(142));
+//! assert_eq!(event.pipeline_id(), Some(7401234));
+//! assert_eq!(event.price(), Some(10500));
+//!
+//! let rentprog = event.custom_field_by_id(771001).expect("field 771001");
+//! assert_eq!(rentprog.name.as_deref(), Some("RentProg ID"));
+//! assert_eq!(rentprog.text(), Some("RP-48213"));
+//!
+//! let source = event.custom_field_by_code("UTM_SOURCE").expect("UTM_SOURCE");
+//! assert_eq!((source.id, source.text()), (Some(771003), Some("yandex")));
+//!
+//! // A date field: Unix seconds in `values[0]`, no `[value]` leaf.
+//! let date = event.custom_field_by_id(771004).expect("field 771004");
+//! assert_eq!(date.unix_seconds(), Some(1764000000));
+//!
+//! // A radio button: one value object without an index.
+//! let radio = event.custom_field_by_id(771005).expect("field 771005");
+//! assert_eq!((radio.text(), radio.enum_id()), (Some("Да"), Some(551301)));
+//!
+//! assert!(event.custom_field_by_id(1).is_none());
+//! # Ok::<(), amocrm_webhook::Error>(())
+//! ```
+//!
 //! # Decoding
 //!
 //! - `+` is a space and `%XX` a byte; keys and values must then be UTF-8. Values are kept
@@ -90,6 +142,8 @@
 //! bad UTF-8 and malformed keys are each an [`Error`] variant naming the place (byte offset
 //! or key). Parsing never panics; the fuzz target and property tests check that (see the
 //! crate README).
+
+#![warn(missing_docs)]
 
 mod batch;
 mod encode;

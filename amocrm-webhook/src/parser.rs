@@ -34,10 +34,12 @@ pub struct Parser {
 }
 
 impl Parser {
+    /// A parser that refuses bodies breaking `limits`; [`Parser::default`] uses [`Limits::default`].
     pub fn new(limits: Limits) -> Self {
         Parser { limits }
     }
 
+    /// The limits this parser enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }

@@ -431,7 +431,7 @@ impl Worker {
         let api = self.state.client.is_some();
         let mut plan = Plan::default();
         for stored in events {
-            let event: WebhookEvent = match serde_json::from_value(stored.payload.clone()) {
+            let event: WebhookEvent = match stored.webhook_event() {
                 Ok(event) => event,
                 Err(e) => {
                     plan.settled.insert(

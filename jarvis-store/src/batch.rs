@@ -34,6 +34,7 @@ pub(crate) fn distinct_events(events: &[NewEvent]) -> Vec<&NewEvent> {
 ///
 /// One `INSERT ... ON CONFLICT DO UPDATE` cannot touch a row twice; applying the rounds one after the
 /// other gives the same result as applying the rows one by one.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn rounds<T>(items: &[T], key: impl Fn(&T) -> &str) -> Vec<Vec<&T>> {
     let mut rounds: Vec<Vec<&T>> = Vec::new();
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());

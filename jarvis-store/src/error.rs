@@ -14,6 +14,10 @@ pub enum Error {
     #[error("unsupported database URL: expected postgres://, postgresql:// or sqlite:")]
     UnsupportedUrl,
 
+    /// The URL names a backend this build leaves out (the crate's `postgres` / `sqlite` features).
+    #[error("this build has no {0} support: enable the jarvis-store feature `{0}`")]
+    BackendNotBuilt(&'static str),
+
     /// The URL names a supported database but could not be understood.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),

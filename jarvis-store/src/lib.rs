@@ -43,13 +43,18 @@
 //! # Ok(()) }
 //! ```
 
+
 mod batch;
 mod error;
 mod group_commit;
 pub mod model;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod settings;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "webhook")]
+mod webhook;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
@@ -61,9 +66,14 @@ use serde_json::{Map, Value};
 
 pub use error::{Error, Result};
 pub use model::*;
+#[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use settings::PoolSettings;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+/// Re-exported so that implementors of [`Store`] need no direct dependency on `async-trait`.
+pub use async_trait::async_trait;
 
 /// Everything the service persists. Implementations are cheap to clone and safe to share across tasks.
 #[async_trait::async_trait]
@@ -300,10 +310,22 @@ pub async fn connect(url: &str) -> Result<DynStore> {
 /// [`connect`] with explicit pool settings.
 pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<DynStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect_with(url, settings).await?))
-    } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect_with(url, settings).await?))
-    } else {
-        Err(Error::UnsupportedUrl)
+        #[cfg(feature = "postgres")]
+        return Ok(Arc::new(PgStore::connect_with(url, settings).await?));
+        #[cfg(not(feature = "postgres"))]
+        return Err(Error::BackendNotBuilt("postgres"));
     }
+    if url.starts_with("sqlite:") {
+        #[cfg(feature = "sqlite")]
+        return Ok(Arc::new(SqliteStore::connect_with(url, settings).await?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(Error::BackendNotBuilt("sqlite"));
+    }
+    let _ = settings;
+    Err(Error::UnsupportedUrl)
 }
+
+/// The README's examples, compiled and run as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

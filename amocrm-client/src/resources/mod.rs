@@ -22,7 +22,7 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
@@ -312,7 +312,9 @@ impl<T: ListItem> ListRequest<T> {
     }
 
     /// Every page in order, following `_links.next`; ends at a page without one, or at 204.
-    pub fn pages(self) -> impl Stream<Item = Result<Page<T>>> + Send + 'static {
+    ///
+    /// The stream is boxed (and so `Unpin`): call `.next().await` on it directly.
+    pub fn pages(self) -> BoxStream<Page<T>> {
         futures::stream::try_unfold((self, Some(1u32)), |(this, next)| async move {
             let Some(number) = next else {
                 return Ok(None);
@@ -321,13 +323,31 @@ impl<T: ListItem> ListRequest<T> {
             let next = (page.has_next && !page.items.is_empty()).then_some(number + 1);
             Ok(Some((page, (this, next))))
         })
+        .boxed()
     }
 
     /// Every item of every page, fetching pages lazily.
-    pub fn stream(self) -> impl Stream<Item = Result<T>> + Send + 'static {
+    ///
+    /// Boxed (and so `Unpin`) like [`pages`](Self::pages):
+    ///
+    /// ```no_run
+    /// use amocrm_client::{Client, LeadsFilter, StreamExt};
+    ///
+    /// # async fn run(client: Client) -> amocrm_client::Result<()> {
+    /// let since = chrono::Utc::now() - chrono::Duration::hours(1);
+    /// let mut leads = client.leads().list(LeadsFilter::updated_since(since)).stream();
+    /// while let Some(lead) = leads.next().await {
+    ///     let lead = lead?;
+    ///     println!("{} {}", lead.id.0, lead.name);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn stream(self) -> BoxStream<T> {
         self.pages()
             .map_ok(|page| futures::stream::iter(page.items.into_iter().map(Ok)))
             .try_flatten()
+            .boxed()
     }
 
     /// Every item of every page, collected.
@@ -423,8 +443,8 @@ pub fn decode_list<T: ListItem>(body: &[u8]) -> serde_json::Result<Vec<T>> {
 pub type BoxStream<T> = futures::stream::BoxStream<'static, Result<T>>;
 
 impl<T: ListItem> ListRequest<T> {
-    /// [`stream`](Self::stream), boxed.
+    /// The same as [`stream`](Self::stream), which is boxed itself now; kept for existing callers.
     pub fn boxed_stream(self) -> BoxStream<T> {
-        self.stream().boxed()
+        self.stream()
     }
 }

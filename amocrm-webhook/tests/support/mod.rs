@@ -30,6 +30,12 @@ pub fn fixtures() -> Vec<(String, Vec<u8>)> {
     fixtures
 }
 
+/// The body of `tests/fixtures/<name>.form`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = fixture_dir().join(format!("{name}.form"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// Percent-encodes brackets the way amoCRM does, so tests can be written readably.
 pub fn amo(readable: &str) -> Vec<u8> {
     readable

@@ -151,15 +151,7 @@ async fn handle(
     let events: Vec<NewEvent> = batch
         .events
         .iter()
-        .map(|event| NewEvent {
-            event_type: event.event_type().to_string(),
-            entity_type: event.entity.name().to_string(),
-            amocrm_entity_id: event.entity_id().map(str::to_owned),
-            event_hash: event.event_hash(),
-            payload: serde_json::to_value(event).unwrap_or(Value::Null),
-            account_id: event.account_id().map(|id| id as i64),
-            received_at,
-        })
+        .map(|event| NewEvent::from_webhook(event, received_at))
         .collect();
     metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
     let outcome = match state.store.insert_events(&events).await {
