@@ -27,7 +27,7 @@ fn custom_fields(i: u64) -> Value {
         {"field_id": 1278898103, "field_name": "Комментарий", "field_code": null, "field_type": "textarea",
          "values": [{"value": "Клиент просил подать машину к терминалу B, рейс задерживается на 40 минут."}]},
         {"field_id": 1278898105, "field_name": "Оплачено", "field_code": null, "field_type": "checkbox",
-         "values": [{"value": i % 2 == 0}]}
+         "values": [{"value": i.is_multiple_of(2)}]}
     ])
 }
 

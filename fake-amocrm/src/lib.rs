@@ -330,10 +330,10 @@ impl FakeAmo {
             let mut links = Vec::new();
             if let Some(main) = contact_ids.choose(&mut rng) {
                 links.push((*main, true));
-                if rng.random_bool(0.1) {
-                    if let Some(other) = contact_ids.choose(&mut rng).filter(|o| *o != main) {
-                        links.push((*other, false));
-                    }
+                if rng.random_bool(0.1)
+                    && let Some(other) = contact_ids.choose(&mut rng).filter(|o| *o != main)
+                {
+                    links.push((*other, false));
                 }
             }
             let lead = data::lead(&mut rng, id, account_id, &links);

@@ -274,10 +274,10 @@ async fn sender_posts_unique_bodies_built_from_the_fakes_leads() {
     for body in &r.bodies {
         let pairs = decode(body);
         assert_eq!(value(&pairs, "account[id]"), Some("29071803"));
-        if let Some(id) = value(&pairs, "leads[update][0][id]") {
-            if !deleted.contains(id) {
-                assert!(fake.lead(id.parse().unwrap()).is_some());
-            }
+        if let Some(id) = value(&pairs, "leads[update][0][id]")
+            && !deleted.contains(id)
+        {
+            assert!(fake.lead(id.parse().unwrap()).is_some());
         }
     }
     let adds = report.by_kind.get("lead_add").copied().unwrap_or(0) as usize;

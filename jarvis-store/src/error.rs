@@ -120,6 +120,7 @@ impl From<sqlx::Error> for Error {
 fn tls_failure(error: &sqlx::Error) -> Option<String> {
     match error {
         sqlx::Error::Tls(reason) => Some(reason.to_string()),
+        #[cfg(feature = "postgres")]
         sqlx::Error::Io(io) => match io.get_ref()?.downcast_ref::<rustls::Error>()? {
             refused @ (rustls::Error::InvalidCertificate(_)
             | rustls::Error::NoCertificatesPresented

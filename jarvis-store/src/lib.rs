@@ -43,7 +43,6 @@
 //! # Ok(()) }
 //! ```
 
-
 mod batch;
 mod error;
 mod group_commit;
@@ -53,10 +52,10 @@ mod postgres;
 mod settings;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(feature = "webhook")]
-mod webhook;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+#[cfg(feature = "webhook")]
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
