@@ -1,5 +1,7 @@
 //! The HTTP side: routes, the gate (counting, faults, latency, rate limit, auth) and handlers.
 
+mod events;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +39,7 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/api/v4/contacts/{id}", get(get_contact))
         .route("/api/v4/contacts/{id}/notes", get(notes_of_contact))
         .route("/api/v4/account", get(account))
+        .route("/api/v4/events", get(events::list_events))
         .route(
             "/api/v4/webhooks",
             get(list_webhooks).post(add_webhook).delete(delete_webhook),
@@ -586,6 +589,8 @@ async fn add_webhook(State(inner): St, body: Bytes) -> Response {
         "settings": body.settings,
     });
     store.webhooks.push(hook.clone());
+    drop(store);
+    crate::feed::forget_failures(&inner, &body.destination);
     hal(StatusCode::CREATED, &hook)
 }
 

@@ -34,6 +34,7 @@
 //! ```
 
 mod data;
+mod feed;
 mod form;
 mod history;
 mod http;
@@ -55,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use data::{FIELD_CAR_CLASS, FIELD_RENTPROG_ID, PIPELINE_ID, STATUSES};
+pub use feed::{DISABLE_AFTER_FAILURES, Delivered};
 pub use form::{
     contact_event_body, delete_lead_body, encode_component, form_encode, lead_event_body,
     lead_events_body, note_event_body,
@@ -170,6 +172,9 @@ pub(crate) struct Inner {
     /// Mirrors `Failure::Down` for the accept loop, which must not take locks.
     pub down: AtomicBool,
     pub base_url: Mutex<Option<String>>,
+    /// The events feed (`GET /api/v4/events`) and webhook failure counts.
+    pub feed: Mutex<feed::Feed>,
+    pub delivery: feed::Delivery,
 }
 
 /// Locks ignoring poison: a panicked test thread must not wedge the fake for the others.
@@ -240,6 +245,8 @@ impl FakeAmo {
                 failure: Mutex::new(Failure::None),
                 down: AtomicBool::new(false),
                 base_url: Mutex::new(None),
+                feed: Mutex::new(feed::Feed::new()),
+                delivery: feed::Delivery::new(),
             }),
         }
     }
@@ -366,6 +373,8 @@ impl FakeAmo {
         lead["status_id"] = STATUSES[0].into();
         lead["closed_at"] = Value::Null;
         store.upsert_lead(lead.clone());
+        drop(store);
+        feed::record_lead_added(&self.inner, &lead);
         lead
     }
 
@@ -378,6 +387,7 @@ impl FakeAmo {
         let Some(lead) = store.leads.get_mut(&id) else {
             return Value::Null;
         };
+        let before = lead.clone();
         let rng = &mut store.rng;
         let old_status = lead["status_id"].as_u64().unwrap_or(STATUSES[0]);
         let pipeline = lead["pipeline_id"].as_u64().unwrap_or(PIPELINE_ID);
@@ -399,6 +409,7 @@ impl FakeAmo {
         if rng.random_bool(0.3) {
             lead["price"] = (rng.random_range(3..60u32) * 500).into();
         }
+        feed::record_lead_change(&self.inner, id, &before, lead);
         let mut out = lead.clone();
         out["old_status_id"] = old_status.into();
         out["old_pipeline_id"] = pipeline.into();
@@ -415,6 +426,7 @@ impl FakeAmo {
         };
         let updated = (contact["updated_at"].as_i64().unwrap_or(0) + 1).max(unix_now());
         contact["updated_at"] = updated.into();
+        feed::record_contact_change(&self.inner, id, contact, contact);
         let mut out = contact.clone();
         out["_embedded"]["leads"] = leads.iter().map(|l| serde_json::json!({"id": l})).collect();
         out
@@ -422,7 +434,11 @@ impl FakeAmo {
 
     /// Removes a lead (and its notes); returns it as it was.
     pub fn delete_lead(&self, id: u64) -> Option<Value> {
-        lock(&self.inner.store).remove_lead(id)
+        let removed = lock(&self.inner.store).remove_lead(id);
+        if let Some(lead) = &removed {
+            feed::record_lead_deleted(&self.inner, lead);
+        }
+        removed
     }
 
     /// The stored lead (API v4 shape, with `_embedded.contacts`, without `_links`).

@@ -49,6 +49,32 @@ pub enum Command {
     /// Check the configuration and print the effective settings (secrets masked).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Catch up changes since a time through amoCRM's events feed (also every open gap).
+    CatchUp(CatchUpArgs),
+    /// Fetch entities from amoCRM and upsert them now.
+    #[command(subcommand)]
+    Sync(SyncCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct CatchUpArgs {
+    /// Start of the span: RFC 3339 (`2026-11-30T08:00:00Z`) or an age (`90m`, `6h`, `2d`).
+    #[arg(long, value_parser = crate::catch_up::parse_since)]
+    pub since: chrono::DateTime<Utc>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Leads by id (with their main contacts).
+    Lead {
+        #[arg(required = true, value_delimiter = ',')]
+        ids: Vec<u64>,
+    },
+    /// Contacts by id (their fields reach the deals they are the main contact of).
+    Contact {
+        #[arg(required = true, value_delimiter = ',')]
+        ids: Vec<u64>,
+    },
 }
 
 /// `jarvis webhooks ...`: the offline parser and the subscription commands.
@@ -208,6 +234,16 @@ impl Cli {
                 Ok(())
             }
             Command::Status(args) => status(&settings, args.json).await,
+            Command::CatchUp(args) => {
+                crate::catch_up::catch_up_command(&settings, args.since).await
+            }
+            Command::Sync(cmd) => {
+                let (leads, contacts) = match cmd {
+                    SyncCommand::Lead { ids } => (ids, Vec::new()),
+                    SyncCommand::Contact { ids } => (Vec::new(), ids),
+                };
+                crate::catch_up::sync_command(settings, &leads, &contacts).await
+            }
             Command::Webhooks(WebhooksCli::Parse) | Command::Config(_) => {
                 unreachable!("handled above")
             }
@@ -263,6 +299,7 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
         .await?;
     let oldest_age = stats.oldest_pending_at.map(|t| (now - t).num_seconds());
     let access = amo::access_broken(&store).await?;
+    let gaps = store.open_gaps().await?;
     let mode = if settings.amocrm.auth.is_some() {
         "api"
     } else {
@@ -295,6 +332,10 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
                 }),
                 None => json!({"ok": true}),
             },
+            "open_gaps": gaps.iter().map(|g| json!({
+                "id": g.id, "kind": g.kind.as_str(), "from": g.from, "to": g.to,
+                "pages_done": g.pages_done, "events_read": g.events_read,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -333,6 +374,19 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
         budget(settings.amocrm.rate_per_minute),
         budget(settings.amocrm.rate_per_hour)
     );
+    match gaps.iter().map(|g| g.from).min() {
+        None => println!("open gap:        none"),
+        Some(from) => println!(
+            "open gap:        since {} ({}s, {} gap(s): {})",
+            from.to_rfc3339(),
+            (now - from).num_seconds(),
+            gaps.len(),
+            gaps.iter()
+                .map(|g| format!("{} {} page(s) read", g.kind, g.pages_done))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
     if !stats.by_type.is_empty() {
         println!("events by type:");
         for (event_type, count) in &stats.by_type {

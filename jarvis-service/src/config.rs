@@ -300,6 +300,13 @@ pub const SETTINGS: &[Setting] = &[
         Some("268435456"),
         "Most bytes of refused bodies kept in all (256 MiB); the oldest go first",
     ),
+    setting(
+        "JARVIS_WEBHOOK_CHECK_SECS",
+        Kind::Number,
+        Some("600"),
+        "How often (and at start) the webhook is checked in amoCRM (API mode, with JARVIS_PUBLIC_URL); \
+         missing or disabled: subscribed again (seconds)",
+    ),
 ];
 
 /// The shortest webhook secret accepted: it is all that keeps strangers from posting events.
@@ -678,6 +685,9 @@ impl Sources {
             max_body_bytes: self.num("JARVIS_MAX_BODY_BYTES")?,
             log_json,
             startup_wait: Duration::from_secs(self.num("JARVIS_STARTUP_WAIT_SECS")?),
+            webhook_check: Duration::from_secs(
+                self.num::<u64>("JARVIS_WEBHOOK_CHECK_SECS")?.max(1),
+            ),
         })
     }
 }
@@ -801,6 +811,8 @@ pub struct Settings {
     pub log_json: bool,
     /// How long `serve` waits for an unreachable database at start.
     pub startup_wait: Duration,
+    /// How often the service checks its webhook subscription in amoCRM (API mode).
+    pub webhook_check: Duration,
 }
 
 impl Settings {

@@ -8,6 +8,7 @@
 
 pub mod activity;
 pub mod amo;
+pub mod catch_up;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod routes;
 pub mod startup;
+pub mod subscription;
 pub mod telemetry;
 pub mod worker;
 

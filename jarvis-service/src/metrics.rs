@@ -43,6 +43,11 @@ pub mod names {
     pub const API_ACCESS_ERRORS: &str = "jarvis_api_access_errors_total";
     pub const BATCHES_ABANDONED: &str = "jarvis_batches_abandoned_total";
     pub const REJECTED_PRUNED: &str = "jarvis_rejected_pruned_total";
+    pub const WEBHOOK_RESUBSCRIBED: &str = "jarvis_webhook_resubscribed_total";
+    pub const OPEN_GAPS: &str = "jarvis_open_gaps";
+    pub const OPEN_GAP_SECONDS: &str = "jarvis_open_gap_seconds";
+    pub const CATCH_UP_EVENTS_READ: &str = "jarvis_catch_up_events_read_total";
+    pub const CATCH_UP_ENTITIES: &str = "jarvis_catch_up_entities_total";
 }
 
 /// The type of a metric.
@@ -276,6 +281,32 @@ pub const METRICS: &[MetricDef] = &[
         REJECTED_PRUNED,
         Counter,
         "Refused bodies deleted by retention or the size cap",
+    ),
+    def(
+        WEBHOOK_RESUBSCRIBED,
+        Counter,
+        "Times the webhook was found missing or disabled in amoCRM and subscribed again",
+    ),
+    def(
+        OPEN_GAPS,
+        Gauge,
+        "Gaps (spans that may hold missed changes) not caught up yet",
+    ),
+    def(
+        OPEN_GAP_SECONDS,
+        Gauge,
+        "From the start of the oldest open gap to now; 0 when none is open",
+    ),
+    def(
+        CATCH_UP_EVENTS_READ,
+        Counter,
+        "amoCRM events-feed events read to catch up gaps",
+    ),
+    labelled(
+        CATCH_UP_ENTITIES,
+        Counter,
+        "Leads and contacts queued for a refresh by catch-up, by entity",
+        &[("entity", &["lead", "contact"])],
     ),
 ];
 

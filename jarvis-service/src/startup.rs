@@ -41,6 +41,8 @@ pub struct AppState {
     pub activity: Arc<crate::activity::Activity>,
     /// The amoCRM settings (mode, budgets) the status page reports.
     pub amocrm: crate::config::AmoSettings,
+    /// What the webhook route saw that may make a gap (deliveries, refusals).
+    pub gaps: Arc<crate::catch_up::GapTracker>,
 }
 
 /// The HTTP surface.
@@ -133,6 +135,9 @@ impl Application {
             account_key: settings.amocrm.account_key(),
             activity: Arc::new(crate::activity::Activity::new()),
             amocrm: settings.amocrm.clone(),
+            gaps: Arc::new(crate::catch_up::GapTracker::new(
+                settings.amocrm.auth.is_some(),
+            )),
         };
         metrics::gauge!(crate::metrics::names::API_MODE).set(if state.client.is_some() {
             1.0
@@ -144,6 +149,16 @@ impl Application {
             .set(budget(settings.amocrm.rate_per_minute));
         metrics::gauge!(crate::metrics::names::API_BUDGET_PER_HOUR)
             .set(budget(settings.amocrm.rate_per_hour));
+        if parts.http || parts.worker {
+            // Gaps: the downtime before this start, and the first heartbeat. Bounded: a slow
+            // database must not hold the start (the heartbeat's silence tells the downtime later).
+            let start = crate::catch_up::record_start(&state.store, state.client.is_some());
+            match tokio::time::timeout(std::time::Duration::from_secs(5), start).await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "recording the start failed"),
+                Err(_) => tracing::warn!("recording the start timed out"),
+                Ok(Ok(_)) => {}
+            }
+        }
         let (listener, local_addr) = if parts.http {
             let listener = TcpListener::bind(settings.listen)
                 .await
@@ -178,6 +193,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let heartbeat_task = tokio::spawn(crate::catch_up::run_heartbeat(
+            self.state.store.clone(),
+            self.state.gaps.clone(),
+            stop_rx.clone(),
+        ));
+        let catch_up_task = self.parts.worker.then(|| {
+            tokio::spawn(crate::catch_up::run(
+                self.state.clone(),
+                self.settings.clone(),
+                stop_rx.clone(),
+            ))
+        });
         let worker_task = if self.parts.worker {
             let (state, settings, stop) = (
                 self.state.clone(),
@@ -223,6 +250,11 @@ impl Application {
         if let Some(task) = worker_task {
             task.await.context("worker task")?;
         }
+        if let Some(task) = catch_up_task {
+            let _ = task.await;
+        }
+        let _ = heartbeat_task.await;
+        crate::catch_up::record_stop(&self.state.store, &self.state.gaps).await;
         if let Some(client) = &self.state.client {
             amo::save_pending_tokens(client).await?;
         }

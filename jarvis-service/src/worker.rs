@@ -442,6 +442,12 @@ impl Worker {
                 }
             };
             let id = event.entity_id().map(str::to_owned);
+            // A catch-up event names an entity without its data: only a fetch can apply it, and
+            // catch-up runs in API mode only; a later switch to webhook-only mode leaves it be.
+            if !api && crate::catch_up::is_catch_up(&stored.event_type) {
+                plan.nothing.push(stored.id);
+                continue;
+            }
             let entity = match event.entity {
                 Entity::Lead => MirrorEntity::Deal,
                 Entity::Contact => MirrorEntity::Contact,
@@ -599,6 +605,21 @@ impl Worker {
                     .set_main_contact_fields(id, contact.custom_fields.as_ref())
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Fetches and upserts leads and contacts now, the way their events are processed (contacts
+    /// first, so the deals get their fresh fields): for `jarvis sync`.
+    pub async fn sync_now(&self, leads: &[u64], contacts: &[u64]) -> Result<(), FetchError> {
+        if !contacts.is_empty() {
+            let contacts: BTreeMap<u64, Vec<i64>> =
+                contacts.iter().map(|id| (*id, Vec::new())).collect();
+            self.sync_contacts(&contacts).await?;
+        }
+        if !leads.is_empty() {
+            let leads: BTreeMap<u64, Vec<i64>> = leads.iter().map(|id| (*id, Vec::new())).collect();
+            self.sync_leads(&leads).await?;
         }
         Ok(())
     }

@@ -45,6 +45,7 @@
 
 mod batch;
 mod error;
+pub mod gap;
 mod group_commit;
 pub mod model;
 #[cfg(feature = "postgres")]
@@ -64,6 +65,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 pub use error::{Error, Result};
+pub use gap::{Gap, GapEntity, GapEntityType, GapKind};
 pub use model::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -217,6 +219,40 @@ pub trait Store: Send + Sync + 'static {
     /// The backlog, its oldest event and the dead events, from the queue's partial indexes: cheap
     /// enough for every metrics scrape however long the history grows.
     async fn queue_stats(&self) -> Result<QueueStats>;
+
+    // ---- gaps and catch-up ---------------------------------------------------------------------------
+
+    /// Records a gap to catch up (`jarvis_gaps`). Returns its id.
+    async fn open_gap(&self, kind: &GapKind, from: DateTime<Utc>, to: DateTime<Utc>)
+    -> Result<i64>;
+
+    /// Gaps not caught up yet, oldest first.
+    async fn open_gaps(&self) -> Result<Vec<Gap>>;
+
+    /// Records one events-feed page of a gap's catch-up in one transaction: the entities it touched
+    /// (merged with those of earlier pages, the newest event deciding `deleted`), `page` as the last
+    /// page done, `events` more events read, and, when `last`, that reading is finished.
+    async fn record_gap_page(
+        &self,
+        gap_id: i64,
+        page: u32,
+        events: u64,
+        entities: &[GapEntity],
+        last: bool,
+    ) -> Result<()>;
+
+    /// The entities a gap touched, leads first, by id.
+    async fn gap_entities(&self, gap_id: i64) -> Result<Vec<GapEntity>>;
+
+    /// Marks a gap caught up (its entities are queued).
+    async fn close_gap(&self, gap_id: i64) -> Result<()>;
+
+    /// Moves the named instant forward to `at` (never back) in `jarvis_marks`; returns the value it
+    /// had before.
+    async fn advance_mark(&self, name: &str, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>>;
+
+    /// The named instant, if set.
+    async fn get_mark(&self, name: &str) -> Result<Option<DateTime<Utc>>>;
 
     // ---- coordination -------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 //! [`Store`] on PostgreSQL 13+ (plain SQL, no extensions, so Neon and managed servers work).
 
+mod gaps;
 mod ingest;
 mod url;
 
@@ -473,6 +474,46 @@ const SESSION_PROBES: usize = 3;
 
 #[async_trait::async_trait]
 impl Store for PgStore {
+    async fn open_gap(
+        &self,
+        kind: &crate::GapKind,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i64> {
+        gaps::open_gap(&self.pool, kind, from, to).await
+    }
+
+    async fn open_gaps(&self) -> Result<Vec<crate::Gap>> {
+        gaps::open_gaps(&self.pool).await
+    }
+
+    async fn record_gap_page(
+        &self,
+        gap_id: i64,
+        page: u32,
+        events: u64,
+        entities: &[crate::GapEntity],
+        last: bool,
+    ) -> Result<()> {
+        gaps::record_gap_page(&self.pool, gap_id, page, events, entities, last).await
+    }
+
+    async fn gap_entities(&self, gap_id: i64) -> Result<Vec<crate::GapEntity>> {
+        gaps::gap_entities(&self.pool, gap_id).await
+    }
+
+    async fn close_gap(&self, gap_id: i64) -> Result<()> {
+        gaps::close_gap(&self.pool, gap_id).await
+    }
+
+    async fn advance_mark(&self, name: &str, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        gaps::advance_mark(&self.pool, name, at).await
+    }
+
+    async fn get_mark(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        gaps::get_mark(&self.pool, name).await
+    }
+
     async fn try_exclusive(&self, key: &str) -> Result<Option<crate::ExclusiveGuard>> {
         // Detached: the connection never goes back to the pool, so dropping the guard closes it and the
         // server releases the lock; the same happens if this process dies.

@@ -6,6 +6,7 @@
 //! of their own, which WAL mode lets run beside the writer. Event inserts from concurrent callers
 //! share commits (see `ingest`).
 
+mod gaps;
 mod ingest;
 
 use std::str::FromStr;
@@ -574,6 +575,46 @@ impl crate::ExclusiveHold for Granted {
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
+    async fn open_gap(
+        &self,
+        kind: &crate::GapKind,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<i64> {
+        gaps::open_gap(&self.writer, kind, from, to).await
+    }
+
+    async fn open_gaps(&self) -> Result<Vec<crate::Gap>> {
+        gaps::open_gaps(&self.reader).await
+    }
+
+    async fn record_gap_page(
+        &self,
+        gap_id: i64,
+        page: u32,
+        events: u64,
+        entities: &[crate::GapEntity],
+        last: bool,
+    ) -> Result<()> {
+        gaps::record_gap_page(&self.writer, gap_id, page, events, entities, last).await
+    }
+
+    async fn gap_entities(&self, gap_id: i64) -> Result<Vec<crate::GapEntity>> {
+        gaps::gap_entities(&self.reader, gap_id).await
+    }
+
+    async fn close_gap(&self, gap_id: i64) -> Result<()> {
+        gaps::close_gap(&self.writer, gap_id).await
+    }
+
+    async fn advance_mark(&self, name: &str, at: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        gaps::advance_mark(&self.writer, name, at).await
+    }
+
+    async fn get_mark(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        gaps::get_mark(&self.reader, name).await
+    }
+
     async fn try_exclusive(&self, _key: &str) -> Result<Option<crate::ExclusiveGuard>> {
         Ok(Some(crate::ExclusiveGuard::new(Granted)))
     }

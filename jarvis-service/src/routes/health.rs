@@ -57,6 +57,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             metrics::gauge!(names::TOKEN_EXPIRY).set(expiry);
         }
     }
+    crate::catch_up::export_gap_metrics(&state.store).await;
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -50,6 +50,12 @@ pub async fn receive(
         Ok(_) => StatusCode::OK,
         Err(e) => e.status(),
     };
+    // What makes a gap: the last accepted delivery, and deliveries the database could not take.
+    match status {
+        StatusCode::OK => state.gaps.delivered(),
+        StatusCode::SERVICE_UNAVAILABLE => state.gaps.refused(),
+        _ => {}
+    }
     let elapsed = started.elapsed();
     metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status.as_u16().to_string())
         .increment(1);
