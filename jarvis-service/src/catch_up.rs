@@ -309,14 +309,10 @@ pub fn synthetic_event(gap_id: i64, entity: &GapEntity, account_id: Option<u64>)
     let action = if entity.deleted { "delete" } else { "update" };
     let fields = json!({"id": entity.entity_id.to_string(), "catch_up_gap": gap_id.to_string()});
     let event = WebhookEvent::new(&account, section, action, fields);
+    // The queue's payload contract, with the catch-up name so the row says where it came from.
     NewEvent {
         event_type: event_type.to_string(),
-        entity_type: event.entity.name().to_string(),
-        amocrm_entity_id: Some(entity.entity_id.to_string()),
-        event_hash: event.event_hash(),
-        payload: serde_json::to_value(&event).unwrap_or_default(),
-        account_id: account_id.map(|id| id as i64),
-        received_at: Utc::now(),
+        ..NewEvent::from_webhook(&event, Utc::now())
     }
 }
 
