@@ -54,6 +54,8 @@ pub enum Command {
     /// Fetch entities from amoCRM and upsert them now.
     #[command(subcommand)]
     Sync(SyncCommand),
+    /// Fill deals' client_id / conversation_id with the configured link queries.
+    Link(LinkArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +86,19 @@ pub enum WebhooksCli {
     Parse,
     #[command(flatten)]
     Subscription(WebhooksCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Link the deals already stored, in batches, printing progress; safe to run again.
+    #[arg(long, required = true)]
+    pub backfill: bool,
+    /// Only deals changed at or after this time: a date (2025-11-01) or RFC 3339.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Deals per batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +249,9 @@ impl Cli {
                 Ok(())
             }
             Command::Status(args) => status(&settings, args.json).await,
+            Command::Link(args) => {
+                crate::link::backfill_command(&settings, args.since.as_deref(), args.batch).await
+            }
             Command::CatchUp(args) => {
                 crate::catch_up::catch_up_command(&settings, args.since).await
             }

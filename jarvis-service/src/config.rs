@@ -307,6 +307,36 @@ pub const SETTINGS: &[Setting] = &[
         "How often (and at start) the webhook is checked in amoCRM (API mode, with JARVIS_PUBLIC_URL); \
          missing or disabled: subscribed again (seconds)",
     ),
+    setting(
+        "JARVIS_LINK_CLIENT_SQL",
+        Kind::Text,
+        None,
+        "Query on your own tables giving a deal's client_id from $1 phones, $2 e-mails, $3 contact id, $4 lead id, $5 RentProg id; unset: no client links",
+    ),
+    setting(
+        "JARVIS_LINK_CONVERSATION_SQL",
+        Kind::Text,
+        None,
+        "Query on your own tables giving a deal's conversation_id from $1 talk id, $2 chat id, $3 contact id, $4 lead id; unset: no conversation links",
+    ),
+    setting(
+        "JARVIS_LINK_OVERWRITE",
+        Kind::Bool,
+        Some("false"),
+        "true: a link found replaces a client_id / conversation_id that another service set",
+    ),
+    setting(
+        "JARVIS_LINK_TIMEOUT_MS",
+        Kind::Number,
+        Some("2000"),
+        "Statement timeout of each link query (milliseconds)",
+    ),
+    setting(
+        "JARVIS_LINK_RENTPROG_KEY",
+        Kind::Text,
+        Some("rentprog_id"),
+        "The metadata key whose value is bound as the RentProg id ($5 of the client query)",
+    ),
 ];
 
 /// The shortest webhook secret accepted: it is all that keeps strangers from posting events.
@@ -544,7 +574,6 @@ impl Sources {
     }
 
     /// A boolean setting.
-    #[allow(dead_code)] // no boolean setting exists yet; the kind is ready for the first one
     fn flag(&self, name: &str) -> anyhow::Result<bool> {
         match self
             .text(name)
@@ -651,6 +680,13 @@ impl Sources {
         };
         let max_attempts: u32 = self.num("JARVIS_MAX_ATTEMPTS")?;
         let claim_batch: usize = self.num("JARVIS_CLAIM_BATCH")?;
+        let link = LinkSettings {
+            client_sql: self.text("JARVIS_LINK_CLIENT_SQL"),
+            conversation_sql: self.text("JARVIS_LINK_CONVERSATION_SQL"),
+            overwrite: self.flag("JARVIS_LINK_OVERWRITE")?,
+            timeout: Duration::from_millis(self.num::<u64>("JARVIS_LINK_TIMEOUT_MS")?.max(1)),
+            rentprog_key: self.text("JARVIS_LINK_RENTPROG_KEY").unwrap_or_default(),
+        };
         Ok(Settings {
             database_url: self.text("DATABASE_URL").unwrap_or_default(),
             listen,
@@ -688,6 +724,7 @@ impl Sources {
             webhook_check: Duration::from_secs(
                 self.num::<u64>("JARVIS_WEBHOOK_CHECK_SECS")?.max(1),
             ),
+            link,
         })
     }
 }
@@ -813,6 +850,26 @@ pub struct Settings {
     pub startup_wait: Duration,
     /// How often the service checks its webhook subscription in amoCRM (API mode).
     pub webhook_check: Duration,
+    /// Links from deals to the business's own clients and conversations.
+    pub link: LinkSettings,
+}
+
+/// Settings of the linker, which fills `client_id` and `conversation_id` of deals from the
+/// business's own tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkSettings {
+    /// `JARVIS_LINK_CLIENT_SQL`: returns the client's UUID from `$1` phones, `$2` e-mails, `$3`
+    /// contact id, `$4` lead id, `$5` RentProg id.
+    pub client_sql: Option<String>,
+    /// `JARVIS_LINK_CONVERSATION_SQL`: returns the conversation's UUID from `$1` talk id, `$2` chat
+    /// id, `$3` contact id, `$4` lead id.
+    pub conversation_sql: Option<String>,
+    /// `JARVIS_LINK_OVERWRITE`: replace values that someone else set.
+    pub overwrite: bool,
+    /// `JARVIS_LINK_TIMEOUT_MS`: statement timeout of each query.
+    pub timeout: Duration,
+    /// `JARVIS_LINK_RENTPROG_KEY`: the `metadata` key holding the RentProg id.
+    pub rentprog_key: String,
 }
 
 impl Settings {
@@ -1129,5 +1186,36 @@ mod tests {
             }
         );
         assert!(parse_metadata_fields("oops").is_err());
+    }
+
+    #[test]
+    fn link_settings_are_read_and_checked() {
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                (
+                    "JARVIS_LINK_CLIENT_SQL",
+                    "SELECT id FROM clients WHERE phone = ANY($1)",
+                ),
+                ("JARVIS_LINK_OVERWRITE", "true"),
+                ("JARVIS_LINK_TIMEOUT_MS", "500"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.link.client_sql.as_deref(),
+            Some("SELECT id FROM clients WHERE phone = ANY($1)")
+        );
+        assert_eq!(s.link.conversation_sql, None);
+        assert!(s.link.overwrite);
+        assert_eq!(s.link.timeout, Duration::from_millis(500));
+        assert_eq!(s.link.rentprog_key, "rentprog_id");
+
+        let defaults = Settings::from_sources(None, &env(&[])).unwrap();
+        assert!(!defaults.link.overwrite, "never overwrite unless asked");
+        assert_eq!(defaults.link.timeout, Duration::from_secs(2));
+        let err =
+            Settings::from_sources(None, &env(&[("JARVIS_LINK_OVERWRITE", "maybe")])).unwrap_err();
+        assert!(err.to_string().contains("JARVIS_LINK_OVERWRITE"), "{err}");
     }
 }

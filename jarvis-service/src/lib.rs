@@ -3,8 +3,9 @@
 //!
 //! `main.rs` only parses the command line; [`startup::Application`] wires the parts:
 //! [`routes`] (HTTP), [`worker`] (the queue consumer), [`amo`] (the amoCRM client and its token store),
-//! [`mapping`] (amoCRM data to mirror rows), [`config`], [`telemetry`], [`metrics`] (every metric) and
-//! [`activity`] (what the status page shows).
+//! [`mapping`] (amoCRM data to mirror rows), [`link`] (deals to the business's clients and
+//! conversations), [`config`], [`telemetry`], [`metrics`] (every metric) and [`activity`] (what the
+//! status page shows).
 
 pub mod activity;
 pub mod amo;
@@ -12,6 +13,7 @@ pub mod catch_up;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod link;
 pub mod mapping;
 pub mod metrics;
 pub mod routes;

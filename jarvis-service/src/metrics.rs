@@ -48,6 +48,8 @@ pub mod names {
     pub const OPEN_GAP_SECONDS: &str = "jarvis_open_gap_seconds";
     pub const CATCH_UP_EVENTS_READ: &str = "jarvis_catch_up_events_read_total";
     pub const CATCH_UP_ENTITIES: &str = "jarvis_catch_up_entities_total";
+    pub const LINK_FAILURES: &str = "jarvis_link_failures_total";
+    pub const LINKS: &str = "jarvis_links_total";
 }
 
 /// The type of a metric.
@@ -118,6 +120,12 @@ pub const ACCESS_PROBLEMS: &[&str] = &[
     "token_refresh_refused",
     "no_token",
 ];
+/// The link columns of a deal (the `link` label of the linker's metrics).
+pub const LINK_COLUMNS: &[&str] = &["client", "conversation"];
+/// Why a link query failed (`jarvis_link_failures_total`).
+pub const LINK_FAILURE_KINDS: &[&str] = &["timeout", "query", "value", "unavailable", "store"];
+/// What a link query's answer did to the column (`jarvis_links_total`).
+pub const LINK_OUTCOMES: &[&str] = &["linked", "cleared", "kept_other"];
 
 /// Every metric the service exports.
 pub const METRICS: &[MetricDef] = &[
@@ -307,6 +315,18 @@ pub const METRICS: &[MetricDef] = &[
         Counter,
         "Leads and contacts queued for a refresh by catch-up, by entity",
         &[("entity", &["lead", "contact"])],
+    ),
+    labelled(
+        LINK_FAILURES,
+        Counter,
+        "Link queries (JARVIS_LINK_*_SQL) that failed, by link column and kind",
+        &[("link", LINK_COLUMNS), ("kind", LINK_FAILURE_KINDS)],
+    ),
+    labelled(
+        LINKS,
+        Counter,
+        "Link columns written from the link queries' answers, by link column and outcome",
+        &[("link", LINK_COLUMNS), ("outcome", LINK_OUTCOMES)],
     ),
 ];
 

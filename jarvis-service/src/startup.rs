@@ -43,6 +43,8 @@ pub struct AppState {
     pub amocrm: crate::config::AmoSettings,
     /// What the webhook route saw that may make a gap (deliveries, refusals).
     pub gaps: Arc<crate::catch_up::GapTracker>,
+    /// Fills deals' `client_id` / `conversation_id`, when link queries are configured.
+    pub linker: Option<Arc<crate::link::Linker>>,
 }
 
 /// The HTTP surface.
@@ -117,6 +119,7 @@ impl Application {
             store.check_session().await?;
         }
         let client = amo::build_client(&settings.amocrm, &store)?;
+        let linker = crate::link::Linker::new(store.clone(), settings.link.clone()).map(Arc::new);
         let parser_limits = Limits {
             max_body_bytes: settings.max_body_bytes,
             ..Limits::default()
@@ -138,6 +141,7 @@ impl Application {
             gaps: Arc::new(crate::catch_up::GapTracker::new(
                 settings.amocrm.auth.is_some(),
             )),
+            linker,
         };
         metrics::gauge!(crate::metrics::names::API_MODE).set(if state.client.is_some() {
             1.0

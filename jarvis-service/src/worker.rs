@@ -232,6 +232,9 @@ impl Worker {
                 }
             };
             if claimed.is_empty() {
+                if let Some(linker) = &self.state.linker {
+                    linker.retry_failed_if_due();
+                }
                 let woken = tokio::select! {
                     _ = self.state.wake.notified() => true,
                     _ = tokio::time::sleep(IDLE_POLL) => false,
@@ -416,6 +419,10 @@ impl Worker {
             duration_ms = elapsed.as_millis() as u64,
             "worker batch done"
         );
+        // After settling, so the business's link queries never hold up the events.
+        if let Some(linker) = &self.state.linker {
+            linker.after_batch(events).await;
+        }
     }
 
     /// Requests this process's amoCRM client has sent so far (0 in webhook-only mode).

@@ -67,6 +67,13 @@ pub enum Error {
         column: &'static str,
         reason: String,
     },
+
+    /// An operator's link query (`JARVIS_LINK_CLIENT_SQL`, ...) failed; `message` is the database's.
+    #[error("link query failed ({}): {message}", failure.as_str())]
+    LinkQuery {
+        failure: crate::link::LinkFailure,
+        message: String,
+    },
 }
 
 impl Error {

@@ -47,6 +47,7 @@ mod batch;
 mod error;
 pub mod gap;
 mod group_commit;
+pub mod link;
 pub mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -66,6 +67,7 @@ use serde_json::{Map, Value};
 
 pub use error::{Error, Result};
 pub use gap::{Gap, GapEntity, GapEntityType, GapKind};
+pub use link::{DealLinks, LinkBind, LinkColumn, LinkFailure, LinkOutcome, LinkScan, LinkStore};
 pub use model::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -291,6 +293,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes a value of `jarvis_state`; true if there was one.
     async fn clear_state(&self, key: &str) -> Result<bool>;
+
+    // ---- links to the business's tables ------------------------------------------------------------
+
+    /// Running the business's link queries and writing `client_id` / `conversation_id`.
+    fn links(&self) -> &dyn LinkStore;
 }
 
 /// Cuts a refused body to [`REJECTED_BODY_KEEP`] bytes; gives the kept part, the full length and the

@@ -2,6 +2,7 @@
 
 mod gaps;
 mod ingest;
+mod link;
 mod url;
 
 use std::time::Duration;
@@ -512,6 +513,10 @@ impl Store for PgStore {
 
     async fn get_mark(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         gaps::get_mark(&self.pool, name).await
+    }
+
+    fn links(&self) -> &dyn crate::LinkStore {
+        self
     }
 
     async fn try_exclusive(&self, key: &str) -> Result<Option<crate::ExclusiveGuard>> {

@@ -8,6 +8,7 @@
 
 mod gaps;
 mod ingest;
+mod link;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -53,6 +54,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     ingest: Ingest,
+    /// Where the business's link queries run.
+    query_only: link::QueryOnly,
 }
 
 impl SqliteStore {
@@ -81,6 +84,11 @@ impl SqliteStore {
             .await?;
         // An in-memory database lives in its connections: readers must share the writer's.
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let query_only = if in_memory {
+            link::QueryOnly::Shared
+        } else {
+            link::QueryOnly::dedicated(&options, &settings)
+        };
         let reader = if in_memory {
             writer.clone()
         } else {
@@ -93,6 +101,7 @@ impl SqliteStore {
             writer,
             reader,
             ingest: Ingest::default(),
+            query_only,
         })
     }
 
@@ -102,6 +111,7 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             ingest: Ingest::default(),
+            query_only: link::QueryOnly::Shared,
         }
     }
 
@@ -114,6 +124,9 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+        if let link::QueryOnly::Dedicated(pool) = &self.query_only {
+            pool.close().await;
+        }
     }
 
     async fn upsert_deal(&self, conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
@@ -613,6 +626,10 @@ impl Store for SqliteStore {
 
     async fn get_mark(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
         gaps::get_mark(&self.reader, name).await
+    }
+
+    fn links(&self) -> &dyn crate::LinkStore {
+        self
     }
 
     async fn try_exclusive(&self, _key: &str) -> Result<Option<crate::ExclusiveGuard>> {

@@ -220,6 +220,11 @@ async fn column_contract_of_events_and_deals() {
             "synced_at timestamp with time zone",
             // Added by this service after the contract columns.
             "main_contact_id text",
+            "linked_client_id uuid",
+            "client_linked_for text",
+            "linked_conversation_id uuid",
+            "conversation_linked_for text",
+            "link_failed_at timestamp with time zone",
         ]
     );
     let unique: Vec<String> = sqlx::query_scalar(

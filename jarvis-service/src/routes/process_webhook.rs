@@ -106,6 +106,11 @@ pub async fn process(
         .upsert_deals(&deals)
         .await
         .map_err(|e| unavailable(&e))?;
+    // Linked in the background: the business's link queries are no part of the caller's wait.
+    if let Some(linker) = state.linker.clone() {
+        let ids: Vec<String> = deals.iter().map(|d| d.amocrm_deal_id.clone()).collect();
+        tokio::spawn(async move { linker.link_deals(&ids).await });
+    }
     let ids: Vec<&str> = deals.iter().map(|d| d.amocrm_deal_id.as_str()).collect();
     Ok((
         StatusCode::OK,
