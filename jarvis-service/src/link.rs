@@ -511,7 +511,7 @@ impl Linker {
         let mut contacts = BTreeSet::new();
         let mut talks = Vec::new();
         for stored in events {
-            let Ok(event) = serde_json::from_value::<WebhookEvent>(stored.payload.clone()) else {
+            let Ok(event) = stored.webhook_event() else {
                 continue;
             };
             match (&event.entity, &event.action, event.entity_id()) {
