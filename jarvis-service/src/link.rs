@@ -366,15 +366,14 @@ impl Linker {
         let failed = report.failed > 0;
         // Only a pass over both links may clear the mark: a talk's pass leaves a failed client link
         // marked.
-        if failed || (deal.link_failed_at.is_some() && which == Links::Both) {
-            if let Err(error) = self
+        if (failed || (deal.link_failed_at.is_some() && which == Links::Both))
+            && let Err(error) = self
                 .store
                 .links()
                 .set_link_failed(&deal.amocrm_deal_id, failed)
                 .await
-            {
-                tracing::warn!(deal = %deal.amocrm_deal_id, %error, "recording the link attempt failed");
-            }
+        {
+            tracing::warn!(deal = %deal.amocrm_deal_id, %error, "recording the link attempt failed");
         }
         report
     }
