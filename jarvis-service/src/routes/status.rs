@@ -82,6 +82,8 @@ struct Page {
     activity: Snapshot,
     /// API mode only: whether amoCRM refuses access (a state the worker keeps in the store).
     access: Option<Read<Option<crate::amo::AccessBroken>>>,
+    /// Spans of missed changes not yet caught up (`jarvis_gaps`).
+    gaps: Read<Vec<jarvis_store::Gap>>,
 }
 
 pub async fn page(
@@ -93,11 +95,12 @@ pub async fn page(
     let now = Utc::now();
     let store = &state.store;
     let oauth = matches!(state.amocrm.auth, Some(AmoAuth::OAuth { .. }));
-    let (queue, dead, api_minute, api_hour) = tokio::join!(
+    let (queue, dead, api_minute, api_hour, gaps) = tokio::join!(
         read(store.queue_stats()),
         read(store.dead_events(DEAD_LISTED)),
         read(store.api_usage_since(now - chrono::Duration::minutes(1))),
         read(store.api_usage_since(now - chrono::Duration::hours(1))),
+        read(store.open_gaps()),
     );
     let tokens = if oauth {
         Some(read(store.load_tokens(&state.account_key)).await)
@@ -112,6 +115,7 @@ pub async fn page(
     };
     let page = Page {
         access,
+        gaps,
         now,
         version: env!("CARGO_PKG_VERSION"),
         api_mode: state.client.is_some(),
@@ -407,10 +411,43 @@ fn render(p: &Page) -> String {
     o.push_str("</p></section>");
 
     // Gaps.
-    o.push_str(
-        "<section id=\"gaps\"><h2>Open gaps</h2><p class=\"muted\">Not tracked yet: this version \
-         keeps no record of missed webhook periods, so there is nothing to list here.</p></section>",
-    );
+    o.push_str("<section id=\"gaps\"><h2>Open gaps</h2>");
+    match &p.gaps {
+        Err(why) => unavailable(&mut o, why),
+        Ok(gaps) if gaps.is_empty() => o.push_str(
+            "<p class=\"ok\">None: every change since the service first started has been received \
+             or caught up.</p>",
+        ),
+        Ok(gaps) => {
+            o.push_str(
+                "<table><tr><th>Kind</th><th>From</th><th>To</th><th>Length</th>\
+                 <th>Feed pages read</th><th>Events read</th><th>State</th></tr>",
+            );
+            for gap in gaps {
+                let state = if gap.read_done_at.is_some() {
+                    "queueing entities"
+                } else if gap.pages_done > 0 {
+                    "reading the events feed"
+                } else {
+                    "waiting"
+                };
+                let _ = write!(
+                    o,
+                    "<tr><td class=\"warn\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                     <td>{}</td><td>{}</td></tr>",
+                    esc(gap.kind.as_str()),
+                    time(gap.from),
+                    time(gap.to),
+                    age((gap.to - gap.from).num_seconds()),
+                    gap.pages_done,
+                    gap.events_read,
+                    state
+                );
+            }
+            o.push_str("</table>");
+        }
+    }
+    o.push_str("</section>");
     o.push_str("</body></html>\n");
     o
 }
