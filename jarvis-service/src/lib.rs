@@ -15,6 +15,7 @@ pub mod error;
 pub mod mapping;
 pub mod metrics;
 pub mod routes;
+pub mod spool;
 pub mod startup;
 pub mod subscription;
 pub mod telemetry;

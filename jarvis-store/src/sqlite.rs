@@ -92,7 +92,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
-            ingest: Ingest::default(),
+            ingest: Ingest::new(settings.ingest_timeout),
         })
     }
 
@@ -101,7 +101,7 @@ impl SqliteStore {
         Self {
             writer: pool.clone(),
             reader: pool,
-            ingest: Ingest::default(),
+            ingest: Ingest::new(PoolSettings::default().ingest_timeout),
         }
     }
 
