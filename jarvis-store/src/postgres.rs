@@ -680,7 +680,13 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // Callers bound the ping (`/readyz`); a connection it was cut off on is dropped rather than
+        // returned, where the pool's check of it could wait on a stalled server for good.
+        let mut conn = ingest::Detached(Some(self.pool.acquire().await?));
+        sqlx::query("SELECT 1")
+            .execute(&mut **conn.0.as_mut().expect("held until the end"))
+            .await?;
+        conn.0.take();
         Ok(())
     }
 

@@ -23,7 +23,7 @@ pub(super) struct EventRow {
 }
 
 /// A pooled connection that is dropped, not returned, unless taken out first (see `write`).
-struct Detached(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+pub(super) struct Detached(pub Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
 
 impl Drop for Detached {
     fn drop(&mut self) {
