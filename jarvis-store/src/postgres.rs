@@ -58,6 +58,7 @@ impl PgStore {
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
         let pool = pool_options(&settings, settings.statement_timeout)
+            .test_before_acquire(true)
             .connect_with(options.clone())
             .await?;
         Ok(Self::with_pools(pool, options, &settings))
@@ -67,8 +68,9 @@ impl PgStore {
     /// database is down. Only the URL is checked here.
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool =
-            pool_options(&settings, settings.statement_timeout).connect_lazy_with(options.clone());
+        let pool = pool_options(&settings, settings.statement_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options.clone());
         Ok(Self::with_pools(pool, options, &settings))
     }
 
@@ -80,7 +82,13 @@ impl PgStore {
         let ingest_timeout = settings.ingest_timeout.min(settings.statement_timeout);
         Self {
             pool,
-            ingest_pool: pool_options(&ingest_settings, ingest_timeout).connect_lazy_with(options),
+            // A ping before every acquire would double the round trips of the one-statement insert
+            // path; a dead connection fails one insert (the caller spools or retries) and is
+            // replaced. The main pool checks its connections, so that after an outage the worker
+            // and the status queries do not each meet a dead one first.
+            ingest_pool: pool_options(&ingest_settings, ingest_timeout)
+                .test_before_acquire(false)
+                .connect_lazy_with(options),
             ingest: ingest::Ingest::new(settings.ingest_timeout),
         }
     }
@@ -379,9 +387,6 @@ fn pool_options(settings: &PoolSettings, statement_timeout: Duration) -> PgPoolO
         })
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        // A ping before every acquire would double the round trips of the one-statement insert
-        // path; a dead connection fails one operation and is replaced.
-        .test_before_acquire(false)
         .idle_timeout(Duration::from_secs(300))
 }
 
