@@ -305,8 +305,34 @@ fn parse_stdin() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The spool's line of `status`: what waits there is what the database has not got yet.
+fn spool_status(settings: &Settings) -> (serde_json::Value, String) {
+    let Some(spool) = &settings.spool else {
+        return (serde_json::Value::Null, "off".into());
+    };
+    let dir = spool.dir.display().to_string();
+    match crate::spool::inspect(&spool.dir) {
+        Ok((bodies, bytes)) => (
+            json!({"dir": dir, "bodies": bodies, "bytes": bytes, "max_bytes": spool.max_bytes}),
+            format!("{bodies} bodies, {bytes} bytes waiting in {dir}"),
+        ),
+        Err(error) => (
+            json!({"dir": dir, "error": error.to_string()}),
+            format!("{dir} cannot be read: {error}"),
+        ),
+    }
+}
+
 async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
-    let store = jarvis_store::connect(&settings.database_url).await?;
+    let (spool_json, spool_line) = spool_status(settings);
+    let store = match jarvis_store::connect(&settings.database_url).await {
+        Ok(store) => store,
+        Err(error) => {
+            // The spool matters most while the database is away.
+            eprintln!("spool:           {spool_line}");
+            return Err(error.into());
+        }
+    };
     let stats = store.stats().await?;
     let now = Utc::now();
     let minute = store
@@ -354,6 +380,7 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
                 "id": g.id, "kind": g.kind.as_str(), "from": g.from, "to": g.to,
                 "pages_done": g.pages_done, "events_read": g.events_read,
             })).collect::<Vec<_>>(),
+            "spool": spool_json,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
@@ -387,6 +414,7 @@ async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|| "none".into())
     );
     println!("deals/contacts:  {}/{}", stats.deals, stats.contacts);
+    println!("spool:           {spool_line}");
     println!(
         "API requests:    {minute}{} this minute, {hour}{} this hour",
         budget(settings.amocrm.rate_per_minute),

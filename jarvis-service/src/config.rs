@@ -337,6 +337,72 @@ pub const SETTINGS: &[Setting] = &[
         Some("rentprog_id"),
         "The metadata key whose value is bound as the RentProg id ($5 of the client query)",
     ),
+    setting(
+        "JARVIS_ANSWER_DEADLINE_MS",
+        Kind::Number,
+        Some("1500"),
+        "Every webhook is answered within this many ms: 200 once committed (or spooled), else 503; also the event insert's statement and lock timeout (amoCRM waits 2 s)",
+    ),
+    setting(
+        "JARVIS_DB_POOL_SIZE",
+        Kind::Number,
+        Some("16"),
+        "Database connections of the pool (event inserts have 8 more of their own on PostgreSQL)",
+    ),
+    setting(
+        "JARVIS_DB_ACQUIRE_TIMEOUT_MS",
+        Kind::Number,
+        Some("5000"),
+        "Longest wait for a free database connection, in ms (event inserts wait at most the answer deadline)",
+    ),
+    setting(
+        "JARVIS_DB_STATEMENT_TIMEOUT_MS",
+        Kind::Number,
+        Some("30000"),
+        "PostgreSQL statement_timeout and lock_timeout of every other statement (the worker's), in ms; migrations run without it",
+    ),
+    setting(
+        "JARVIS_SPOOL_DIR",
+        Kind::Text,
+        None,
+        "Local directory for webhook bodies the database cannot commit in time; unset: jarvis-spool next to a SQLite file, none for PostgreSQL; `off` disables",
+    ),
+    setting(
+        "JARVIS_SPOOL_MAX_BYTES",
+        Kind::Number,
+        Some("1073741824"),
+        "The spool answers 503 rather than grow past this many bytes",
+    ),
+    setting(
+        "JARVIS_HEADER_READ_TIMEOUT_MS",
+        Kind::Number,
+        Some("5000"),
+        "A client must send a request's header within this many ms, or the connection is closed",
+    ),
+    setting(
+        "JARVIS_BODY_READ_TIMEOUT_MS",
+        Kind::Number,
+        Some("10000"),
+        "A webhook body must arrive within this many ms, or the answer is 408",
+    ),
+    setting(
+        "JARVIS_IDLE_TIMEOUT_MS",
+        Kind::Number,
+        Some("5000"),
+        "A keep-alive connection with no request is closed after this many ms (the header read timeout also bounds the wait)",
+    ),
+    setting(
+        "JARVIS_MAX_CONNECTIONS",
+        Kind::Number,
+        Some("512"),
+        "HTTP connections open at once; more clients wait in the listen backlog (keep under the open-files limit)",
+    ),
+    setting(
+        "JARVIS_SHUTDOWN_GRACE_SECS",
+        Kind::Number,
+        Some("10"),
+        "On SIGTERM/SIGINT, how long requests in flight get to be answered before every connection is closed",
+    ),
 ];
 
 /// The shortest webhook secret accepted: it is all that keeps strangers from posting events.
@@ -687,8 +753,44 @@ impl Sources {
             timeout: Duration::from_millis(self.num::<u64>("JARVIS_LINK_TIMEOUT_MS")?.max(1)),
             rentprog_key: self.text("JARVIS_LINK_RENTPROG_KEY").unwrap_or_default(),
         };
+        let database_url = self.text("DATABASE_URL").unwrap_or_default();
+        let millis = |name: &str| -> anyhow::Result<Duration> {
+            let ms: u64 = self.num(name)?;
+            if ms == 0 {
+                bail!("{} must be at least 1", self.describe(name));
+            }
+            Ok(Duration::from_millis(ms))
+        };
+        let answer_deadline = millis("JARVIS_ANSWER_DEADLINE_MS")?;
+        let db_pool = jarvis_store::PoolSettings::default()
+            .max_connections(self.num("JARVIS_DB_POOL_SIZE")?)
+            .acquire_timeout(millis("JARVIS_DB_ACQUIRE_TIMEOUT_MS")?)
+            .statement_timeout(millis("JARVIS_DB_STATEMENT_TIMEOUT_MS")?)
+            .ingest_timeout(answer_deadline);
+        let spool_dir = match self.text("JARVIS_SPOOL_DIR").as_deref().map(str::trim) {
+            Some(off) if off.eq_ignore_ascii_case("off") || off.eq_ignore_ascii_case("none") => {
+                None
+            }
+            Some(dir) => Some(std::path::PathBuf::from(dir)),
+            None => default_spool_dir(&database_url),
+        };
+        let spool_max_bytes: u64 = self.num("JARVIS_SPOOL_MAX_BYTES")?;
+        let http = HttpSettings {
+            answer_deadline,
+            header_read_timeout: millis("JARVIS_HEADER_READ_TIMEOUT_MS")?,
+            body_read_timeout: millis("JARVIS_BODY_READ_TIMEOUT_MS")?,
+            idle_timeout: millis("JARVIS_IDLE_TIMEOUT_MS")?,
+            max_connections: self.num::<usize>("JARVIS_MAX_CONNECTIONS")?.max(1),
+            shutdown_grace: Duration::from_secs(self.num("JARVIS_SHUTDOWN_GRACE_SECS")?),
+        };
         Ok(Settings {
-            database_url: self.text("DATABASE_URL").unwrap_or_default(),
+            db_pool,
+            http,
+            spool: spool_dir.map(|dir| SpoolSettings {
+                dir,
+                max_bytes: spool_max_bytes,
+            }),
+            database_url,
             listen,
             webhook_secret: webhook_secret.map(Secret::new),
             account_id: self.opt_num("AMOCRM_ACCOUNT_ID")?,
@@ -852,6 +954,58 @@ pub struct Settings {
     pub webhook_check: Duration,
     /// Links from deals to the business's own clients and conversations.
     pub link: LinkSettings,
+    /// The database pool: size, acquire timeout, statement timeout, and the ingest bound (the
+    /// answer deadline).
+    pub db_pool: jarvis_store::PoolSettings,
+    /// The HTTP server's deadlines and limits.
+    pub http: HttpSettings,
+    /// Where webhook bodies wait when the database cannot take them in time; `None`: no spool.
+    pub spool: Option<SpoolSettings>,
+}
+
+/// The HTTP server's deadlines and limits.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Every webhook is answered within this: 200 once committed (or spooled), 503 otherwise.
+    pub answer_deadline: Duration,
+    /// A client must send a request's whole header within this, or the connection is closed.
+    pub header_read_timeout: Duration,
+    /// A webhook's body must arrive within this, or the answer is 408.
+    pub body_read_timeout: Duration,
+    /// A keep-alive connection with no request in flight is closed after this. The wait for the
+    /// next request's header also counts against `header_read_timeout`: the smaller one wins.
+    pub idle_timeout: Duration,
+    /// Connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long a shutdown waits for in-flight requests before closing what is left.
+    pub shutdown_grace: Duration,
+}
+
+/// The local spool (see `spool`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    pub dir: std::path::PathBuf,
+    /// The spool refuses bodies (503) rather than grow past this.
+    pub max_bytes: u64,
+}
+
+/// The spool directory when `JARVIS_SPOOL_DIR` is unset: `jarvis-spool` next to a SQLite file, whose
+/// disk the operator already trusts with the data; none for PostgreSQL, where the service cannot
+/// know whether its own disk outlives a redeploy (an acknowledged body on a disk that vanishes is
+/// lost, while a 503 makes amoCRM send it again).
+pub fn default_spool_dir(database_url: &str) -> Option<std::path::PathBuf> {
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") || database_url.contains("mode=memory") {
+        return None;
+    }
+    let parent = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Some(parent.join("jarvis-spool"))
 }
 
 /// Settings of the linker, which fills `client_id` and `conversation_id` of deals from the
@@ -1165,6 +1319,64 @@ mod tests {
         assert!(
             help.contains("JARVIS_BATCH_WINDOW_MS [default: 300]"),
             "{help}"
+        );
+    }
+
+    #[test]
+    fn deadlines_and_limits_have_defaults_and_can_be_set() {
+        let s = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(s.http.answer_deadline, Duration::from_millis(1500));
+        assert_eq!(s.db_pool.ingest_timeout, Duration::from_millis(1500));
+        assert_eq!(s.http.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(
+            s.spool,
+            Some(SpoolSettings {
+                dir: "./jarvis-spool".into(),
+                max_bytes: 1 << 30
+            })
+        );
+        let s = Settings::from_sources(
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://u@db/x"),
+                ("JARVIS_ANSWER_DEADLINE_MS", "300"),
+                ("JARVIS_DB_POOL_SIZE", "4"),
+                ("JARVIS_DB_STATEMENT_TIMEOUT_MS", "2000"),
+                ("JARVIS_MAX_CONNECTIONS", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.spool, None, "no spool by default on PostgreSQL");
+        assert_eq!(s.db_pool.ingest_timeout, Duration::from_millis(300));
+        assert_eq!(s.db_pool.max_connections, 4);
+        assert_eq!(s.db_pool.statement_timeout, Duration::from_secs(2));
+        assert_eq!(s.http.max_connections, 64);
+        let err =
+            Settings::from_sources(None, &env(&[("JARVIS_ANSWER_DEADLINE_MS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("JARVIS_ANSWER_DEADLINE_MS"));
+    }
+
+    #[test]
+    fn the_spool_sits_next_to_a_sqlite_file_unless_told_otherwise() {
+        assert_eq!(
+            default_spool_dir("sqlite:///var/lib/jarvis/jarvis.db?mode=rwc"),
+            Some("/var/lib/jarvis/jarvis-spool".into())
+        );
+        assert_eq!(default_spool_dir("sqlite::memory:"), None);
+        assert_eq!(default_spool_dir("postgres://u@h/db"), None);
+        let off = Settings::from_sources(None, &env(&[("JARVIS_SPOOL_DIR", "off")])).unwrap();
+        assert_eq!(off.spool, None);
+        let set = Settings::from_sources(
+            None,
+            &env(&[
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("JARVIS_SPOOL_DIR", "/data/spool"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            set.spool.unwrap().dir,
+            std::path::PathBuf::from("/data/spool")
         );
     }
 

@@ -17,6 +17,7 @@ pub mod link;
 pub mod mapping;
 pub mod metrics;
 pub mod routes;
+pub mod spool;
 pub mod startup;
 pub mod subscription;
 pub mod telemetry;

@@ -50,6 +50,14 @@ pub mod names {
     pub const CATCH_UP_ENTITIES: &str = "jarvis_catch_up_entities_total";
     pub const LINK_FAILURES: &str = "jarvis_link_failures_total";
     pub const LINKS: &str = "jarvis_links_total";
+    pub const SPOOL_BYTES: &str = "jarvis_spool_bytes";
+    pub const SPOOL_BODIES: &str = "jarvis_spool_bodies";
+    pub const SPOOLED: &str = "jarvis_spooled_total";
+    pub const SPOOL_DRAINED: &str = "jarvis_spool_drained_total";
+    pub const SPOOL_REFUSED: &str = "jarvis_spool_refused_total";
+    pub const BODY_READ_TIMEOUTS: &str = "jarvis_http_body_read_timeouts_total";
+    pub const HTTP_CONNECTIONS: &str = "jarvis_http_connections";
+    pub const HTTP_IDLE_CLOSED: &str = "jarvis_http_idle_closed_total";
 }
 
 /// The type of a metric.
@@ -97,7 +105,7 @@ use MetricKind::{Counter, Gauge, Histogram};
 use names::*;
 
 /// Statuses the webhook endpoint answers with.
-pub const WEBHOOK_STATUSES: &[&str] = &["200", "400", "404", "413", "415", "503"];
+pub const WEBHOOK_STATUSES: &[&str] = &["200", "400", "404", "408", "413", "415", "503"];
 /// Reasons a webhook body is refused (the `reason` label of `jarvis_webhooks_rejected_total`).
 pub const REJECT_REASONS: &[&str] = &[
     "too_large",
@@ -327,6 +335,43 @@ pub const METRICS: &[MetricDef] = &[
         Counter,
         "Link columns written from the link queries' answers, by link column and outcome",
         &[("link", LINK_COLUMNS), ("outcome", LINK_OUTCOMES)],
+    ),
+    def(
+        SPOOL_BYTES,
+        Gauge,
+        "Bytes of webhook bodies waiting in the local spool",
+    ),
+    def(
+        SPOOL_BODIES,
+        Gauge,
+        "Webhook bodies waiting in the local spool",
+    ),
+    def(
+        SPOOLED,
+        Counter,
+        "Webhook bodies spooled because the database could not commit them in time",
+    ),
+    def(
+        SPOOL_DRAINED,
+        Counter,
+        "Spooled bodies moved into the database",
+    ),
+    labelled(
+        SPOOL_REFUSED,
+        Counter,
+        "Bodies the spool could not take, by reason (full, error: not writable)",
+        &[("reason", &["full", "error"])],
+    ),
+    def(
+        BODY_READ_TIMEOUTS,
+        Counter,
+        "Webhook requests answered 408 because the body came too slowly",
+    ),
+    def(HTTP_CONNECTIONS, Gauge, "Open HTTP connections"),
+    def(
+        HTTP_IDLE_CLOSED,
+        Counter,
+        "Keep-alive connections closed after the idle timeout",
     ),
 ];
 

@@ -15,8 +15,9 @@ use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::amo;
-use crate::config::{MetadataField, Secret, Settings};
+use crate::config::{HttpSettings, MetadataField, Secret, Settings};
 use crate::routes;
+use crate::spool::Spool;
 use crate::telemetry;
 pub use crate::telemetry::redact_url;
 use crate::worker::Worker;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub gaps: Arc<crate::catch_up::GapTracker>,
     /// Fills deals' `client_id` / `conversation_id`, when link queries are configured.
     pub linker: Option<Arc<crate::link::Linker>>,
+    /// The answer deadline and the HTTP limits.
+    pub http: HttpSettings,
+    /// Where bodies wait when the database cannot take them in time; `None` without a spool.
+    pub spool: Option<Spool>,
 }
 
 /// The HTTP surface.
@@ -113,11 +118,24 @@ impl Application {
     /// Opens and migrates the store, builds the amoCRM client (when credentials are set) and binds the
     /// listener (when `parts.http`).
     pub async fn build(settings: Settings, parts: RunParts) -> anyhow::Result<Self> {
-        let store = open_store(&settings.database_url, settings.startup_wait).await?;
+        let store = open_store_with(
+            &settings.database_url,
+            settings.startup_wait,
+            settings.db_pool.clone(),
+        )
+        .await?;
         if parts.worker {
             // Leases and the account lock need a real session: refuse to start behind a pooler.
             store.check_session().await?;
         }
+        let spool = match (&settings.spool, parts.http) {
+            (Some(spool), true) => {
+                Some(Spool::open(&spool.dir, spool.max_bytes).with_context(|| {
+                    format!("opening the spool directory {}", spool.dir.display())
+                })?)
+            }
+            _ => None,
+        };
         let client = amo::build_client(&settings.amocrm, &store)?;
         let linker = crate::link::Linker::new(store.clone(), settings.link.clone()).map(Arc::new);
         let parser_limits = Limits {
@@ -142,6 +160,8 @@ impl Application {
                 settings.amocrm.auth.is_some(),
             )),
             linker,
+            http: settings.http.clone(),
+            spool,
         };
         metrics::gauge!(crate::metrics::names::API_MODE).set(if state.client.is_some() {
             1.0
@@ -224,19 +244,28 @@ impl Application {
         } else {
             None
         };
-        let mut server_stop = stop_rx.clone();
         let server_task = self.listener.map(|listener| {
             let app = router(self.state.clone());
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = server_stop.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            })
+            tokio::spawn(serve(
+                listener,
+                app,
+                self.settings.http.clone(),
+                stop_rx.clone(),
+            ))
         });
+        // The spool is durable and its drain idempotent: stopping the drainer anywhere loses nothing.
+        let drainer = self
+            .state
+            .spool
+            .clone()
+            .map(|spool| tokio::spawn(spool.run_drainer(self.state.clone(), stop_rx.clone())));
         if let Some(addr) = self.local_addr {
-            tracing::info!(%addr, database = %redact_url(&self.settings.database_url), "listening");
+            let spool = self
+                .state
+                .spool
+                .as_ref()
+                .map(|s| s.dir().display().to_string());
+            tracing::info!(%addr, database = %redact_url(&self.settings.database_url), spool = spool.as_deref().unwrap_or("off"), "listening");
         }
         if self.parts.worker && behind_pooler(&self.settings.database_url) {
             tracing::warn!(
@@ -249,7 +278,10 @@ impl Application {
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
         if let Some(task) = server_task {
-            task.await.context("server task")?.context("server")?;
+            task.await.context("server task")?;
+        }
+        if let Some(task) = drainer {
+            task.abort();
         }
         if let Some(task) = worker_task {
             task.await.context("worker task")?;
@@ -264,6 +296,176 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop` turns true, within the limits: a header read timeout, an
+/// idle timeout for keep-alive connections, at most `max_connections` at once (the next clients wait
+/// in the listen backlog). On stop, accepting ends, idle connections close at once, requests in flight
+/// get up to the shutdown grace to be answered, and whatever is still open then is closed.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = stopped(&mut stop) => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors or a connection reset before it was taken: keep
+                    // serving the connections already open and try again shortly.
+                    tracing::warn!(error = %error, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_connection(
+            stream,
+            app.clone(),
+            builder.clone(),
+            limits.idle_timeout,
+            close_rx.clone(),
+            permit,
+        ));
+    }
+    drop(listener);
+    let _ = close_tx.send(true);
+    let drained = tokio::time::timeout(limits.shutdown_grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            grace_secs = limits.shutdown_grace.as_secs_f64(),
+            "closing the connections still open after the shutdown grace"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns must not live in the caller's future: it is not `Send`.
+    let _ = stop.wait_for(|stop| *stop).await.is_ok();
+}
+
+/// Requests in flight on one connection and when the last one ended.
+struct ConnectionActivity {
+    in_flight: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl ConnectionActivity {
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Completes once the connection has had no request in flight for `idle`.
+    async fn idle_for(&self, idle: std::time::Duration) {
+        loop {
+            let since = self
+                .last
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed();
+            if self.in_flight() == 0 && since >= idle {
+                return;
+            }
+            tokio::time::sleep(idle.saturating_sub(since).max(idle / 10)).await;
+        }
+    }
+}
+
+/// Counts a request in flight until dropped (when its response is ready, or it is abandoned).
+struct InFlight(Arc<ConnectionActivity>);
+
+impl InFlight {
+    fn begin(activity: Arc<ConnectionActivity>) -> Self {
+        activity
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(|p| p.into_inner()) = tokio::time::Instant::now();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: Router,
+    builder: hyper::server::conn::http1::Builder,
+    idle_timeout: std::time::Duration,
+    mut close: watch::Receiver<bool>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    use tower::ServiceExt;
+
+    metrics::gauge!(crate::telemetry::names::HTTP_CONNECTIONS).increment(1.0);
+    let _ = stream.set_nodelay(true);
+    let activity = Arc::new(ConnectionActivity {
+        in_flight: Default::default(),
+        last: std::sync::Mutex::new(tokio::time::Instant::now()),
+    });
+    let requests = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let in_flight = InFlight::begin(requests.clone());
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await;
+            drop(in_flight);
+            response
+        }
+    });
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(error = %error, "HTTP connection ended with an error");
+                }
+                break;
+            }
+            _ = activity.idle_for(idle_timeout) => {
+                metrics::counter!(crate::telemetry::names::HTTP_IDLE_CLOSED).increment(1);
+                break;
+            }
+            _ = stopped(&mut close), if !closing => {
+                closing = true;
+                // No request in flight: nothing to settle, close now (a half-sent request included).
+                if activity.in_flight() == 0 {
+                    break;
+                }
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    }
+    metrics::gauge!(crate::telemetry::names::HTTP_CONNECTIONS).decrement(1.0);
 }
 
 /// How long a worker that panicked waits before it starts again.
@@ -312,11 +514,20 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Opens and migrates the store. A database that is not reachable yet (a restart, a serverless database
 /// waking up) is retried for up to `wait`; any other error is final.
 pub async fn open_store(url: &str, wait: std::time::Duration) -> anyhow::Result<DynStore> {
+    open_store_with(url, wait, jarvis_store::PoolSettings::default()).await
+}
+
+/// [`open_store`] with explicit pool settings.
+pub async fn open_store_with(
+    url: &str,
+    wait: std::time::Duration,
+    pool: jarvis_store::PoolSettings,
+) -> anyhow::Result<DynStore> {
     let deadline = std::time::Instant::now() + wait;
     let mut delay = std::time::Duration::from_millis(250);
     loop {
         let attempt = async {
-            let store = jarvis_store::connect(url).await?;
+            let store = jarvis_store::connect_with(url, pool.clone()).await?;
             store.migrate().await?;
             Ok::<_, jarvis_store::Error>(store)
         };

@@ -4,7 +4,10 @@
 //! 1. the service is killed with SIGKILL and restarted (PostgreSQL and SQLite);
 //! 2. PostgreSQL becomes unreachable (a TCP switch in front of it is cut, the server itself stays up);
 //! 3. amoCRM is down for a while;
-//! 4. the OAuth access token expires.
+//! 4. the OAuth access token expires;
+//! 5. the database is cut, stalled or locked with the spool on: every answer within the deadline;
+//! 6. `kill -9` with bodies in the spool;
+//! 7. slow-loris and idle connection floods; SIGTERM with a stuck client.
 //!
 //! Every test re-sends what was not acknowledged, as amoCRM does, and checks that every acknowledged
 //! event is stored once and processed, and that the mirror holds the latest state. The tests run one
@@ -243,6 +246,8 @@ struct Burst {
     acked: Vec<AtomicBool>,
     acked_count: AtomicUsize,
     statuses: Mutex<BTreeMap<String, u64>>,
+    /// How long each answer took.
+    latencies: Mutex<Vec<Duration>>,
 }
 
 impl Burst {
@@ -268,6 +273,7 @@ impl Burst {
             hashes,
             acked_count: AtomicUsize::new(0),
             statuses: Mutex::new(BTreeMap::new()),
+            latencies: Mutex::new(Vec::new()),
         })
     }
 
@@ -309,6 +315,7 @@ impl Burst {
                         if burst.acked[i].load(Ordering::SeqCst) {
                             continue;
                         }
+                        let sent = Instant::now();
                         let result = http
                             .post(&url)
                             .header("content-type", "application/x-www-form-urlencoded")
@@ -319,6 +326,7 @@ impl Burst {
                             Ok(resp) => {
                                 let status = resp.status().as_u16();
                                 let _ = resp.bytes().await;
+                                burst.latencies.lock().unwrap().push(sent.elapsed());
                                 if status == 200 && !burst.acked[i].swap(true, Ordering::SeqCst) {
                                     burst.acked_count.fetch_add(1, Ordering::SeqCst);
                                 }
@@ -486,48 +494,96 @@ async fn kill_during_burst(backend: Backend) {
 // ---------------------------------------------------------------------------------------------------
 // 2. PostgreSQL unreachable during a burst
 
-/// A TCP forwarder in front of PostgreSQL that can be cut (the real server is shared by other tests
-/// and is never stopped).
+/// What the switch does with connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Forwards.
+    On,
+    /// Drops every connection and refuses new ones.
+    Cut,
+    /// Accepts, and never answers: neither new connections nor open ones get a byte through.
+    Stalled,
+}
+
+/// A TCP forwarder in front of PostgreSQL that can be cut or stalled (the real server is shared by
+/// other tests and is never stopped).
 struct Switch {
     port: u16,
-    on: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    mode: tokio::sync::watch::Sender<Mode>,
 }
 
 impl Switch {
     async fn start(target: String) -> Switch {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let on = Arc::new(AtomicBool::new(true));
-        let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (on2, conns2) = (on.clone(), conns.clone());
+        let (mode, watch) = tokio::sync::watch::channel(Mode::On);
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if !on2.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let target = target.clone();
-                let handle = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            while let Ok((inbound, _)) = listener.accept().await {
+                let current = *watch.borrow();
+                match current {
+                    Mode::Cut => drop(inbound),
+                    Mode::On => {
+                        tokio::spawn(forward(inbound, target.clone(), watch.clone()));
                     }
-                });
-                conns2.lock().unwrap().push(handle);
+                    Mode::Stalled => {
+                        let mut watch = watch.clone();
+                        tokio::spawn(async move {
+                            let _ = watch.wait_for(|m| *m != Mode::Stalled).await;
+                            drop(inbound);
+                        });
+                    }
+                }
             }
         });
-        Switch { port, on, conns }
+        Switch { port, mode }
     }
 
+    /// Drops every connection and refuses new ones.
     fn cut(&self) {
-        self.on.store(false, Ordering::SeqCst);
-        for handle in self.conns.lock().unwrap().drain(..) {
-            handle.abort();
-        }
+        self.mode.send_replace(Mode::Cut);
     }
 
-    fn restore(&self) {
-        self.on.store(true, Ordering::SeqCst);
+    /// Holds every connection, open and new, without a byte through.
+    fn stall(&self) {
+        self.mode.send_replace(Mode::Stalled);
     }
+
+    /// Forwards again; connections held by a stall are dropped, as a network that recovers from a
+    /// long stall resets them.
+    fn restore(&self) {
+        self.mode.send_replace(Mode::On);
+    }
+}
+
+async fn forward(
+    mut inbound: TcpStream,
+    target: String,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+) {
+    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+        return;
+    };
+    let changed = tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => None,
+        now = mode.wait_for(|m| *m != Mode::On) => now.ok().map(|m| *m),
+    };
+    if changed == Some(Mode::Stalled) {
+        // Hold both ends, passing nothing, until the stall ends; then drop them.
+        let _ = mode.wait_for(|m| *m != Mode::Stalled).await.is_ok();
+    }
+}
+
+/// A PostgreSQL URL through a new switch.
+async fn through_switch(url: &str) -> (Switch, String) {
+    let mut through = reqwest::Url::parse(url).unwrap();
+    let target = format!(
+        "{}:{}",
+        through.host_str().unwrap(),
+        through.port().unwrap_or(5432)
+    );
+    let switch = Switch::start(target).await;
+    through.set_port(Some(switch.port)).unwrap();
+    (switch, through.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -536,18 +592,12 @@ async fn database_outage_during_burst_answers_503_and_recovers() {
     let Some(url) = jarvis_store::testing::fresh_postgres_url().await else {
         return;
     };
-    let mut through = reqwest::Url::parse(&url).unwrap();
-    let target = format!(
-        "{}:{}",
-        through.host_str().unwrap(),
-        through.port().unwrap_or(5432)
-    );
-    let switch = Switch::start(target).await;
-    through.set_port(Some(switch.port)).unwrap();
+    let (switch, through) = through_switch(&url).await;
 
     let fake = fake_with_leads(40);
     let burst = Burst::new(&fake, 1000);
-    let mut jarvis = Jarvis::start(through.as_str(), &[]);
+    // No spool: this test is about refusing what cannot be stored.
+    let mut jarvis = Jarvis::start(&through, &[("JARVIS_SPOOL_DIR", "off".into())]);
     jarvis.wait_ready().await;
 
     // amoCRM's side: keeps delivering, re-sends what was refused.
@@ -772,4 +822,384 @@ async fn token_expiry_under_load_refreshes_once() {
         log.status(401),
         log.total
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 5. The answer deadline and the spool: the database cut, stalled or locked under 16 senders
+
+/// The deadline the deadline tests run with, and how late an answer may come over it.
+const DEADLINE_MS: u64 = 300;
+const LATE_MARGIN: Duration = Duration::from_millis(100);
+
+/// What happens to the database in the middle of the burst.
+#[derive(Clone, Copy, Debug)]
+enum DbFault {
+    Cut,
+    Stalled,
+    /// A transaction holds an exclusive lock on the events table.
+    Locked,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_cut_answers_within_the_deadline_and_spools() {
+    answers_within_the_deadline(DbFault::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_stalled_answers_within_the_deadline_and_spools() {
+    answers_within_the_deadline(DbFault::Stalled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_locked_answers_within_the_deadline_and_spools() {
+    answers_within_the_deadline(DbFault::Locked).await;
+}
+
+/// Settings of a service with a short deadline and a spool in `dir`.
+fn deadline_env(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("JARVIS_ANSWER_DEADLINE_MS", DEADLINE_MS.to_string()),
+        ("JARVIS_SPOOL_DIR", dir.display().to_string()),
+        ("JARVIS_DB_ACQUIRE_TIMEOUT_MS", "1000".into()),
+    ]
+}
+
+/// The value of an unlabelled metric in `/metrics`.
+async fn metric(jarvis: &Jarvis, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{}/metrics", jarvis.base()))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Waits until the spool is empty (as `/metrics` says).
+async fn wait_spool_empty(jarvis: &Jarvis, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        if metric(jarvis, "jarvis_spool_bodies").await == Some(0.0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "the spool was not drained within {timeout:?}:\n{}",
+            jarvis.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn answers_within_the_deadline(fault: DbFault) {
+    let _serial = SERIAL.lock().await;
+    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else {
+        return;
+    };
+    let (switch, through) = through_switch(&url).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let fake = fake_with_leads(40);
+    let burst = Burst::new(&fake, 480);
+    let mut jarvis = Jarvis::start(&through, &deadline_env(spool_dir.path()));
+    jarvis.wait_ready().await;
+
+    // 16 senders for about 3 s; the fault lasts 1.5 s in the middle.
+    let sender = {
+        let (burst, url) = (burst.clone(), jarvis.webhook_url());
+        tokio::spawn(async move { burst.round(&url, 16, Duration::from_millis(100)).await })
+    };
+    burst.wait_acked(100, Duration::from_secs(30)).await;
+    // The lock is taken directly, not through the switch.
+    let locker = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut lock = None;
+    match fault {
+        DbFault::Cut => switch.cut(),
+        DbFault::Stalled => switch.stall(),
+        DbFault::Locked => {
+            let mut tx = locker.begin().await.unwrap();
+            sqlx::query("LOCK TABLE amocrm_webhook_events IN ACCESS EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            lock = Some(tx);
+        }
+    }
+    let faulted_at = burst.acked();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(tx) = lock.take() {
+        tx.rollback().await.unwrap();
+    }
+    switch.restore();
+    let during = burst.acked() - faulted_at;
+    sender.await.unwrap();
+    let spooled = metric(&jarvis, "jarvis_spooled_total").await.unwrap_or(0.0);
+
+    let statuses = burst.statuses.lock().unwrap().clone();
+    let latencies = burst.latencies.lock().unwrap().clone();
+    let slowest = latencies.iter().max().copied().unwrap_or_default();
+    let bound = Duration::from_millis(DEADLINE_MS) + LATE_MARGIN;
+    let late = latencies.iter().filter(|l| **l > bound).count();
+    assert!(
+        slowest <= bound,
+        "{fault:?}: {late} of {} answers later than {bound:?}, the slowest {slowest:?}; statuses \
+         {statuses:?}\n{}",
+        latencies.len(),
+        jarvis.log_tail()
+    );
+    assert_eq!(
+        statuses.keys().collect::<Vec<_>>(),
+        vec!["200"],
+        "{fault:?}: every body is taken (stored or spooled)\n{}",
+        jarvis.log_tail()
+    );
+    assert!(burst.all_acked());
+    assert!(
+        spooled > 0.0,
+        "{fault:?}: the spool took bodies during the fault"
+    );
+
+    wait_spool_empty(&jarvis, Duration::from_secs(30)).await;
+    let store = open_store(&url).await;
+    let stats = wait_drained(&store, &jarvis, Duration::from_secs(60)).await;
+    assert_eq!(stats.dead, 0);
+    assert_all_processed_once(&url, &burst).await;
+    assert_deals_latest(&store, &fake).await;
+    let mut sorted = latencies;
+    sorted.sort();
+    let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "deadline {DEADLINE_MS} ms, database {fault:?} for 1.5 s, 16 senders: {} answers, {during} \
+         acknowledged during the fault, {spooled} spooled; p50 {:?}, p99 {:?}, max {slowest:?}; \
+         {} events processed once each",
+        sorted.len(),
+        pct(0.5),
+        pct(0.99),
+        stats.processed
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 6. kill -9 with bodies in the spool
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_with_a_full_spool_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let Some(url) = jarvis_store::testing::fresh_postgres_url().await else {
+        return;
+    };
+    let (switch, through) = through_switch(&url).await;
+    let spool_dir = tempfile::tempdir().unwrap();
+    let fake = fake_with_leads(20);
+    let burst = Burst::new(&fake, 200);
+    let mut jarvis = Jarvis::start(&through, &deadline_env(spool_dir.path()));
+    jarvis.wait_ready().await;
+
+    switch.cut();
+    burst.round(&jarvis.webhook_url(), 16, Duration::ZERO).await;
+    // While the database is cut only the spool acknowledges.
+    burst
+        .until_all_acked(&jarvis.webhook_url(), Duration::from_secs(30))
+        .await;
+    let (bodies, bytes) = jarvis_service::spool::inspect(spool_dir.path()).unwrap();
+    assert_eq!(bodies, 200, "every acknowledged body is on disk");
+    jarvis.kill9();
+
+    switch.restore();
+    jarvis.spawn();
+    jarvis.wait_ready().await;
+    wait_spool_empty(&jarvis, Duration::from_secs(30)).await;
+    let store = open_store(&url).await;
+    let stats = wait_drained(&store, &jarvis, Duration::from_secs(60)).await;
+    assert_eq!(stats.dead, 0);
+    assert_all_processed_once(&url, &burst).await;
+    assert_deals_latest(&store, &fake).await;
+    assert_eq!(
+        jarvis_service::spool::inspect(spool_dir.path()).unwrap(),
+        (0, 0)
+    );
+    eprintln!(
+        "kill -9 with {bodies} bodies ({bytes} bytes) spooled: all stored once after the restart"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// 7. Slow clients and shutdown
+
+/// Reads until the server closes the connection or `limit` passes; the bytes read and whether it
+/// closed.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed_and_others_still_served() {
+    use tokio::io::AsyncWriteExt;
+    let _serial = SERIAL.lock().await;
+    let Some((url, _dir)) = fresh_database(Backend::Postgres).await else {
+        return;
+    };
+    let mut jarvis = Jarvis::start(
+        &url,
+        &[
+            ("JARVIS_HEADER_READ_TIMEOUT_MS", "300".into()),
+            ("JARVIS_BODY_READ_TIMEOUT_MS", "300".into()),
+            ("JARVIS_IDLE_TIMEOUT_MS", "500".into()),
+        ],
+    );
+    jarvis.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", jarvis.port);
+    let path = format!("/amocrm/webhook/{SECRET}");
+
+    const EACH: usize = 150;
+    let mut idle = Vec::new();
+    let mut slow_header = Vec::new();
+    let mut slow_body = Vec::new();
+    for _ in 0..EACH {
+        idle.push(TcpStream::connect(&addr).await.unwrap());
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(format!("POST {path} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+            .await
+            .unwrap();
+        slow_header.push(s);
+        let mut s = TcpStream::connect(&addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+                 Content-Length: 1000\r\n\r\nleads[status][0][id]=1"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        slow_body.push(s);
+    }
+    let opened = Instant::now();
+
+    // Normal webhooks keep being answered meanwhile.
+    let fake = fake_with_leads(10);
+    let burst = Burst::new(&fake, 40);
+    let http = reqwest::Client::new();
+    let mut latencies = Vec::new();
+    for body in &burst.bodies {
+        let sent = Instant::now();
+        let resp = http
+            .post(jarvis.webhook_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        latencies.push(sent.elapsed());
+    }
+
+    let limit = Duration::from_secs(5);
+    let mut timeouts_408 = 0;
+    for mut s in slow_body {
+        let (got, closed) = read_until_closed(&mut s, limit).await;
+        assert!(closed, "a slow body's connection is closed");
+        if String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408") {
+            timeouts_408 += 1;
+        }
+    }
+    assert_eq!(timeouts_408, EACH, "every slow body is answered 408");
+    for mut s in slow_header.into_iter().chain(idle) {
+        let (got, closed) = read_until_closed(&mut s, limit).await;
+        assert!(closed, "slow-header and idle connections are closed");
+        assert!(
+            got.is_empty() || String::from_utf8_lossy(&got).starts_with("HTTP/1.1 408"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let all_closed = opened.elapsed();
+    latencies.sort();
+    eprintln!(
+        "{EACH} idle + {EACH} slow-header + {EACH} slow-body connections all closed after \
+         {all_closed:?}; {} webhooks meanwhile: p50 {:?}, p99 {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[(latencies.len() - 1) * 99 / 100],
+        latencies[latencies.len() - 1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_stuck_clients_exits_within_the_grace() {
+    use tokio::io::AsyncWriteExt;
+    let _serial = SERIAL.lock().await;
+    let (url, _dir) = jarvis_store::testing::fresh_sqlite_url();
+    let mut jarvis = Jarvis::start(
+        &url,
+        &[
+            ("JARVIS_SHUTDOWN_GRACE_SECS", "1".into()),
+            // Far longer than the grace: only the grace can end these clients.
+            ("JARVIS_HEADER_READ_TIMEOUT_MS", "60000".into()),
+            ("JARVIS_BODY_READ_TIMEOUT_MS", "60000".into()),
+            ("JARVIS_IDLE_TIMEOUT_MS", "60000".into()),
+        ],
+    );
+    jarvis.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", jarvis.port);
+    // One client stops in the middle of its header, one in the middle of its body (a request in
+    // flight), one holds an idle keep-alive connection.
+    let mut half_header = TcpStream::connect(&addr).await.unwrap();
+    half_header
+        .write_all(format!("POST /amocrm/webhook/{SECRET} HTTP/1.1\r\nHost: x\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut half_body = TcpStream::connect(&addr).await.unwrap();
+    half_body
+        .write_all(
+            format!(
+                "POST /amocrm/webhook/{SECRET} HTTP/1.1\r\nHost: x\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 500\r\n\r\nleads"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let _idle = TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let child = jarvis.child.as_mut().unwrap();
+    let pid = child.id();
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(4),
+            "jarvis still running {:?} after SIGTERM with a 1 s grace:\n{}",
+            sent.elapsed(),
+            jarvis.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let took = sent.elapsed();
+    assert!(exit.success(), "{exit}\n{}", jarvis.log_tail());
+    assert!(
+        took < Duration::from_millis(2500),
+        "exited after {took:?} with a 1 s grace"
+    );
+    jarvis.child = None;
+    eprintln!("SIGTERM with stuck clients: exited after {took:?} (grace 1 s)");
 }

@@ -74,6 +74,10 @@ pub enum Error {
         failure: crate::link::LinkFailure,
         message: String,
     },
+    /// The database did not answer within the bound set for the operation (see
+    /// [`PoolSettings::ingest_timeout`](crate::PoolSettings)).
+    #[error("the database did not answer in time")]
+    TimedOut,
 }
 
 impl Error {
@@ -94,13 +98,16 @@ impl Error {
 
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Error::Database(error) => matches!(
-                error,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ),
+            Error::Database(error) => {
+                matches!(
+                    error,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || is_timeout(error)
+            }
+            Error::TimedOut => true,
             _ => false,
         }
     }
@@ -145,6 +152,18 @@ fn is_undefined_table(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Database(db) => {
             db.code().as_deref() == Some("42P01") || db.message().starts_with("no such table")
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL cancelled the statement (`statement_timeout`, 57014) or gave up waiting for a lock
+/// (`lock_timeout`, 55P03), or SQLite's write lock stayed busy (5, 517): the database is slow or
+/// busy, not the data wrong.
+fn is_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("57014" | "55P03" | "5" | "517"))
         }
         _ => false,
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use self::url::connect_options;
 use sqlx::{Postgres, QueryBuilder, Row};
@@ -40,6 +40,9 @@ const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_nam
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The event inserts' own connections: their statement and lock timeouts are the ingest bound,
+    /// and the worker's queries on `pool` cannot hold up a webhook's commit.
+    ingest_pool: PgPool,
     /// Group commit of event inserts (see `ingest`).
     ingest: ingest::Ingest,
 }
@@ -55,28 +58,49 @@ impl PgStore {
     /// Connects with the given pool settings, opening one connection to check the server answers.
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool = pool_options(&settings).connect_with(options).await?;
-        Ok(Self {
-            pool,
-            ingest: ingest::Ingest::default(),
-        })
+        let pool = pool_options(&settings, settings.statement_timeout)
+            .test_before_acquire(true)
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self::with_pools(pool, options, &settings))
     }
 
     /// Builds the store without connecting: for a service that must start (and answer 503) while the
     /// database is down. Only the URL is checked here.
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        Ok(Self {
-            ingest: ingest::Ingest::default(),
-            pool: pool_options(&settings).connect_lazy_with(options),
-        })
+        let pool = pool_options(&settings, settings.statement_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options.clone());
+        Ok(Self::with_pools(pool, options, &settings))
     }
 
-    /// Wraps a pool built elsewhere (sharing it with other code).
-    pub fn from_pool(pool: PgPool) -> Self {
+    fn with_pools(pool: PgPool, options: PgConnectOptions, settings: &PoolSettings) -> Self {
+        let ingest_settings = settings
+            .clone()
+            .max_connections(INGEST_CONNECTIONS)
+            .acquire_timeout(settings.acquire_timeout.min(settings.ingest_timeout));
+        let ingest_timeout = settings.ingest_timeout.min(settings.statement_timeout);
         Self {
             pool,
-            ingest: ingest::Ingest::default(),
+            // A ping before every acquire would double the round trips of the one-statement insert
+            // path; a dead connection fails one insert (the caller spools or retries) and is
+            // replaced. The main pool checks its connections, so that after an outage the worker
+            // and the status queries do not each meet a dead one first.
+            ingest_pool: pool_options(&ingest_settings, ingest_timeout)
+                .test_before_acquire(false)
+                .connect_lazy_with(options),
+            ingest: ingest::Ingest::new(settings.ingest_timeout),
+        }
+    }
+
+    /// Wraps a pool built elsewhere (sharing it with other code); event inserts use it too, with
+    /// the default ingest timeout.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            ingest_pool: pool.clone(),
+            pool,
+            ingest: ingest::Ingest::new(PoolSettings::default().ingest_timeout),
         }
     }
 
@@ -86,6 +110,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        self.ingest_pool.close().await;
         self.pool.close().await;
     }
 
@@ -341,13 +366,28 @@ impl CommonColumns {
     }
 }
 
-fn pool_options(settings: &PoolSettings) -> PgPoolOptions {
+/// Connections of the event-insert pool: one per group-commit writer, and as many again for the
+/// parallel retry of a failed group.
+const INGEST_CONNECTIONS: u32 = 8;
+
+/// Pool options whose connections run every statement under `statement_timeout` (also the lock
+/// timeout, so a table lock cannot make a statement wait longer than it may run). Set once per
+/// connection after it opens rather than as a startup parameter, which poolers refuse.
+fn pool_options(settings: &PoolSettings, statement_timeout: Duration) -> PgPoolOptions {
+    let set_timeouts = format!(
+        "SET statement_timeout = {ms}; SET lock_timeout = {ms}",
+        ms = statement_timeout.as_millis().max(1)
+    );
     PgPoolOptions::new()
+        .after_connect(move |conn, _meta| {
+            let set_timeouts = set_timeouts.clone();
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, set_timeouts.as_str()).await?;
+                Ok(())
+            })
+        })
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
-        // A ping before every acquire would double the round trips of the one-statement insert
-        // path; a dead connection fails one operation and is replaced.
-        .test_before_acquire(false)
         .idle_timeout(Duration::from_secs(300))
 }
 
@@ -635,12 +675,28 @@ impl Store for PgStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.pool).await?;
+        // A migration may rewrite a large table: the pool's statement timeout is for everyday work,
+        // so migrations get a connection of their own without it.
+        let options = (*self.pool.connect_options()).clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .connect_with(options)
+            .await?;
+        let result = MIGRATOR.run(&pool).await;
+        pool.close().await;
+        result?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // Callers bound the ping (`/readyz`); a connection it was cut off on is dropped rather than
+        // returned, where the pool's check of it could wait on a stalled server for good.
+        let mut conn = ingest::Detached(Some(self.pool.acquire().await?));
+        sqlx::query("SELECT 1")
+            .execute(&mut **conn.0.as_mut().expect("held until the end"))
+            .await?;
+        conn.0.take();
         Ok(())
     }
 
@@ -672,7 +728,7 @@ impl Store for PgStore {
         // Shares a statement and a commit with concurrent callers; answers after the commit.
         let stored = self
             .ingest
-            .insert(&ingest::EventWriter(self.pool.clone()), rows)
+            .insert(&ingest::EventWriter(self.ingest_pool.clone()), rows)
             .await?;
         Ok(InsertOutcome {
             stored,

@@ -100,7 +100,7 @@ impl SqliteStore {
         Ok(Self {
             writer,
             reader,
-            ingest: Ingest::default(),
+            ingest: Ingest::new(settings.ingest_timeout),
             query_only,
         })
     }
@@ -110,7 +110,7 @@ impl SqliteStore {
         Self {
             writer: pool.clone(),
             reader: pool,
-            ingest: Ingest::default(),
+            ingest: Ingest::new(PoolSettings::default().ingest_timeout),
             query_only: link::QueryOnly::Shared,
         }
     }

@@ -1,5 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -16,17 +18,38 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// How long `/readyz` waits for the database: a stalled database must fail the probe, not hang it.
+const READY_TIMEOUT: Duration = Duration::from_millis(800);
+/// How long `/metrics` waits for the queue figures before serving the rest without them.
+const STATS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The database answers a trivial query, within a second.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    state.store.ping().await.map_err(|e| unavailable(&e))?;
-    Ok(Json(json!({"status": "ready"})))
+    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => Err(unavailable(&e)),
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = READY_TIMEOUT.as_millis() as u64,
+                "database did not answer the readiness check"
+            );
+            Err(ApiError::Unavailable(
+                "database did not answer in time".into(),
+            ))
+        }
+    }
 }
 
 /// Prometheus text format. Queue gauges are read from the database at scrape time, so they are right
 /// whichever instance did the work; if the database is down the other metrics are still served.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.queue_stats().await {
-        Ok(stats) => {
+    if let Some(spool) = &state.spool {
+        spool.export_gauges();
+    }
+    match tokio::time::timeout(STATS_TIMEOUT, state.store.queue_stats()).await {
+        Err(_) => tracing::warn!("stats timed out for /metrics"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "stats unavailable for /metrics"),
+        Ok(Ok(stats)) => {
             metrics::gauge!(names::BACKLOG).set(stats.backlog as f64);
             metrics::gauge!(names::DEAD).set(stats.dead as f64);
             let age = stats
@@ -35,7 +58,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 .unwrap_or(0.0);
             metrics::gauge!(names::OLDEST_PENDING_AGE).set(age);
         }
-        Err(e) => tracing::warn!(error = %e, "stats unavailable for /metrics"),
     }
     if let Some(client) = &state.client {
         crate::worker::export_client_usage(client);

@@ -1,25 +1,52 @@
 //! `POST /amocrm/webhook/{secret}`: parse, store in one transaction, answer after the commit.
 //!
+//! Every answer comes within the answer deadline (`JARVIS_ANSWER_DEADLINE_MS`): 200 once the events
+//! are committed; if the database cannot commit in time, the body goes to the local spool (when there
+//! is one) and the answer is still 200; otherwise 503, at the deadline, never later.
+//!
 //! Nothing here calls amoCRM or does per-event work beyond building the rows: the worker does the rest.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use amocrm_webhook::WebhookBatch;
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use jarvis_store::{NewEvent, RejectedWebhook};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::time::timeout_at;
 
 use crate::activity::Delivery;
 use crate::error::{ApiError, unavailable};
+use crate::spool::SpooledBody;
 use crate::startup::AppState;
 use crate::telemetry::RequestId;
 use crate::telemetry::names;
+
+/// The rows a parsed body becomes.
+pub fn new_events(batch: &WebhookBatch, received_at: DateTime<Utc>) -> Vec<NewEvent> {
+    batch
+        .events
+        .iter()
+        .map(|event| NewEvent::from_webhook(event, received_at))
+        .collect()
+}
+
+/// Time kept back from the database, before the deadline, for the spool's append and sync.
+fn spool_reserve(answer_deadline: Duration) -> Duration {
+    (answer_deadline / 3).min(Duration::from_millis(300))
+}
+
+/// The answer when the deadline passes with nothing stored.
+fn too_late() -> ApiError {
+    tracing::warn!("webhook not stored within the answer deadline");
+    ApiError::Unavailable("database unavailable, retry later".into())
+}
 
 /// Reads at most `limit + 1` bytes; returns the bytes and whether the body was longer than `limit`.
 async fn read_limited(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiError> {
@@ -45,7 +72,8 @@ pub async fn receive(
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let started = Instant::now();
-    let result = handle(&state, &secret, &headers, body).await;
+    let deadline = tokio::time::Instant::from_std(started) + state.http.answer_deadline;
+    let result = handle(&state, &secret, &headers, body, deadline).await;
     let status = match &result {
         Ok(_) => StatusCode::OK,
         Err(e) => e.status(),
@@ -96,6 +124,7 @@ async fn handle(
     secret: &str,
     headers: &HeaderMap,
     body: Body,
+    deadline: tokio::time::Instant,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Some(expected) = &state.webhook_secret else {
         return Err(ApiError::NotFound);
@@ -109,12 +138,21 @@ async fn handle(
         .map(str::to_owned);
 
     let limit = state.parser_limits.max_body_bytes;
-    let (raw, too_long) = read_limited(body, limit).await?;
+    let body_timeout = state.http.body_read_timeout;
+    let Ok(read) = tokio::time::timeout(body_timeout, read_limited(body, limit)).await else {
+        metrics::counter!(names::BODY_READ_TIMEOUTS).increment(1);
+        return Err(ApiError::RequestTimeout(format!(
+            "the body did not arrive within {} ms",
+            body_timeout.as_millis()
+        )));
+    };
+    let (raw, too_long) = read?;
     if too_long {
         // Keep what was read (the first `limit` bytes) so the sender can be traced; say so in the reason.
         let reason = format!("body larger than {limit} bytes; the first {limit} bytes are kept");
         return Err(reject(
             state,
+            deadline,
             &raw[..limit],
             content_type,
             "too_large",
@@ -136,7 +174,7 @@ async fn handle(
             } else {
                 ("malformed", ApiError::BadRequest(err.to_string()))
             };
-            return Err(reject(state, &raw, content_type, label, api_error).await);
+            return Err(reject(state, deadline, &raw, content_type, label, api_error).await);
         }
     };
     if let (Some(expected), Some(actual)) = (state.account_id, batch.account.id)
@@ -145,6 +183,7 @@ async fn handle(
         let reason = format!("account {actual} is not the configured account");
         return Err(reject(
             state,
+            deadline,
             &raw,
             content_type,
             "account",
@@ -154,38 +193,76 @@ async fn handle(
     }
 
     let received_at = Utc::now();
-    let events: Vec<NewEvent> = batch
-        .events
-        .iter()
-        .map(|event| NewEvent::from_webhook(event, received_at))
-        .collect();
+    let events = new_events(&batch, received_at);
     metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
-    let outcome = match state.store.insert_events(&events).await {
-        Ok(outcome) => outcome,
-        // Refused for its content (e.g. PostgreSQL cannot hold a NUL character): a retry would fail
-        // the same way, so this is bad input, kept for audit like any other.
-        Err(e) if e.is_bad_data() => {
-            let reason = format!("the events cannot be stored: {e}");
-            let error = ApiError::BadRequest(reason);
-            return Err(reject(state, &raw, content_type, "unstorable", error).await);
-        }
-        Err(e) => return Err(unavailable(&e)),
+    let db_deadline = match &state.spool {
+        Some(_) => deadline - spool_reserve(state.http.answer_deadline),
+        None => deadline,
     };
-    metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
-    metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
-    if outcome.stored > 0 {
-        state.wake.notify_one();
+    let bypass = state.spool.as_ref().is_some_and(|s| s.bypassing_database());
+    let failure = if bypass {
+        "the database failed a webhook just before".to_string()
+    } else {
+        match timeout_at(db_deadline, state.store.insert_events(&events)).await {
+            Ok(Ok(outcome)) => {
+                metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
+                metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
+                if outcome.stored > 0 {
+                    state.wake.notify_one();
+                }
+                return Ok((
+                    StatusCode::OK,
+                    Json(json!({"stored": outcome.stored, "duplicates": outcome.duplicates})),
+                ));
+            }
+            // Refused for its content (e.g. PostgreSQL cannot hold a NUL character): a retry would
+            // fail the same way, so this is bad input, kept for audit like any other.
+            Ok(Err(e)) if e.is_bad_data() => {
+                let reason = format!("the events cannot be stored: {e}");
+                let error = ApiError::BadRequest(reason);
+                return Err(reject(state, deadline, &raw, content_type, "unstorable", error).await);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the database did not commit within the answer deadline".to_string(),
+        }
+    };
+    if let (Some(spool), false) = (&state.spool, bypass) {
+        spool.database_failed();
     }
-    Ok((
-        StatusCode::OK,
-        Json(json!({"stored": outcome.stored, "duplicates": outcome.duplicates})),
-    ))
+    let Some(spool) = &state.spool else {
+        tracing::warn!(error = %failure, "database unavailable");
+        return Err(ApiError::Unavailable(
+            "database unavailable, retry later".into(),
+        ));
+    };
+    let spooled = SpooledBody {
+        received_at,
+        content_type,
+        body: raw,
+    };
+    match timeout_at(deadline, spool.append(&spooled)).await {
+        Ok(Ok(())) => {
+            tracing::warn!(cause = %failure, events = events.len(), spool_bodies = spool.bodies(), "webhook spooled; it is stored once the database answers");
+            Ok((
+                StatusCode::OK,
+                Json(json!({"spooled": true, "events": events.len()})),
+            ))
+        }
+        Ok(Err(error)) => {
+            tracing::error!(cause = %failure, error = %error, "webhook neither stored nor spooled");
+            Err(ApiError::Unavailable(format!(
+                "database unavailable and {error}; retry later"
+            )))
+        }
+        Err(_) => Err(too_late()),
+    }
 }
 
 /// Keeps a refused body for audit, then returns the error to answer with (503 if it could not be kept:
 /// the sender retries and nothing is lost).
 async fn reject(
     state: &AppState,
+    deadline: tokio::time::Instant,
     raw: &[u8],
     content_type: Option<String>,
     label: &'static str,
@@ -197,8 +274,10 @@ async fn reject(
         reason: error.to_string(),
         received_at: Utc::now(),
     };
-    if let Err(e) = state.store.insert_rejected(&rejected).await {
-        return unavailable(&e);
+    match timeout_at(deadline, state.store.insert_rejected(&rejected)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return unavailable(&e),
+        Err(_) => return too_late(),
     }
     metrics::counter!(names::WEBHOOKS_REJECTED, "reason" => label).increment(1);
     tracing::info!(reason = %error, "webhook body rejected and kept for audit");

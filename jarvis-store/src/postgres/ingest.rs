@@ -22,6 +22,17 @@ pub(super) struct EventRow {
     pub account_id: Option<i32>,
 }
 
+/// A pooled connection that is dropped, not returned, unless taken out first (see `write`).
+pub(super) struct Detached(pub Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
+    }
+}
+
 /// Writes groups of event batches through the pool.
 #[derive(Clone)]
 pub(super) struct EventWriter(pub PgPool);
@@ -57,7 +68,7 @@ impl GroupWrite for EventWriter {
             payloads.push(&row.payload);
             account_ids.push(row.account_id);
         }
-        let inserted: Vec<String> = sqlx::query_scalar(
+        let inserted = sqlx::query_scalar::<_, String>(
             "INSERT INTO amocrm_webhook_events
                 (ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, account_id)
             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[],
@@ -71,9 +82,15 @@ impl GroupWrite for EventWriter {
         .bind(entity_ids)
         .bind(hashes)
         .bind(payloads)
-        .bind(account_ids)
-        .fetch_all(&self.0)
-        .await?;
+        .bind(account_ids);
+        // Cut off by a deadline in the middle of sending the statement, a connection would hold a
+        // half-written message: returned to the pool, its check would wait forever for an answer
+        // the server never sends, and the pool would run dry. Such a connection is dropped instead.
+        let mut conn = Detached(Some(self.0.acquire().await?));
+        let inserted: Vec<String> = inserted
+            .fetch_all(&mut **conn.0.as_mut().expect("held until the end"))
+            .await?;
+        conn.0.take();
         let mut new: HashSet<String> = inserted.into_iter().collect();
         Ok(batches
             .iter()
