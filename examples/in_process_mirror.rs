@@ -134,6 +134,11 @@ mod tests {
         .unwrap();
         assert_eq!(store.stats().await.unwrap().backlog, 0);
         assert_eq!(receive(&store, CONTENT_TYPE, BODY).await.unwrap(), 0);
-        assert!(process(&store, &metadata_fields()).await.unwrap().is_empty());
+        assert!(
+            process(&store, &metadata_fields())
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
