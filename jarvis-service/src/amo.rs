@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use amocrm_client::{
     AccessToken, Client, ClientSecret, ContactId, Domain, LeadId, LeadWith, OAuthConfig, RateLimit,
-    RefreshToken, RetryPolicy, TokenPair, TokenStore, WebhookSetting,
+    RetryPolicy, WebhookSetting,
 };
 use anyhow::{Context, bail};
 use chrono::{DateTime, Timelike, Utc};
-use jarvis_store::{ApiUsage, DynStore, StoredTokens};
+use jarvis_store::{ApiUsage, DynStore};
 use serde_json::Value;
 
 use crate::cli::{AuthCommand, WebhooksCommand};
@@ -19,49 +19,7 @@ use crate::config::{AmoAuth, AmoSettings, Settings};
 use crate::telemetry::names;
 
 /// OAuth tokens kept in `amocrm_oauth_tokens`, so every instance shares the rotated pair.
-pub struct DbTokenStore {
-    store: DynStore,
-    account: String,
-}
-
-impl DbTokenStore {
-    pub fn new(store: DynStore, account: String) -> Self {
-        Self { store, account }
-    }
-}
-
-#[async_trait::async_trait]
-impl TokenStore for DbTokenStore {
-    async fn load(&self) -> amocrm_client::Result<Option<TokenPair>> {
-        let stored = self
-            .store
-            .load_tokens(&self.account)
-            .await
-            .map_err(amocrm_client::Error::token_store)?;
-        Ok(stored.map(|t| TokenPair {
-            access_token: AccessToken::new(t.access_token),
-            refresh_token: RefreshToken::new(t.refresh_token),
-            token_type: t.token_type,
-            expires_at: t.expires_at,
-            // The lifetime is not stored; 0 makes the client use its default refresh margin.
-            expires_in: 0,
-        }))
-    }
-
-    async fn save(&self, tokens: &TokenPair) -> amocrm_client::Result<()> {
-        let stored = StoredTokens {
-            access_token: tokens.access_token.secret().to_string(),
-            refresh_token: tokens.refresh_token.secret().to_string(),
-            token_type: tokens.token_type.clone(),
-            expires_at: tokens.expires_at,
-            updated_at: Utc::now(),
-        };
-        self.store
-            .save_tokens(&self.account, &stored)
-            .await
-            .map_err(amocrm_client::Error::token_store)
-    }
-}
+pub use jarvis_store::mirror::DbTokenStore;
 
 fn oauth_config(settings: &AmoSettings) -> Option<OAuthConfig> {
     settings

@@ -39,19 +39,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where a metadata key's value comes from: a lead custom field, by id or by code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldRef {
-    Id(u64),
-    Code(String),
-}
-
-/// One `key=field` entry of `JARVIS_METADATA_FIELDS`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataField {
-    pub key: String,
-    pub field: FieldRef,
-}
+/// One `key=field` entry of `JARVIS_METADATA_FIELDS` (the mapping lives with the mirror's code).
+pub use jarvis_store::mirror::{FieldRef, MetadataField};
 
 /// Parses `rentprog_id=771001,source=UTM_SOURCE` into metadata mappings.
 pub fn parse_metadata_fields(spec: &str) -> anyhow::Result<Vec<MetadataField>> {

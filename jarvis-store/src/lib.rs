@@ -6,6 +6,11 @@
 //! [`PoolSettings`] tunes the pool. With the `test-support` feature, `testing` hands out fresh
 //! PostgreSQL schemas and SQLite files for tests.
 //!
+//! With the `webhook` feature, `NewEvent::from_webhook` turns an `amocrm-webhook` event into a queue
+//! row; with `mirror` (on by default), the `mirror` module builds deal and contact rows from webhook
+//! events and API answers, and keeps `amocrm-client`'s OAuth tokens in a store (`mirror::DbTokenStore`):
+//! everything an in-process mirror needs.
+//!
 //! # The mirror rule
 //!
 //! A row of `amocrm_deals` / `amocrm_contacts` holds the newest known state of its entity:
@@ -19,8 +24,8 @@
 //!   timed state replaces it.
 //! - **What a state writes**: each column of [`DealUpsert`] / [`ContactUpsert`] is a [`Known`]:
 //!   a value or NULL replaces the stored value (a value amoCRM cleared is cleared here), `Unknown`
-//!   keeps it. The sources decide once, in `jarvis-service`'s mapping, what they know: an API answer
-//!   knows every column, a webhook body knows what it carries (no `closed_at`, no main contact, no
+//!   keeps it. The sources decide once, in the `mirror` module (feature `mirror`), what they know:
+//!   an API answer knows every column, a webhook body knows what it carries (no `closed_at`, no main contact, no
 //!   full data), a body without the entity's `name` (a digital-pipeline hook) knows no custom fields.
 //!   Both backends apply it the same way: no per-column guessing in SQL.
 //! - **`metadata`**: the keys the state recomputes (`metadata_keys`, those produced by
@@ -48,6 +53,8 @@ mod error;
 pub mod gap;
 mod group_commit;
 pub mod link;
+#[cfg(feature = "mirror")]
+pub mod mirror;
 pub mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
