@@ -152,6 +152,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     refused_api_access_is_reported_until_it_works_again,
+    unpaid_or_blocked_accounts_are_reported_and_events_wait,
     a_batch_failed_by_an_outage_is_retried_as_one_batch,
 );
 
@@ -229,6 +230,33 @@ async fn refused_api_access_is_reported_until_it_works_again(backend: Backend) {
         .unwrap();
     assert!(!page.contains("API access broken"), "{page}");
     app.stop().await;
+}
+
+/// 402 and 403 need a person just as 401 does: reported with their own reason and advice, the event
+/// kept pending (never dead) for when access comes back.
+async fn unpaid_or_blocked_accounts_are_reported_and_events_wait(backend: Backend) {
+    for (status, reason) in [(402, "payment_required"), (403, "forbidden")] {
+        let server = amocrm(Arc::new(AtomicBool::new(true)), status, Duration::ZERO).await;
+        let env = api_env(&server, "some-token");
+        let Some(app) = TestApp::spawn(backend, &borrowed(&env)).await else {
+            return;
+        };
+        app.post_form(status_body(31840021)).await;
+        wait_until("the broken access is stored", IDLE, || async {
+            access_broken(&app.store).await.unwrap().is_some()
+        })
+        .await;
+        let broken = access_broken(&app.store).await.unwrap().unwrap();
+        assert_eq!(broken.reason, reason);
+        assert!(
+            broken.advice.contains(&status.to_string()),
+            "{}",
+            broken.advice
+        );
+        let stats = app.store.stats().await.unwrap();
+        assert_eq!((stats.backlog, stats.dead), (1, 0), "after {status}");
+        app.stop().await;
+    }
 }
 
 async fn a_batch_failed_by_an_outage_is_retried_as_one_batch(backend: Backend) {
