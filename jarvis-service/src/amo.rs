@@ -494,17 +494,11 @@ fn api_client(settings: &Settings, store: &DynStore) -> anyhow::Result<Client> {
 }
 
 fn default_destination(settings: &Settings) -> anyhow::Result<String> {
-    let Some(public) = &settings.public_url else {
+    if settings.public_url.is_none() {
         bail!("set JARVIS_PUBLIC_URL (the service's public base URL) or pass --destination");
-    };
-    let Some(secret) = &settings.webhook_secret else {
-        bail!("set AMOCRM_WEBHOOK_SECRET or pass --destination");
-    };
-    Ok(format!(
-        "{}/amocrm/webhook/{}",
-        public.trim_end_matches('/'),
-        secret.expose()
-    ))
+    }
+    crate::subscription::destination(settings)
+        .ok_or_else(|| anyhow::anyhow!("set AMOCRM_WEBHOOK_SECRET or pass --destination"))
 }
 
 /// A destination for printing: the secret path segment hidden.
@@ -565,13 +559,7 @@ async fn run_webhooks_command(
             } else {
                 events
             };
-            let events: Vec<WebhookSetting> = events
-                .iter()
-                .map(|e| {
-                    e.parse::<WebhookSetting>()
-                        .unwrap_or_else(|never| match never {})
-                })
-                .collect();
+            let events = crate::subscription::webhook_settings(&events);
             let hook = client.webhooks().subscribe(&destination, &events).await?;
             println!(
                 "subscribed {} to: {}",

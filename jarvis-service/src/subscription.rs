@@ -23,6 +23,15 @@ pub fn destination(settings: &Settings) -> Option<String> {
     ))
 }
 
+/// The webhook settings (`add_lead`, ...) named in `JARVIS_WEBHOOK_SETTINGS`; any name is kept, known
+/// or not.
+pub fn webhook_settings(names: &[String]) -> Vec<WebhookSetting> {
+    names
+        .iter()
+        .map(|name| name.parse().unwrap_or_else(|never| match never {}))
+        .collect()
+}
+
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckOutcome {
@@ -49,11 +58,10 @@ pub async fn check(
         Some(_) => "disabled",
         None => "missing",
     };
-    let events: Vec<WebhookSetting> = settings
-        .iter()
-        .map(|s| s.parse().unwrap_or_else(|never| match never {}))
-        .collect();
-    client.webhooks().subscribe(destination, &events).await?;
+    client
+        .webhooks()
+        .subscribe(destination, &webhook_settings(settings))
+        .await?;
     metrics::counter!(names::WEBHOOK_RESUBSCRIBED).increment(1);
     let now = Utc::now();
     let stored = store.get_mark(MARK_LAST_DELIVERY).await?;

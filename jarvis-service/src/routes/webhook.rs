@@ -94,8 +94,12 @@ pub async fn receive(
     };
     let (stored, duplicates) = (count("stored"), count("duplicates"));
     let duration_ms = elapsed.as_millis() as u64;
+    let spooled = matches!(&result, Ok((_, Json(body))) if body.get("spooled").is_some());
     if result.is_ok() {
         metrics::gauge!(names::WEBHOOK_LAST_ACCEPTED).set(crate::metrics::unix_now());
+    }
+    // A spooled body has its own warning line; this one is for bodies the database took.
+    if result.is_ok() && !spooled {
         tracing::info!(
             events = stored + duplicates,
             stored,
