@@ -665,7 +665,9 @@ impl Sources {
                     (Some(v), Kind::Secret) => {
                         format!("******** ({} characters)", v.chars().count())
                     }
-                    (Some(v), _) if setting.name == "DATABASE_URL" => crate::telemetry::redact_url(v),
+                    (Some(v), _) if setting.name == "DATABASE_URL" => {
+                        crate::telemetry::redact_url(v)
+                    }
                     (Some(v), _) => v.to_owned(),
                 };
                 (setting, shown, origin)
