@@ -59,6 +59,7 @@ pub mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod settings;
+mod settle;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(any(test, feature = "test-support"))]
@@ -79,6 +80,7 @@ pub use model::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use settings::PoolSettings;
+pub use settle::{BatchWrites, DeletionRecord, SettleOutcome};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -157,6 +159,42 @@ pub trait Store: Send + Sync + 'static {
     /// Applies many deal states in one transaction by the mirror rule (crate docs): a state older
     /// than the stored row is left (counted as stale); repeats of one deal apply in order.
     async fn upsert_deals(&self, deals: &[DealUpsert]) -> Result<UpsertOutcome>;
+
+    /// Applies a batch's writes and marks its completed events processed, all in one transaction:
+    /// all of it or none (see [`BatchWrites`] for the order). Deals and contacts follow the mirror
+    /// rule as in [`upsert_deals`](Self::upsert_deals); deletions as in
+    /// [`record_deletion`](Self::record_deletion). The number of statements does not grow with the
+    /// batch (unless one entity has states that cannot be collapsed into one, see the crate docs).
+    ///
+    /// The default implementation calls the separate methods one after another, without the
+    /// all-or-nothing guarantee; both backends of this crate override it.
+    async fn settle_batch(&self, writes: &BatchWrites) -> Result<SettleOutcome> {
+        let contacts = self.upsert_contacts(&writes.contacts).await?;
+        for id in writes.followed_contacts() {
+            if let Some(contact) = self.get_contact(id).await?
+                && contact.updated_at.is_some()
+            {
+                self.set_main_contact_fields(id, contact.custom_fields.as_ref())
+                    .await?;
+            }
+        }
+        let deals = self.upsert_deals(&writes.deals).await?;
+        for deletion in &writes.deletions {
+            self.record_deletion(
+                deletion.entity,
+                &deletion.amocrm_id,
+                &deletion.event_hash,
+                deletion.deleted,
+            )
+            .await?;
+        }
+        self.complete_events(&writes.completed).await?;
+        Ok(SettleOutcome {
+            contacts,
+            deals,
+            completed: writes.completed.len() as u64,
+        })
+    }
 
     /// Marks a deal deleted (`true`) or restored (`false`) outright, creating a bare row if none
     /// exists: for a source that knows the current state (the API).

@@ -15,12 +15,13 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use self::url::connect_options;
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use crate::batch::{distinct_events, require_migrated, rounds, sql_limit, usage_rows};
+use crate::batch::{collapse, distinct_events, require_migrated, rounds, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome,
-    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, StateEntry,
-    Stats, Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
+    ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
+    InsertOutcome, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue,
+    Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected, StoredTokens,
+    UpsertOutcome, cut_rejected_body,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -117,7 +118,7 @@ impl PgStore {
     async fn upsert_deal_round(
         &self,
         executor: &mut sqlx::PgConnection,
-        deals: &[&DealUpsert],
+        deals: &[&(&DealUpsert, u64)],
     ) -> Result<u64> {
         let mut ids = Vec::with_capacity(deals.len());
         let mut pipeline_ids = KnownColumn::default();
@@ -132,7 +133,7 @@ impl PgStore {
         let mut created_at = KnownColumn::default();
         let mut closed_at = KnownColumn::default();
         let mut common = CommonColumns::default();
-        for deal in deals {
+        for (deal, _) in deals.iter().copied() {
             ids.push(deal.amocrm_deal_id.as_str());
             pipeline_ids.push(&deal.pipeline_id, |v| *v);
             status_ids.push(&deal.status_id, |v| *v);
@@ -165,14 +166,18 @@ impl PgStore {
         let query = main_contact_ids.bind(query);
         let query = created_at.bind(query);
         let query = closed_at.bind(query);
-        let applied = common.bind(query).fetch_all(executor).await?.len();
-        Ok(applied as u64)
+        let rows = common.bind(query).fetch_all(executor).await?;
+        let applied = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        Ok(applied_weight(deals, &applied, |deal| &deal.amocrm_deal_id))
     }
 
     async fn upsert_contact_round(
         &self,
         executor: &mut sqlx::PgConnection,
-        contacts: &[&ContactUpsert],
+        contacts: &[&(&ContactUpsert, u64)],
     ) -> Result<u64> {
         let mut ids = Vec::with_capacity(contacts.len());
         let mut names = KnownColumn::default();
@@ -183,7 +188,7 @@ impl PgStore {
         let mut full_data = KnownColumn::default();
         let mut created_at = KnownColumn::default();
         let mut common = CommonColumns::default();
-        for contact in contacts {
+        for (contact, _) in contacts.iter().copied() {
             ids.push(contact.amocrm_contact_id.as_str());
             names.push(&contact.name, |v| v.as_str());
             first_names.push(&contact.first_name, |v| v.as_str());
@@ -212,9 +217,118 @@ impl PgStore {
         let query = custom_fields.bind(query);
         let query = full_data.bind(query);
         let query = created_at.bind(query);
-        let applied = common.bind(query).fetch_all(executor).await?.len();
-        Ok(applied as u64)
+        let rows = common.bind(query).fetch_all(executor).await?;
+        let applied = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<sqlx::Result<Vec<_>>>()?;
+        Ok(applied_weight(contacts, &applied, |contact| {
+            &contact.amocrm_contact_id
+        }))
     }
+
+    /// Applies deal states by the mirror rule in as few statements as the batch allows (one, unless
+    /// an entity has states that cannot be collapsed); returns how many states applied.
+    async fn apply_deals(
+        &self,
+        executor: &mut sqlx::PgConnection,
+        deals: &[DealUpsert],
+    ) -> Result<u64> {
+        let collapsed = collapse(deals);
+        let mut applied = 0;
+        for round in rounds(&collapsed.states, |(deal, _)| &deal.amocrm_deal_id) {
+            applied += self.upsert_deal_round(executor, &round).await?;
+        }
+        Ok(applied)
+    }
+
+    /// As [`apply_deals`](Self::apply_deals), for contacts.
+    async fn apply_contacts(
+        &self,
+        executor: &mut sqlx::PgConnection,
+        contacts: &[ContactUpsert],
+    ) -> Result<u64> {
+        let collapsed = collapse(contacts);
+        let mut applied = 0;
+        for round in rounds(&collapsed.states, |(contact, _)| &contact.amocrm_contact_id) {
+            applied += self.upsert_contact_round(executor, &round).await?;
+        }
+        Ok(applied)
+    }
+}
+
+/// Records deletes and restores set-wise, in three statements whatever their number: the
+/// entities' locks (taken in one order, so two batches cannot deadlock), the records, then each
+/// entity's flag from all its records (as [`Store::record_deletion`] does one at a time).
+async fn record_deletions(
+    tx: &mut sqlx::PgConnection,
+    deletions: &[crate::DeletionRecord],
+) -> Result<()> {
+    let entities: Vec<&str> = deletions.iter().map(|d| d.entity.as_str()).collect();
+    let ids: Vec<&str> = deletions.iter().map(|d| d.amocrm_id.as_str()).collect();
+    let hashes: Vec<&str> = deletions.iter().map(|d| d.event_hash.as_str()).collect();
+    let deleted: Vec<bool> = deletions.iter().map(|d| d.deleted).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(hashtext('amocrm_deletions:' || e || ':' || i))
+        FROM (SELECT DISTINCT e, i FROM UNNEST($1::text[], $2::text[]) AS u(e, i) ORDER BY e, i) s",
+    )
+    .bind(&entities)
+    .bind(&ids)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO amocrm_deletions (entity_type, amocrm_id, event_hash, deleted)
+        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bool[])
+        ON CONFLICT DO NOTHING",
+    )
+    .bind(&entities)
+    .bind(&ids)
+    .bind(&hashes)
+    .bind(&deleted)
+    .execute(&mut *tx)
+    .await?;
+    for entity in [MirrorEntity::Deal, MirrorEntity::Contact] {
+        let of_entity: Vec<&str> = deletions
+            .iter()
+            .filter(|d| d.entity == entity)
+            .map(|d| d.amocrm_id.as_str())
+            .collect();
+        if of_entity.is_empty() {
+            continue;
+        }
+        let (table, key) = match entity {
+            MirrorEntity::Deal => ("amocrm_deals", "amocrm_deal_id"),
+            MirrorEntity::Contact => ("amocrm_contacts", "amocrm_contact_id"),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {table} AS t ({key}, is_deleted, synced_at)
+            SELECT amocrm_id,
+                count(*) FILTER (WHERE deleted) > count(*) FILTER (WHERE NOT deleted), now()
+            FROM amocrm_deletions WHERE entity_type = $1 AND amocrm_id = ANY($2)
+            GROUP BY amocrm_id
+            ON CONFLICT ({key}) DO UPDATE
+            SET is_deleted = EXCLUDED.is_deleted, synced_at = now()"
+        ))
+        .bind(entity.as_str())
+        .bind(&of_entity)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The states of a round that applied (the keys the upsert returned), counted with those they stand for.
+fn applied_weight<S>(
+    round: &[&(&S, u64)],
+    returned: &[String],
+    key: impl Fn(&S) -> &String,
+) -> u64 {
+    let returned: std::collections::HashSet<&str> = returned.iter().map(String::as_str).collect();
+    round
+        .iter()
+        .filter(|(state, _)| returned.contains(key(state).as_str()))
+        .map(|(_, weight)| weight)
+        .sum()
 }
 
 /// The [`Known`](crate::Known) columns of `amocrm_deals` with their PostgreSQL types, in bind order.
@@ -295,7 +409,7 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
             synced_at = now()
         WHERE t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL
             OR EXCLUDED.updated_at >= t.updated_at
-        RETURNING 1",
+        RETURNING t.{key}",
         unnest = unnest.join(", "),
         names = names.join(", "),
         merged = merged.join(", "),
@@ -952,16 +1066,58 @@ impl Store for PgStore {
         if deals.is_empty() {
             return Ok(UpsertOutcome::default());
         }
-        let rounds = rounds(deals, |deal| &deal.amocrm_deal_id);
         let mut tx = self.pool.begin().await?;
-        let mut applied = 0;
-        for round in &rounds {
-            applied += self.upsert_deal_round(&mut tx, round).await?;
-        }
+        let applied = self.apply_deals(&mut tx, deals).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,
             stale: deals.len() as u64 - applied,
+        })
+    }
+
+    async fn settle_batch(&self, writes: &BatchWrites) -> Result<SettleOutcome> {
+        if writes.is_empty() {
+            return Ok(SettleOutcome::default());
+        }
+        let mut tx = self.pool.begin().await?;
+        let contacts = self.apply_contacts(&mut tx, &writes.contacts).await?;
+        let followed = writes.followed_contacts();
+        if !followed.is_empty() {
+            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+            sqlx::query(
+                "UPDATE amocrm_deals d SET contact_custom_fields = c.custom_fields, synced_at = now()
+                FROM amocrm_contacts c
+                WHERE c.amocrm_contact_id = ANY($1) AND c.updated_at IS NOT NULL
+                  AND d.main_contact_id = c.amocrm_contact_id
+                  AND d.contact_custom_fields IS DISTINCT FROM c.custom_fields",
+            )
+            .bind(&followed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deals = self.apply_deals(&mut tx, &writes.deals).await?;
+        if !writes.deletions.is_empty() {
+            record_deletions(&mut tx, &writes.deletions).await?;
+        }
+        if !writes.completed.is_empty() {
+            sqlx::query(
+                "UPDATE amocrm_webhook_events
+                SET processed = true, processed_at = now(), locked_until = NULL
+                WHERE id = ANY($1)",
+            )
+            .bind(&writes.completed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let outcome = |states: usize, applied: u64| UpsertOutcome {
+            applied,
+            stale: states as u64 - applied,
+        };
+        Ok(SettleOutcome {
+            contacts: outcome(writes.contacts.len(), contacts),
+            deals: outcome(writes.deals.len(), deals),
+            completed: writes.completed.len() as u64,
         })
     }
 
@@ -1074,12 +1230,8 @@ impl Store for PgStore {
         if contacts.is_empty() {
             return Ok(UpsertOutcome::default());
         }
-        let rounds = rounds(contacts, |contact| &contact.amocrm_contact_id);
         let mut tx = self.pool.begin().await?;
-        let mut applied = 0;
-        for round in &rounds {
-            applied += self.upsert_contact_round(&mut tx, round).await?;
-        }
+        let applied = self.apply_contacts(&mut tx, contacts).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,

@@ -22,12 +22,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{Row, SqliteConnection};
 
-use crate::batch::{distinct_events, require_migrated, sql_limit, usage_rows};
+use crate::batch::{collapse, distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome, InsertOutcome, Known,
-    MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue, Result, StateEntry,
-    Stats, Store, StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
+    ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
+    InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
+    Requeue, Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected,
+    StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -232,46 +233,38 @@ impl SqliteStore {
         event_hash: &str,
         deleted: bool,
     ) -> Result<bool> {
-        let (table, key) = match entity {
-            MirrorEntity::Deal => ("amocrm_deals", "amocrm_deal_id"),
-            MirrorEntity::Contact => ("amocrm_contacts", "amocrm_contact_id"),
-        };
-        let now = micros(Utc::now());
         // One write transaction: records of one entity cannot interleave.
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        sqlx::query(
-            "INSERT INTO amocrm_deletions (entity_type, amocrm_id, event_hash, deleted, recorded_at)
-            VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT DO NOTHING",
-        )
-        .bind(entity.as_str())
-        .bind(amocrm_id)
-        .bind(event_hash)
-        .bind(deleted)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let flag: bool = sqlx::query_scalar(
-            "SELECT COALESCE(sum(deleted), 0) > COALESCE(sum(NOT deleted), 0)
-            FROM amocrm_deletions WHERE entity_type = ? AND amocrm_id = ?",
-        )
-        .bind(entity.as_str())
-        .bind(amocrm_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(&format!(
-            "INSERT INTO {table} (id, {key}, is_deleted, synced_at) VALUES (?, ?, ?, ?)
-            ON CONFLICT ({key}) DO UPDATE
-            SET is_deleted = excluded.is_deleted, synced_at = excluded.synced_at"
-        ))
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(amocrm_id)
-        .bind(flag)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let flag = record_deletion_on(&mut tx, entity, amocrm_id, event_hash, deleted).await?;
         tx.commit().await?;
         Ok(flag)
+    }
+
+    /// Applies states by the mirror rule on `conn`, collapsed first (see `batch::collapse`);
+    /// returns how many of them applied.
+    async fn apply_deals(&self, conn: &mut SqliteConnection, deals: &[DealUpsert]) -> Result<u64> {
+        let mut applied = 0;
+        for (deal, weight) in collapse(deals).states {
+            if self.upsert_deal(conn, deal).await? {
+                applied += weight;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// As [`apply_deals`](Self::apply_deals), for contacts.
+    async fn apply_contacts(
+        &self,
+        conn: &mut SqliteConnection,
+        contacts: &[ContactUpsert],
+    ) -> Result<u64> {
+        let mut applied = 0;
+        for (contact, weight) in collapse(contacts).states {
+            if self.upsert_contact(conn, contact).await? {
+                applied += weight;
+            }
+        }
+        Ok(applied)
     }
 
     async fn mark_deleted(
@@ -352,6 +345,54 @@ struct CommonState<'a> {
     metadata_keys: &'a [String],
     metadata: &'a Map<String, Value>,
     is_deleted: Option<bool>,
+}
+
+/// Records a delete or restore on `conn` (inside the caller's write transaction) and sets the row's
+/// flag from all the entity's records.
+async fn record_deletion_on(
+    conn: &mut SqliteConnection,
+    entity: MirrorEntity,
+    amocrm_id: &str,
+    event_hash: &str,
+    deleted: bool,
+) -> Result<bool> {
+    let (table, key) = match entity {
+        MirrorEntity::Deal => ("amocrm_deals", "amocrm_deal_id"),
+        MirrorEntity::Contact => ("amocrm_contacts", "amocrm_contact_id"),
+    };
+    let now = micros(Utc::now());
+    sqlx::query(
+        "INSERT INTO amocrm_deletions (entity_type, amocrm_id, event_hash, deleted, recorded_at)
+        VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT DO NOTHING",
+    )
+    .bind(entity.as_str())
+    .bind(amocrm_id)
+    .bind(event_hash)
+    .bind(deleted)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    let flag: bool = sqlx::query_scalar(
+        "SELECT COALESCE(sum(deleted), 0) > COALESCE(sum(NOT deleted), 0)
+        FROM amocrm_deletions WHERE entity_type = ? AND amocrm_id = ?",
+    )
+    .bind(entity.as_str())
+    .bind(amocrm_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "INSERT INTO {table} (id, {key}, is_deleted, synced_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT ({key}) DO UPDATE
+        SET is_deleted = excluded.is_deleted, synced_at = excluded.synced_at"
+    ))
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(amocrm_id)
+    .bind(flag)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(flag)
 }
 
 /// Applies one state by the mirror rule (the same as PostgreSQL's statement): a new row takes the
@@ -984,14 +1025,67 @@ impl Store for SqliteStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let mut applied = 0;
-        for deal in deals {
-            applied += u64::from(self.upsert_deal(&mut tx, deal).await?);
-        }
+        let applied = self.apply_deals(&mut tx, deals).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,
             stale: deals.len() as u64 - applied,
+        })
+    }
+
+    async fn settle_batch(&self, writes: &BatchWrites) -> Result<SettleOutcome> {
+        if writes.is_empty() {
+            return Ok(SettleOutcome::default());
+        }
+        let now = micros(Utc::now());
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let contacts = self.apply_contacts(&mut tx, &writes.contacts).await?;
+        let followed = writes.followed_contacts();
+        if !followed.is_empty() {
+            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+            sqlx::query(
+                "UPDATE amocrm_deals AS d SET contact_custom_fields = c.custom_fields, synced_at = ?
+                FROM amocrm_contacts AS c
+                WHERE c.amocrm_contact_id IN (SELECT value FROM json_each(?))
+                  AND c.updated_at IS NOT NULL
+                  AND d.main_contact_id = c.amocrm_contact_id
+                  AND d.contact_custom_fields IS NOT c.custom_fields",
+            )
+            .bind(now)
+            .bind(serde_json::to_string(&followed).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deals = self.apply_deals(&mut tx, &writes.deals).await?;
+        for deletion in &writes.deletions {
+            record_deletion_on(
+                &mut tx,
+                deletion.entity,
+                &deletion.amocrm_id,
+                &deletion.event_hash,
+                deletion.deleted,
+            )
+            .await?;
+        }
+        if !writes.completed.is_empty() {
+            sqlx::query(
+                "UPDATE amocrm_webhook_events SET processed = 1, processed_at = ?, locked_until = NULL
+                WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(now)
+            .bind(id_list(&writes.completed))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let outcome = |states: usize, applied: u64| UpsertOutcome {
+            applied,
+            stale: states as u64 - applied,
+        };
+        Ok(SettleOutcome {
+            contacts: outcome(writes.contacts.len(), contacts),
+            deals: outcome(writes.deals.len(), deals),
+            completed: writes.completed.len() as u64,
         })
     }
 
@@ -1055,10 +1149,7 @@ impl Store for SqliteStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let mut applied = 0;
-        for contact in contacts {
-            applied += u64::from(self.upsert_contact(&mut tx, contact).await?);
-        }
+        let applied = self.apply_contacts(&mut tx, contacts).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,

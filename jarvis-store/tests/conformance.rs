@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use jarvis_store::{
-    ApiUsage, ContactUpsert, DealUpsert, Error, EventState, FailOutcome, InsertOutcome, Known,
-    MirrorEntity, QueueStats, RejectedWebhook, Requeue, Store, StoredTokens, UpsertOutcome,
+    ApiUsage, BatchWrites, ContactUpsert, DealUpsert, DeletionRecord, Error, EventState,
+    FailOutcome, InsertOutcome, Known, MirrorEntity, QueueStats, RejectedWebhook, Requeue,
+    SettleOutcome, Store, StoredTokens, UpsertOutcome,
 };
 use serde_json::json;
 
@@ -94,6 +95,7 @@ conformance!(
         state_values_round_trip,
         leases_are_extended_only_while_held,
         a_direct_connection_keeps_its_session,
+        settle_batch_writes_rows_and_completes_events,
     ],
     unmigrated: [unmigrated_database_is_reported],
 );
@@ -1413,4 +1415,85 @@ async fn leases_are_extended_only_while_held(store: &dyn Store) {
 
 async fn a_direct_connection_keeps_its_session(store: &dyn Store) {
     store.check_session().await.unwrap();
+}
+
+async fn settle_batch_writes_rows_and_completes_events(store: &dyn Store) {
+    let events: Vec<_> = (0..4).map(|i| event(&format!("settle-{i}"))).collect();
+    store.insert_events(&events).await.unwrap();
+    let claimed = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ids: Vec<i64> = claimed.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), 4);
+    // Deal 1 has contact 5000001 as its main contact (full_deal); deal 3 will be deleted.
+    store
+        .upsert_deals(&[full_deal("1", at(-600)), full_deal("3", at(-600))])
+        .await
+        .unwrap();
+
+    let phone = json!([{ "field_code": "PHONE", "values": [{ "value": "+7 999 000-00-00" }] }]);
+    let mut main_contact = contact("5000001", Some(at(1)));
+    main_contact.custom_fields = phone.clone().into();
+    let mut v1 = deal("2", Some(at(1)));
+    v1.price = 10.into();
+    let mut v2 = deal("2", Some(at(2)));
+    v2.price = 20.into();
+    let mut stale = deal("2", Some(at(0)));
+    stale.price = 5.into();
+    let writes = BatchWrites {
+        contacts: vec![main_contact],
+        deals: vec![v1, v2, stale],
+        deletions: vec![DeletionRecord {
+            entity: MirrorEntity::Deal,
+            amocrm_id: "3".into(),
+            event_hash: "settle-delete".into(),
+            deleted: true,
+        }],
+        completed: ids[..3].to_vec(),
+    };
+    let outcome = store.settle_batch(&writes).await.unwrap();
+    assert_eq!(
+        outcome,
+        SettleOutcome {
+            contacts: UpsertOutcome {
+                applied: 1,
+                stale: 0
+            },
+            deals: UpsertOutcome {
+                applied: 2,
+                stale: 1
+            },
+            completed: 3,
+        }
+    );
+    // The contact's fields reached the deal it is the main contact of.
+    let deal_1 = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(deal_1.contact_custom_fields, Some(phone));
+    assert_eq!(store.get_deal("2").await.unwrap().unwrap().price, Some(20));
+    assert!(store.get_deal("3").await.unwrap().unwrap().is_deleted);
+    // The same delete replayed counts once: a restore then outweighs it.
+    let replay = BatchWrites {
+        deletions: vec![
+            writes.deletions[0].clone(),
+            DeletionRecord {
+                deleted: false,
+                event_hash: "settle-restore".into(),
+                ..writes.deletions[0].clone()
+            },
+        ],
+        ..BatchWrites::default()
+    };
+    store.settle_batch(&replay).await.unwrap();
+    assert!(!store.get_deal("3").await.unwrap().unwrap().is_deleted);
+
+    for id in &ids[..3] {
+        let stored = store.get_event(*id).await.unwrap().unwrap();
+        assert!(stored.processed, "event {id} completed");
+    }
+    assert!(!store.get_event(ids[3]).await.unwrap().unwrap().processed);
+    assert_eq!(
+        store.settle_batch(&BatchWrites::default()).await.unwrap(),
+        SettleOutcome::default()
+    );
 }

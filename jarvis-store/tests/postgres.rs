@@ -506,3 +506,39 @@ async fn a_transaction_pooler_is_recognised() {
     let mut guard = direct.try_exclusive("geodrive").await.unwrap().unwrap();
     assert!(guard.is_held().await);
 }
+
+/// A batch is settled all or nothing: when PostgreSQL refuses one row, no row is written and no
+/// event is marked processed, so the events come back and nothing is half-applied.
+#[tokio::test]
+async fn a_refused_batch_settles_nothing() {
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    store.insert_events(&[event("atomic-1")]).await.unwrap();
+    let claimed = store
+        .claim_events(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let good = common::full_deal("1", common::at(1));
+    let mut refused = common::deal("2", Some(common::at(1)));
+    // PostgreSQL text cannot hold a NUL character.
+    refused.name = String::from("bad\0name").into();
+    let writes = jarvis_store::BatchWrites {
+        contacts: vec![common::contact("9", Some(common::at(1)))],
+        deals: vec![good, refused],
+        completed: vec![claimed[0].id],
+        ..Default::default()
+    };
+    let error = store.settle_batch(&writes).await.unwrap_err();
+    assert!(error.is_bad_data(), "{error}");
+    assert!(store.get_deal("1").await.unwrap().is_none());
+    assert!(store.get_contact("9").await.unwrap().is_none());
+    assert!(
+        !store
+            .get_event(claimed[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .processed
+    );
+}

@@ -1,0 +1,69 @@
+//! Settling a worker's batch in one transaction: the mirror writes its events carry, then the
+//! events marked processed.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ContactUpsert, DealUpsert, MirrorEntity};
+
+/// A delete or restore event of a mirrored entity, as [`Store::record_deletion`](crate::Store::record_deletion) records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionRecord {
+    /// The table it applies to.
+    pub entity: MirrorEntity,
+    /// amoCRM's id of the deal or contact.
+    pub amocrm_id: String,
+    /// The event's `event_hash`: a replayed event counts once.
+    pub event_hash: String,
+    /// `true` for a delete, `false` for a restore.
+    pub deleted: bool,
+}
+
+/// Everything one batch of events writes, for [`Store::settle_batch`](crate::Store::settle_batch).
+///
+/// Applied in this order: `contacts` (then their stored custom fields are copied into the deals
+/// they are the main contact of, as [`Store::set_main_contact_fields`](crate::Store::set_main_contact_fields)
+/// does), `deals`, `deletions`, and last the `completed` events are marked processed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BatchWrites {
+    /// Contact states, by the mirror rule (repeats of one contact apply in order).
+    pub contacts: Vec<ContactUpsert>,
+    /// Deal states, by the mirror rule.
+    pub deals: Vec<DealUpsert>,
+    /// Deletes and restores to record.
+    pub deletions: Vec<DeletionRecord>,
+    /// Events (`amocrm_webhook_events.id`) to mark processed.
+    pub completed: Vec<i64>,
+}
+
+impl BatchWrites {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty()
+            && self.deals.is_empty()
+            && self.deletions.is_empty()
+            && self.completed.is_empty()
+    }
+
+    /// The contact ids whose stored fields the deals follow, each once.
+    pub(crate) fn followed_contacts(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .contacts
+            .iter()
+            .map(|c| c.amocrm_contact_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+}
+
+/// What [`Store::settle_batch`](crate::Store::settle_batch) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettleOutcome {
+    /// Contact states applied / left as stale.
+    pub contacts: crate::UpsertOutcome,
+    /// Deal states applied / left as stale.
+    pub deals: crate::UpsertOutcome,
+    /// Events marked processed.
+    pub completed: u64,
+}
