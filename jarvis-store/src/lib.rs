@@ -80,7 +80,7 @@ pub use model::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use settings::PoolSettings;
-pub use settle::{BatchWrites, DeletionRecord, SettleOutcome};
+pub use settle::{BatchWrites, ClaimSettled, DeletionRecord, SettleOutcome, SettlePlan};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -193,6 +193,37 @@ pub trait Store: Send + Sync + 'static {
             contacts,
             deals,
             completed: writes.completed.len() as u64,
+        })
+    }
+
+    /// Claims up to `limit` due events (as [`claim_events`](Self::claim_events) picks them) and
+    /// settles them with what `plan` makes of them ([`settle_batch`](Self::settle_batch)), in one
+    /// transaction: a worker that needs nothing but the events themselves (webhook-only mode) turns a
+    /// batch into its rows in a constant number of statements and one commit, and the events are
+    /// written once more (processed) instead of twice (leased, then processed). The batch's rows stay
+    /// locked for the transaction, so no other claimer takes them meanwhile.
+    ///
+    /// Claimed events that `plan` leaves out of `completed` are leased for `lease` in the same
+    /// transaction and returned, to be processed one by one. On an error nothing is written and no
+    /// event is leased: they are due as before. The default implementation claims with leases, then
+    /// calls [`settle_batch`](Self::settle_batch) (after an error there, the events wait for their
+    /// leases to expire).
+    async fn claim_and_settle(
+        &self,
+        limit: usize,
+        lease: Duration,
+        plan: &mut SettlePlan<'_>,
+    ) -> Result<ClaimSettled> {
+        let events = self.claim_events(limit, lease).await?;
+        if events.is_empty() {
+            return Ok(ClaimSettled::default());
+        }
+        let writes = plan(&events);
+        let settled = self.settle_batch(&writes).await?;
+        Ok(ClaimSettled {
+            claimed: events.len(),
+            settled,
+            leased: settle::left_over(events, &writes),
         })
     }
 

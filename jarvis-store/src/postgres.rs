@@ -18,10 +18,10 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use crate::batch::{collapse, distinct_events, require_migrated, rounds, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
-    InsertOutcome, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook, Requeue,
-    Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected, StoredTokens,
-    UpsertOutcome, cut_rejected_body,
+    ApiUsage, BatchWrites, ClaimSettled, Contact, ContactUpsert, Deal, DealUpsert, Error,
+    FailOutcome, InsertOutcome, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
+    Requeue, Result, SettleOutcome, SettlePlan, StateEntry, Stats, Store, StoredEvent,
+    StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -225,6 +225,52 @@ impl PgStore {
         Ok(applied_weight(contacts, &applied, |contact| {
             &contact.amocrm_contact_id
         }))
+    }
+
+    /// The statements of [`Store::settle_batch`], inside the caller's transaction.
+    async fn settle_in(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        writes: &BatchWrites,
+    ) -> Result<SettleOutcome> {
+        let contacts = self.apply_contacts(tx, &writes.contacts).await?;
+        let followed = writes.followed_contacts();
+        if !followed.is_empty() {
+            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+            sqlx::query(
+                "UPDATE amocrm_deals d SET contact_custom_fields = c.custom_fields, synced_at = now()
+                FROM amocrm_contacts c
+                WHERE c.amocrm_contact_id = ANY($1) AND c.updated_at IS NOT NULL
+                  AND d.main_contact_id = c.amocrm_contact_id
+                  AND d.contact_custom_fields IS DISTINCT FROM c.custom_fields",
+            )
+            .bind(&followed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deals = self.apply_deals(tx, &writes.deals).await?;
+        if !writes.deletions.is_empty() {
+            record_deletions(tx, &writes.deletions).await?;
+        }
+        if !writes.completed.is_empty() {
+            sqlx::query(
+                "UPDATE amocrm_webhook_events
+                SET processed = true, processed_at = now(), locked_until = NULL
+                WHERE id = ANY($1)",
+            )
+            .bind(&writes.completed)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let outcome = |states: usize, applied: u64| UpsertOutcome {
+            applied,
+            stale: states as u64 - applied,
+        };
+        Ok(SettleOutcome {
+            contacts: outcome(writes.contacts.len(), contacts),
+            deals: outcome(writes.deals.len(), deals),
+            completed: writes.completed.len() as u64,
+        })
     }
 
     /// Applies deal states by the mirror rule in as few statements as the batch allows (one, unless
@@ -1080,44 +1126,71 @@ impl Store for PgStore {
             return Ok(SettleOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let contacts = self.apply_contacts(&mut tx, &writes.contacts).await?;
-        let followed = writes.followed_contacts();
-        if !followed.is_empty() {
-            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
-            sqlx::query(
-                "UPDATE amocrm_deals d SET contact_custom_fields = c.custom_fields, synced_at = now()
-                FROM amocrm_contacts c
-                WHERE c.amocrm_contact_id = ANY($1) AND c.updated_at IS NOT NULL
-                  AND d.main_contact_id = c.amocrm_contact_id
-                  AND d.contact_custom_fields IS DISTINCT FROM c.custom_fields",
-            )
-            .bind(&followed)
-            .execute(&mut *tx)
-            .await?;
+        let outcome = self.settle_in(&mut tx, writes).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim_and_settle(
+        &self,
+        limit: usize,
+        lease: Duration,
+        plan: &mut SettlePlan<'_>,
+    ) -> Result<ClaimSettled> {
+        if limit == 0 {
+            return Ok(ClaimSettled::default());
         }
-        let deals = self.apply_deals(&mut tx, &writes.deals).await?;
-        if !writes.deletions.is_empty() {
-            record_deletions(&mut tx, &writes.deletions).await?;
+        let mut tx = self.pool.begin().await?;
+        // The row locks of this transaction are the batch's lease: claimers skip locked rows.
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
+            WHERE NOT processed AND dead_at IS NULL AND next_attempt_at <= now()
+              AND (locked_until IS NULL OR locked_until <= now())
+            ORDER BY next_attempt_at, id
+            LIMIT $1
+            FOR UPDATE SKIP LOCKED"
+        ))
+        .bind(sql_limit(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(ClaimSettled::default());
         }
-        if !writes.completed.is_empty() {
-            sqlx::query(
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|event| event.id);
+        let claimed = events.len();
+        let mut writes = plan(&events);
+        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+        writes.completed.retain(|id| in_batch.contains(id));
+        let settled = self.settle_in(&mut tx, &writes).await?;
+        let mut leased = crate::settle::left_over(events, &writes);
+        if !leased.is_empty() {
+            let ids: Vec<i64> = leased.iter().map(|e| e.id).collect();
+            let until: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
                 "UPDATE amocrm_webhook_events
-                SET processed = true, processed_at = now(), locked_until = NULL
-                WHERE id = ANY($1)",
+                SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
+                WHERE id = ANY($1)
+                RETURNING id, locked_until",
             )
-            .bind(&writes.completed)
-            .execute(&mut *tx)
+            .bind(&ids)
+            .bind(lease)
+            .fetch_all(&mut *tx)
             .await?;
+            for event in &mut leased {
+                if let Some((_, at)) = until.iter().find(|(id, _)| *id == event.id) {
+                    event.locked_until = Some(*at);
+                    event.next_attempt_at = *at;
+                }
+            }
         }
         tx.commit().await?;
-        let outcome = |states: usize, applied: u64| UpsertOutcome {
-            applied,
-            stale: states as u64 - applied,
-        };
-        Ok(SettleOutcome {
-            contacts: outcome(writes.contacts.len(), contacts),
-            deals: outcome(writes.deals.len(), deals),
-            completed: writes.completed.len() as u64,
+        Ok(ClaimSettled {
+            claimed,
+            settled,
+            leased,
         })
     }
 

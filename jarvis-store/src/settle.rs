@@ -31,7 +31,8 @@ pub struct BatchWrites {
     pub deals: Vec<DealUpsert>,
     /// Deletes and restores to record.
     pub deletions: Vec<DeletionRecord>,
-    /// Events (`amocrm_webhook_events.id`) to mark processed.
+    /// Events (`amocrm_webhook_events.id`) to mark processed. With
+    /// [`Store::claim_and_settle`](crate::Store::claim_and_settle), only events of the claimed batch.
     pub completed: Vec<i64>,
 }
 
@@ -66,4 +67,32 @@ pub struct SettleOutcome {
     pub deals: crate::UpsertOutcome,
     /// Events marked processed.
     pub completed: u64,
+}
+
+/// What [`Store::claim_and_settle`](crate::Store::claim_and_settle) did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimSettled {
+    /// Events claimed.
+    pub claimed: usize,
+    /// What settling them wrote.
+    pub settled: SettleOutcome,
+    /// Claimed events the plan did not complete: leased, for the caller to process on its own.
+    pub leased: Vec<crate::StoredEvent>,
+}
+
+/// Makes, from a claimed batch, the writes that settle it (see
+/// [`Store::claim_and_settle`](crate::Store::claim_and_settle)). It runs while the batch's
+/// transaction is open: it must be quick and must not wait on anything.
+pub type SettlePlan<'a> = dyn FnMut(&[crate::StoredEvent]) -> BatchWrites + Send + 'a;
+
+/// The claimed events `writes` does not complete.
+pub(crate) fn left_over(
+    events: Vec<crate::StoredEvent>,
+    writes: &BatchWrites,
+) -> Vec<crate::StoredEvent> {
+    let completed: std::collections::HashSet<i64> = writes.completed.iter().copied().collect();
+    events
+        .into_iter()
+        .filter(|event| !completed.contains(&event.id))
+        .collect()
 }

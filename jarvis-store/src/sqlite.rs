@@ -25,10 +25,10 @@ use sqlx::{Row, SqliteConnection};
 use crate::batch::{collapse, distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
-    InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
-    Requeue, Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected,
-    StoredTokens, UpsertOutcome, cut_rejected_body,
+    ApiUsage, BatchWrites, ClaimSettled, Contact, ContactUpsert, Deal, DealUpsert, Error,
+    FailOutcome, InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats,
+    RejectedWebhook, Requeue, Result, SettleOutcome, SettlePlan, StateEntry, Stats, Store,
+    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -238,6 +238,62 @@ impl SqliteStore {
         let flag = record_deletion_on(&mut tx, entity, amocrm_id, event_hash, deleted).await?;
         tx.commit().await?;
         Ok(flag)
+    }
+
+    /// The statements of [`Store::settle_batch`], inside the caller's write transaction.
+    async fn settle_in(
+        &self,
+        tx: &mut SqliteConnection,
+        writes: &BatchWrites,
+    ) -> Result<SettleOutcome> {
+        let now = micros(Utc::now());
+        let contacts = self.apply_contacts(tx, &writes.contacts).await?;
+        let followed = writes.followed_contacts();
+        if !followed.is_empty() {
+            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+            sqlx::query(
+                "UPDATE amocrm_deals AS d SET contact_custom_fields = c.custom_fields, synced_at = ?
+                FROM amocrm_contacts AS c
+                WHERE c.amocrm_contact_id IN (SELECT value FROM json_each(?))
+                  AND c.updated_at IS NOT NULL
+                  AND d.main_contact_id = c.amocrm_contact_id
+                  AND d.contact_custom_fields IS NOT c.custom_fields",
+            )
+            .bind(now)
+            .bind(serde_json::to_string(&followed).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let deals = self.apply_deals(tx, &writes.deals).await?;
+        for deletion in &writes.deletions {
+            record_deletion_on(
+                &mut *tx,
+                deletion.entity,
+                &deletion.amocrm_id,
+                &deletion.event_hash,
+                deletion.deleted,
+            )
+            .await?;
+        }
+        if !writes.completed.is_empty() {
+            sqlx::query(
+                "UPDATE amocrm_webhook_events SET processed = 1, processed_at = ?, locked_until = NULL
+                WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(now)
+            .bind(id_list(&writes.completed))
+            .execute(&mut *tx)
+            .await?;
+        }
+        let outcome = |states: usize, applied: u64| UpsertOutcome {
+            applied,
+            stale: states as u64 - applied,
+        };
+        Ok(SettleOutcome {
+            contacts: outcome(writes.contacts.len(), contacts),
+            deals: outcome(writes.deals.len(), deals),
+            completed: writes.completed.len() as u64,
+        })
     }
 
     /// Applies states by the mirror rule on `conn`, collapsed first (see `batch::collapse`);
@@ -1037,55 +1093,70 @@ impl Store for SqliteStore {
         if writes.is_empty() {
             return Ok(SettleOutcome::default());
         }
-        let now = micros(Utc::now());
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let contacts = self.apply_contacts(&mut tx, &writes.contacts).await?;
-        let followed = writes.followed_contacts();
-        if !followed.is_empty() {
-            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+        let outcome = self.settle_in(&mut tx, writes).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn claim_and_settle(
+        &self,
+        limit: usize,
+        lease: Duration,
+        plan: &mut SettlePlan<'_>,
+    ) -> Result<ClaimSettled> {
+        if limit == 0 {
+            return Ok(ClaimSettled::default());
+        }
+        let now = Utc::now();
+        // The write transaction is the batch's lease: the one writer connection serializes claimers.
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
+            WHERE processed = 0 AND dead_at IS NULL AND next_attempt_at <= ?1
+              AND (locked_until IS NULL OR locked_until <= ?1)
+            ORDER BY next_attempt_at, id
+            LIMIT ?2"
+        ))
+        .bind(micros(now))
+        .bind(sql_limit(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(ClaimSettled::default());
+        }
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|event| event.id);
+        let claimed = events.len();
+        let mut writes = plan(&events);
+        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+        writes.completed.retain(|id| in_batch.contains(id));
+        let settled = self.settle_in(&mut tx, &writes).await?;
+        let mut leased = crate::settle::left_over(events, &writes);
+        if !leased.is_empty() {
+            let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            let ids: Vec<i64> = leased.iter().map(|e| e.id).collect();
             sqlx::query(
-                "UPDATE amocrm_deals AS d SET contact_custom_fields = c.custom_fields, synced_at = ?
-                FROM amocrm_contacts AS c
-                WHERE c.amocrm_contact_id IN (SELECT value FROM json_each(?))
-                  AND c.updated_at IS NOT NULL
-                  AND d.main_contact_id = c.amocrm_contact_id
-                  AND d.contact_custom_fields IS NOT c.custom_fields",
+                "UPDATE amocrm_webhook_events SET locked_until = ?1, next_attempt_at = ?1
+                WHERE id IN (SELECT value FROM json_each(?2))",
             )
-            .bind(now)
-            .bind(serde_json::to_string(&followed).unwrap_or_else(|_| "[]".into()))
+            .bind(micros(until))
+            .bind(id_list(&ids))
             .execute(&mut *tx)
             .await?;
-        }
-        let deals = self.apply_deals(&mut tx, &writes.deals).await?;
-        for deletion in &writes.deletions {
-            record_deletion_on(
-                &mut tx,
-                deletion.entity,
-                &deletion.amocrm_id,
-                &deletion.event_hash,
-                deletion.deleted,
-            )
-            .await?;
-        }
-        if !writes.completed.is_empty() {
-            sqlx::query(
-                "UPDATE amocrm_webhook_events SET processed = 1, processed_at = ?, locked_until = NULL
-                WHERE id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(now)
-            .bind(id_list(&writes.completed))
-            .execute(&mut *tx)
-            .await?;
+            for event in &mut leased {
+                event.locked_until = Some(until);
+                event.next_attempt_at = until;
+            }
         }
         tx.commit().await?;
-        let outcome = |states: usize, applied: u64| UpsertOutcome {
-            applied,
-            stale: states as u64 - applied,
-        };
-        Ok(SettleOutcome {
-            contacts: outcome(writes.contacts.len(), contacts),
-            deals: outcome(writes.deals.len(), deals),
-            completed: writes.completed.len() as u64,
+        Ok(ClaimSettled {
+            claimed,
+            settled,
+            leased,
         })
     }
 

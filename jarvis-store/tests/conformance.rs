@@ -96,6 +96,7 @@ conformance!(
         leases_are_extended_only_while_held,
         a_direct_connection_keeps_its_session,
         settle_batch_writes_rows_and_completes_events,
+        claim_and_settle_completes_what_the_plan_settles,
     ],
     unmigrated: [unmigrated_database_is_reported],
 );
@@ -1495,5 +1496,70 @@ async fn settle_batch_writes_rows_and_completes_events(store: &dyn Store) {
     assert_eq!(
         store.settle_batch(&BatchWrites::default()).await.unwrap(),
         SettleOutcome::default()
+    );
+}
+
+async fn claim_and_settle_completes_what_the_plan_settles(store: &dyn Store) {
+    // Nothing due: the plan is not called.
+    let mut calls = 0;
+    let outcome = store
+        .claim_and_settle(10, Duration::from_secs(60), &mut |_| {
+            calls += 1;
+            BatchWrites::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((outcome.claimed, calls), (0, 0));
+
+    let events: Vec<_> = (0..4).map(|i| event(&format!("cs-{i}"))).collect();
+    store.insert_events(&events).await.unwrap();
+    // One event is leased by another claimer: it is not part of the batch.
+    let taken = store
+        .claim_events(1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let outcome = store
+        .claim_and_settle(10, Duration::from_secs(60), &mut |batch| {
+            seen = batch.iter().map(|e| e.id).collect();
+            let mut deal = full_deal("77", at(1));
+            deal.price = 77.into();
+            BatchWrites {
+                deals: vec![deal],
+                // The last one is left for the caller; an id outside the batch is ignored.
+                completed: vec![batch[0].id, batch[1].id, taken[0].id],
+                ..BatchWrites::default()
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.claimed, 3);
+    assert_eq!(seen.len(), 3);
+    assert!(!seen.contains(&taken[0].id));
+    assert_eq!(outcome.settled.completed, 2);
+    assert_eq!(outcome.settled.deals.applied, 1);
+    assert_eq!(store.get_deal("77").await.unwrap().unwrap().price, Some(77));
+    for id in &seen[..2] {
+        assert!(store.get_event(*id).await.unwrap().unwrap().processed);
+    }
+    assert!(
+        !store
+            .get_event(taken[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .processed
+    );
+    // The one left over comes back leased, and nobody else can claim it meanwhile.
+    assert_eq!(outcome.leased.len(), 1);
+    assert_eq!(outcome.leased[0].id, seen[2]);
+    let lease_end = outcome.leased[0].locked_until.expect("leased");
+    assert!(lease_end > now() + TimeDelta::seconds(50));
+    assert!(
+        store
+            .claim_events(10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
