@@ -729,7 +729,7 @@ mod tests {
         assert_ne!(a.event_hash, other_gap.event_hash);
         assert_eq!(a.event_type, LEAD_CATCH_UP);
         assert_eq!(a.amocrm_entity_id.as_deref(), Some("31840001"));
-        let parsed: WebhookEvent = serde_json::from_value(a.payload).unwrap();
+        let parsed: WebhookEvent = serde_json::from_str(a.payload.get()).unwrap();
         assert_eq!(parsed.entity, amocrm_webhook::Entity::Lead);
         assert_eq!(parsed.action, amocrm_webhook::Action::Update);
         assert_eq!(parsed.entity_id(), Some("31840001"));
@@ -741,7 +741,7 @@ mod tests {
             },
             None,
         );
-        let parsed: WebhookEvent = serde_json::from_value(deleted.payload).unwrap();
+        let parsed: WebhookEvent = serde_json::from_str(deleted.payload.get()).unwrap();
         assert_eq!(parsed.action, amocrm_webhook::Action::Delete);
     }
 }

@@ -241,7 +241,7 @@ fn new_event(key: &str, sequence: u64) -> NewEvent {
         entity_type: "leads".into(),
         amocrm_entity_id: Some(format!("3{sequence:08}")),
         event_hash: hash,
-        payload,
+        payload: payload.into(),
         account_id: Some(29_000_001),
         received_at: Utc::now(),
     }

@@ -15,12 +15,54 @@ pub struct NewEvent {
     pub amocrm_entity_id: Option<String>,
     /// Hex SHA-256 of the event's canonical form; the deduplication key (column `event_hash`, unique).
     pub event_hash: String,
-    /// The event as JSON (column `payload`).
-    pub payload: Value,
+    /// The event as JSON (column `payload`); see [`NewEvent::from_webhook`] for what the worker
+    /// expects in it.
+    pub payload: Payload,
     /// amoCRM account id (column `account_id`, `INT` in PostgreSQL).
     pub account_id: Option<i64>,
     /// When the webhook was received (column `ts`).
     pub received_at: DateTime<Utc>,
+}
+
+/// A [`NewEvent`]'s payload: JSON text, serialized once. The webhook path writes an event straight
+/// to its text and the store binds that text, so no `serde_json::Value` tree is built, copied or
+/// freed per request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Payload(Box<serde_json::value::RawValue>);
+
+impl Payload {
+    /// `value` serialized as JSON.
+    pub fn from_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Self> {
+        serde_json::value::to_raw_value(value).map(Payload)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The payload as a JSON value.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    pub(crate) fn raw(&self) -> &serde_json::value::RawValue {
+        &self.0
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl From<Value> for Payload {
+    fn from(value: Value) -> Self {
+        // A `Value` always serializes.
+        Payload::from_json(&value).unwrap_or_else(|_| Payload::from(Value::Null))
+    }
 }
 
 /// Result of [`Store::insert_events`](crate::Store::insert_events).

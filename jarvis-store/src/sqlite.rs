@@ -851,7 +851,7 @@ impl Store for SqliteStore {
                     entity_type: event.entity_type.clone(),
                     amocrm_entity_id: event.amocrm_entity_id.clone(),
                     event_hash: event.event_hash.clone(),
-                    payload: event.payload.to_string(),
+                    payload: event.payload.get().to_owned(),
                     account_id: account_id_to_i32(event.account_id)?,
                 })
             })

@@ -33,7 +33,8 @@ impl NewEvent {
             amocrm_entity_id: event.entity_id().map(str::to_owned),
             event_hash: event.event_hash(),
             // Serializing an event cannot fail: its fields are strings, lists and maps with string keys.
-            payload: serde_json::to_value(event).unwrap_or(serde_json::Value::Null),
+            payload: crate::Payload::from_json(event)
+                .unwrap_or_else(|_| serde_json::Value::Null.into()),
             account_id: event.account_id().map(|id| id as i64),
             received_at,
         }
@@ -41,7 +42,10 @@ impl NewEvent {
 
     /// The event this row carries (see [`StoredEvent::webhook_event`]).
     pub fn webhook_event(&self) -> Result<WebhookEvent> {
-        decode(&self.payload)
+        serde_json::from_str(self.payload.get()).map_err(|e| Error::Decode {
+            column: "payload",
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -54,10 +58,9 @@ impl StoredEvent {
 }
 
 fn decode(payload: &serde_json::Value) -> Result<WebhookEvent> {
+    use serde::Deserialize as _;
     WebhookEvent::deserialize(payload).map_err(|e| Error::Decode {
         column: "payload",
         reason: e.to_string(),
     })
 }
-
-use serde::Deserialize as _;

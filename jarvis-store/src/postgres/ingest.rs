@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::Result;
@@ -18,7 +17,7 @@ pub(super) struct EventRow {
     pub entity_type: String,
     pub amocrm_entity_id: Option<String>,
     pub event_hash: String,
-    pub payload: Value,
+    pub payload: crate::Payload,
     pub account_id: Option<i32>,
 }
 
@@ -65,7 +64,7 @@ impl GroupWrite for EventWriter {
             entity_types.push(row.entity_type.as_str());
             entity_ids.push(row.amocrm_entity_id.as_deref());
             hashes.push(row.event_hash.as_str());
-            payloads.push(&row.payload);
+            payloads.push(sqlx::types::Json(row.payload.raw()));
             account_ids.push(row.account_id);
         }
         let inserted = sqlx::query_scalar::<_, String>(

@@ -25,7 +25,7 @@ pub fn event(hash: &str) -> NewEvent {
         entity_type: "leads".into(),
         amocrm_entity_id: Some(format!("id-{hash}")),
         event_hash: hash.into(),
-        payload: json!({ "leads": { "update": [{ "id": hash, "price": "1500" }] } }),
+        payload: json!({ "leads": { "update": [{ "id": hash, "price": "1500" }] } }).into(),
         account_id: Some(29_000_001),
         received_at: at(0),
     }
