@@ -123,20 +123,28 @@ impl RateLimiter {
         }
     }
 
+    /// When a request asking now would start, without booking it: now when the budgets have room,
+    /// later when they are spent. A caller that batches work can gather until then, so the wait the
+    /// limiter would impose anyway collects more work into the next request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use amocrm_client::{RateLimit, RateLimiter};
+    /// let limiter = RateLimiter::new(RateLimit { per_second: 1, ..RateLimit::default() }).unwrap();
+    /// assert!(limiter.ready_at() <= tokio::time::Instant::now());
+    /// limiter.acquire().await;
+    /// assert!(limiter.ready_at() > tokio::time::Instant::now());
+    /// # }
+    /// ```
+    pub fn ready_at(&self) -> Instant {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        earliest_start(&windows, Instant::now())
+    }
+
     /// Books the earliest start time at or after `now` that keeps every window within its limit.
     fn reserve(&self, now: Instant) -> Instant {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        // Starts are booked in order, so a new one never precedes the latest booking.
-        let mut at = windows
-            .iter()
-            .filter_map(|w| w.starts.back().copied())
-            .fold(now, Instant::max);
-        for window in windows.iter() {
-            if window.starts.len() >= window.limit {
-                let oldest_counted = window.starts[window.starts.len() - window.limit];
-                at = at.max(oldest_counted + window.period);
-            }
-        }
+        let at = earliest_start(&windows, now);
         for window in windows.iter_mut() {
             window.starts.push_back(at);
             while window.starts.len() > window.limit {
@@ -145,6 +153,22 @@ impl RateLimiter {
         }
         at
     }
+}
+
+/// The earliest start time at or after `now` that keeps every window within its limit.
+fn earliest_start(windows: &[Window], now: Instant) -> Instant {
+    // Starts are booked in order, so a new one never precedes the latest booking.
+    let mut at = windows
+        .iter()
+        .filter_map(|w| w.starts.back().copied())
+        .fold(now, Instant::max);
+    for window in windows {
+        if window.starts.len() >= window.limit {
+            let oldest_counted = window.starts[window.starts.len() - window.limit];
+            at = at.max(oldest_counted + window.period);
+        }
+    }
+    at
 }
 
 #[cfg(test)]
@@ -173,6 +197,21 @@ mod tests {
         assert!(starts[..7].iter().all(|d| d.is_zero()));
         assert_eq!(starts[7], Duration::from_millis(1_100));
         assert_eq!(starts[14], Duration::from_millis(2_200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ready_at_tells_the_wait_without_booking() {
+        let limiter = limiter(2, None);
+        let t0 = Instant::now();
+        assert_eq!(limiter.ready_at(), t0);
+        limiter.acquire().await;
+        // Asking does not book: still room for one more now.
+        assert_eq!(limiter.ready_at(), t0);
+        assert_eq!(limiter.ready_at(), t0);
+        limiter.acquire().await;
+        assert_eq!(limiter.ready_at(), t0 + Duration::from_secs(1));
+        let third = limiter.acquire().await;
+        assert_eq!(third.waited, Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,6 +16,7 @@ pub struct FootprintOptions {
 
 pub async fn run(binary: &Path, options: &FootprintOptions) -> anyhow::Result<()> {
     let fake = ingest::body_source();
+    let bodies = std::sync::Arc::new(crate::lean::Bodies::from_fake(&fake, ingest::TEMPLATES)?);
     println!(
         "## Footprint: release binary, webhook-only mode; load = {} closed-loop senders for {} s",
         options.senders, options.seconds
@@ -44,7 +45,7 @@ pub async fn run(binary: &Path, options: &FootprintOptions) -> anyhow::Result<()
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle = service.memory();
         let (report, _, peak, _) =
-            ingest::load(&service, &fake, options.senders, options.seconds).await?;
+            ingest::load(&service, &bodies, options.senders, options.seconds).await?;
         let after = service.memory();
         service.stop();
         println!(

@@ -3,9 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use fake_amocrm::{FakeAmo, FakeConfig, SendPlan, SendReport, lead_event_body, send};
+use std::sync::Arc;
+
+use fake_amocrm::{FakeAmo, FakeConfig, SendReport, lead_event_body};
 
 use crate::db::{self, Backend};
+use crate::lean::{self, Bodies};
 use crate::pgbench;
 use crate::service::{RssSampler, Service, cpu_time};
 
@@ -29,6 +32,8 @@ pub struct Cell {
     /// Share of the machine's CPU the service and the load generator used during the measurement.
     pub service_cpu: f64,
     pub sender_cpu: f64,
+    /// The service's CPU time (user + system, `/proc/<pid>/stat`) per acknowledged request, µs.
+    pub service_cpu_us_per_request: f64,
     /// pgbench transactions/s and average latency (ms) with as many clients as senders.
     pub pgbench: Option<(f64, Option<f64>)>,
 }
@@ -55,6 +60,9 @@ fn padded(payload: &str, bytes: usize) -> String {
     value.to_string()
 }
 
+/// Body templates per run: enough that consecutive requests rarely touch one lead.
+pub const TEMPLATES: usize = 2_000;
+
 /// A generator of realistic bodies (the fake is not served: webhook-only mode needs no API).
 pub fn body_source() -> FakeAmo {
     let fake = FakeAmo::new(FakeConfig::default());
@@ -65,6 +73,7 @@ pub fn body_source() -> FakeAmo {
 pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<Cell>> {
     let fake = body_source();
     let (body, stored) = sample(&fake);
+    let bodies = Arc::new(Bodies::from_fake(&fake, TEMPLATES)?);
     let payload = padded(&stored, options.pgbench_payload_bytes);
     println!(
         "## Service ingest: webhook-only mode{}, {} s per cell, 1 event per body \
@@ -82,13 +91,13 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     );
     println!();
     println!(
-        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | pgbench tps | pgbench avg ms | ours / pgbench |"
+        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | jarvis CPU µs/req | pgbench tps | pgbench avg ms | ours / pgbench |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut cells = Vec::new();
     for &backend in &options.backends {
         for &senders in &options.senders {
-            let cell = cell(binary, &fake, backend, senders, options, &payload).await?;
+            let cell = cell(binary, &bodies, backend, senders, options, &payload).await?;
             print_row(&cell);
             cells.push(cell);
         }
@@ -126,7 +135,7 @@ fn print_row(c: &Cell) {
         None => (String::new(), String::new(), String::new()),
     };
     println!(
-        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {tps} | {avg} | {ratio} |",
+        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.0} | {tps} | {avg} | {ratio} |",
         c.backend.name(),
         c.senders,
         l.p50_ms,
@@ -138,13 +147,14 @@ fn print_row(c: &Cell) {
         c.rss_peak_kib as f64 / 1024.0,
         c.service_cpu,
         c.sender_cpu,
+        c.service_cpu_us_per_request,
     );
 }
 
 /// One measurement: a fresh database, a fresh service, a warm-up, T seconds of load, then the count.
 async fn cell(
     binary: &Path,
-    fake: &FakeAmo,
+    bodies: &Arc<Bodies>,
     backend: Backend,
     senders: usize,
     options: &IngestOptions,
@@ -159,7 +169,7 @@ async fn cell(
     };
     let service = Service::start_with(binary, args, &[("DATABASE_URL", url.clone())]).await?;
     let (report, warm, rss_peak_kib, (service_cpu, sender_cpu)) =
-        load(&service, fake, senders, seconds).await?;
+        load(&service, bodies, senders, seconds).await?;
     let stored = db::count_events(&url).await?;
     service.stop();
     let pgbench = match backend {
@@ -169,9 +179,13 @@ async fn cell(
         }
         Backend::Sqlite => None,
     };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let service_cpu_us_per_request = service_cpu / 100.0 * cores * report.elapsed_secs * 1e6
+        / report.acknowledged.max(1) as f64;
     Ok(Cell {
         backend,
         senders,
+        service_cpu_us_per_request,
         acknowledged: warm.acknowledged + report.acknowledged,
         report,
         stored,
@@ -183,25 +197,22 @@ async fn cell(
 }
 
 /// Warms the service up (connections, caches), then sends as fast as `senders` closed-loop senders
-/// can for `seconds`, sampling the service's RSS. Returns the measured report, the warm-up report and
-/// the peak RSS and the CPU shares (percent of all cores) of the service and of this process.
+/// can for `seconds` (the lean sender, [`crate::lean`]), sampling the service's RSS. Returns the
+/// measured report, the warm-up report and the peak RSS and the CPU shares (percent of all cores) of
+/// the service and of this process.
 pub async fn load(
     service: &Service,
-    fake: &FakeAmo,
+    bodies: &Arc<Bodies>,
     senders: usize,
     seconds: u64,
 ) -> anyhow::Result<(SendReport, SendReport, u64, (f64, f64))> {
-    let mut warm_plan = SendPlan::new(service.webhook_url());
-    warm_plan.concurrency = senders;
-    warm_plan.total = Some(200);
-    let warm = send(&warm_plan, fake).await?;
+    let url = service.webhook_url();
+    let warm = lean::send(&url, bodies.clone(), senders, None, Some(200)).await?;
     let sampler = RssSampler::start(service.pid());
     let pid = service.pid().to_string();
     let (service_before, self_before) = (cpu_time(&pid), cpu_time("self"));
-    let mut plan = SendPlan::new(service.webhook_url());
-    plan.concurrency = senders;
-    plan.duration = Some(Duration::from_secs(seconds));
-    let report = send(&plan, fake).await?;
+    let duration = Some(Duration::from_secs(seconds));
+    let report = lean::send(&url, bodies.clone(), senders, duration, None).await?;
     let peak = sampler.peak_kib().max(service.memory().rss_kib);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let share = |used: Duration| 100.0 * used.as_secs_f64() / report.elapsed_secs / cores;

@@ -13,6 +13,7 @@
 mod db;
 mod footprint;
 mod ingest;
+mod lean;
 mod pgbench;
 mod service;
 mod sync;
