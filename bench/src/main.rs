@@ -82,6 +82,12 @@ struct SyncArgs {
     /// The service's AMOCRM_RATE_PER_SECOND (the fake enforces 7).
     #[arg(long, default_value_t = 7)]
     service_rate: u32,
+    /// Then, lead changes sent one at a time at `--latency-rate` a second, for webhook → row latency
+    /// under a light load (0 skips this phase).
+    #[arg(long, default_value_t = 60)]
+    latency_events: usize,
+    #[arg(long, default_value_t = 1.0)]
+    latency_rate: f64,
 }
 
 #[derive(Args)]
@@ -120,6 +126,8 @@ impl Default for SyncArgs {
             seconds: 10,
             lead_share: 0.8,
             service_rate: 7,
+            latency_events: 60,
+            latency_rate: 1.0,
         }
     }
 }
@@ -207,6 +215,8 @@ async fn main() -> anyhow::Result<()> {
                 seconds: a.seconds,
                 lead_share: a.lead_share,
                 service_rate: a.service_rate,
+                latency_events: a.latency_events,
+                latency_rate: a.latency_rate,
             },
         )
         .await?;

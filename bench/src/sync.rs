@@ -27,6 +27,9 @@ pub struct SyncOptions {
     pub lead_share: f64,
     /// The service's `AMOCRM_RATE_PER_SECOND` (the fake always allows 7).
     pub service_rate: u32,
+    /// Lead changes of the light-load phase (0: none), and their rate a second.
+    pub latency_events: usize,
+    pub latency_rate: f64,
 }
 
 /// A lead change acknowledged by the service: which lead, its new `updated_at`, and when.
@@ -131,6 +134,11 @@ pub async fn run(binary: &Path, options: &SyncOptions) -> anyhow::Result<()> {
     let (mut latencies, unresolved) = poller.await??;
     let drained_in = started.elapsed();
     let log = fake.requests();
+    let light = if options.latency_events > 0 {
+        Some(light_load(&fake, &service, &url, options).await?)
+    } else {
+        None
+    };
     service.stop();
 
     latencies.sort_by(f64::total_cmp);
@@ -180,11 +188,102 @@ pub async fn run(binary: &Path, options: &SyncOptions) -> anyhow::Result<()> {
         "| first body → last change mirrored, s | {:.1} |",
         drained_in.as_secs_f64()
     );
+    if let Some(light) = &light {
+        let rate = options.latency_rate;
+        println!(
+            "| light load ({rate} lead change/s, one at a time): changes seen in the mirror | {} / {} |",
+            light.latencies.len(),
+            options.latency_events
+        );
+        println!(
+            "| &nbsp;&nbsp;webhook 200 → deal row, p50 ms | {:.0} |",
+            percentile(&light.latencies, 0.50)
+        );
+        println!(
+            "| &nbsp;&nbsp;webhook 200 → deal row, p99 ms | {:.0} |",
+            percentile(&light.latencies, 0.99)
+        );
+        println!(
+            "| &nbsp;&nbsp;webhook 200 → deal row, max ms | {:.0} |",
+            light.latencies.last().copied().unwrap_or(0.0)
+        );
+        println!("| &nbsp;&nbsp;API requests | {} |", light.requests);
+        println!("| &nbsp;&nbsp;429 answers | {} |", light.rate_limited);
+    }
     println!();
     if unresolved > 0 {
         println!("WARNING: {unresolved} lead changes never reached the mirror");
     }
+    if let Some(light) = &light
+        && light.unresolved > 0
+    {
+        println!(
+            "WARNING: {} light-load lead changes never reached the mirror",
+            light.unresolved
+        );
+    }
     Ok(())
+}
+
+/// What the light-load phase measured.
+struct LightLoad {
+    /// Webhook 200 → deal row, ms, sorted.
+    latencies: Vec<f64>,
+    unresolved: usize,
+    requests: u64,
+    rate_limited: u64,
+}
+
+/// Lead changes one at a time, evenly paced, each to a lead of its own: how long a change takes to
+/// reach its row when the service is otherwise idle.
+async fn light_load(
+    fake: &FakeAmo,
+    service: &Service,
+    url: &str,
+    options: &SyncOptions,
+) -> anyhow::Result<LightLoad> {
+    let before = fake.requests();
+    let changes: Arc<Mutex<Vec<LeadChange>>> = Arc::default();
+    let sending = Arc::new(AtomicBool::new(true));
+    let poller = {
+        let (changes, sending, url) = (changes.clone(), sending.clone(), url.to_owned());
+        tokio::spawn(async move { poll_mirror(&url, &changes, &sending).await })
+    };
+    let http = reqwest::Client::new();
+    let leads = fake.lead_ids();
+    let config = fake.config().clone();
+    let started = Instant::now();
+    for i in 0..options.latency_events {
+        let at = started + Duration::from_secs_f64(i as f64 / options.latency_rate.max(0.001));
+        tokio::time::sleep_until(at.into()).await;
+        let id = leads[(i * 7919 + 13) % leads.len()];
+        let lead = fake.touch_lead(id);
+        let updated_at = lead["updated_at"].as_i64().unwrap_or(0);
+        let body = lead_event_body(&lead, "status", config.account_id, &config.subdomain);
+        let resp = http
+            .post(service.webhook_url())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
+        if matches!(&resp, Ok(r) if r.status().is_success()) {
+            changes.lock().unwrap().push(LeadChange {
+                lead: id,
+                updated_at,
+                acked_at: Utc::now(),
+            });
+        }
+    }
+    sending.store(false, Ordering::SeqCst);
+    let (mut latencies, unresolved) = poller.await??;
+    latencies.sort_by(f64::total_cmp);
+    let after = fake.requests();
+    Ok(LightLoad {
+        latencies,
+        unresolved,
+        requests: after.total - before.total,
+        rate_limited: after.rate_limited - before.rate_limited,
+    })
 }
 
 /// Resolves acknowledged lead changes against the deal rows every 20 ms until the sender is done and
