@@ -400,6 +400,8 @@ impl Worker {
             .unwrap_or(0)
     }
 
+    /// Carries out a plan: writes what the bodies carry, fetches the rest and records deletes and
+    /// restores, noting what became of each event in `plan.settled`.
     async fn execute(&self, plan: &mut Plan) {
         let store = &self.state.store;
         for id in plan.nothing.drain(..) {

@@ -1,5 +1,6 @@
-//! Settling a batch: writing what the bodies carry, and recording what became of every event
-//! (processed, postponed after an outage, or failed towards dead).
+//! Settling a batch: recording what became of every event (processed, postponed after an outage,
+//! or failed towards dead), and the writes more than one step shares (a contact's fields following
+//! it into its deals).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
