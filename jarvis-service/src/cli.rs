@@ -1,5 +1,5 @@
 //! The command line: `jarvis <command>`. The arguments are defined here and each command runs in
-//! its own module under [`commands`](crate::commands).
+//! its own module under [`commands`].
 
 use std::path::PathBuf;
 
