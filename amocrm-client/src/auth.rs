@@ -8,18 +8,21 @@
 //! briefly down), the pair is used from memory, preferred over the stored one whose refresh
 //! token is spent, and saved again every [`SAVE_RETRY`] until it lands — unless the store holds
 //! a newer pair by then (another process, `auth exchange`), which is adopted, never overwritten.
+//!
+//! This module decides what a token request says and what its answer means; carrying the
+//! request is left to a small transport seam that the [`Client`](crate::Client) implements over
+//! its own connection pool, rate limiter and counters, so this module does not depend on it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use http::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::client::Transport;
 use crate::error::{Error, ProblemBody, Result};
 
 macro_rules! secret {
@@ -310,7 +313,7 @@ pub(crate) enum Credentials {
 }
 
 impl Credentials {
-    pub(crate) async fn access_token(&self, transport: &Transport) -> Result<AccessToken> {
+    pub(crate) async fn access_token(&self, transport: &dyn TokenTransport) -> Result<AccessToken> {
         match self {
             Credentials::LongLived(token) => Ok(token.clone()),
             Credentials::OAuth(state) => state.access_token(transport).await,
@@ -345,7 +348,32 @@ struct Unsaved {
     tried_at: tokio::time::Instant,
 }
 
-const TOKEN_ENDPOINT: &str = "POST /oauth2/access_token";
+/// The token endpoint as counted in [`UsageSnapshot`](crate::UsageSnapshot) and named in errors.
+pub(crate) const TOKEN_ENDPOINT: &str = "POST /oauth2/access_token";
+
+/// The path of the token endpoint, relative to the account's base URL.
+pub(crate) const TOKEN_PATH: &str = "oauth2/access_token";
+
+/// The token endpoint's answer as it came: status, body and when its headers arrived.
+pub(crate) struct TokenAnswer {
+    pub(crate) status: u16,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) body: Bytes,
+}
+
+/// How token requests (code exchange and refresh) reach amoCRM. The OAuth logic here decides
+/// what to send and what an answer means; the implementation only carries one request, once
+/// (token requests are never retried), and counts it. The client implements it over its own
+/// transport, so token requests share the account's rate limiter and usage counters.
+#[async_trait]
+pub(crate) trait TokenTransport: Send + Sync {
+    /// Sends `body` as JSON to [`TOKEN_PATH`] and reads the whole answer. A transport error is
+    /// [`Error::Transport`] for [`TOKEN_ENDPOINT`].
+    async fn post_token_request(&self, body: &serde_json::Value) -> Result<TokenAnswer>;
+
+    /// Counts one refresh in the usage counters.
+    fn record_refresh(&self);
+}
 
 impl OAuthState {
     pub(crate) fn new(
@@ -452,7 +480,7 @@ impl OAuthState {
     }
 
     /// A token valid for a while yet: cached, reloaded from the store, or refreshed.
-    pub(crate) async fn access_token(&self, transport: &Transport) -> Result<AccessToken> {
+    pub(crate) async fn access_token(&self, transport: &dyn TokenTransport) -> Result<AccessToken> {
         if let Some(token) = self.fresh_cached() {
             self.retry_save_if_due().await;
             return Ok(token);
@@ -477,7 +505,7 @@ impl OAuthState {
     /// After a 401 with `rejected`: refresh once, unless someone already replaced that token.
     pub(crate) async fn refresh_after_unauthorized(
         &self,
-        transport: &Transport,
+        transport: &dyn TokenTransport,
         rejected: &AccessToken,
     ) -> Result<AccessToken> {
         let _guard = self.refresh_lock.lock().await;
@@ -514,7 +542,7 @@ impl OAuthState {
 
     async fn refresh(
         &self,
-        transport: &Transport,
+        transport: &dyn TokenTransport,
         refresh_token: &RefreshToken,
     ) -> Result<TokenPair> {
         tracing::info!("refreshing the amoCRM access token");
@@ -525,7 +553,7 @@ impl OAuthState {
             "refresh_token": refresh_token.secret(),
             "redirect_uri": self.config.redirect_uri,
         });
-        transport.usage.record_refresh();
+        transport.record_refresh();
         let pair = self.token_request(transport, "refresh_token", body).await?;
         match self.persist(pair.clone()).await {
             Ok(pair) => Ok(pair),
@@ -542,7 +570,7 @@ impl OAuthState {
 
     pub(crate) async fn exchange_code(
         &self,
-        transport: &Transport,
+        transport: &dyn TokenTransport,
         code: &AuthorizationCode,
     ) -> Result<TokenPair> {
         let _guard = self.refresh_lock.lock().await;
@@ -575,32 +603,21 @@ impl OAuthState {
 
     async fn token_request(
         &self,
-        transport: &Transport,
+        transport: &dyn TokenTransport,
         grant: &'static str,
         body: serde_json::Value,
     ) -> Result<TokenPair> {
-        let url = transport.url("oauth2/access_token", None)?;
-        let request = transport.http.request(Method::POST, url).json(&body);
-        let response = transport
-            .execute(TOKEN_ENDPOINT, 0, request)
-            .await
-            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
-        let status = response.status();
-        let received_at = Utc::now();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
-        if !status.is_success() {
+        let answer = transport.post_token_request(&body).await?;
+        if !(200..300).contains(&answer.status) {
             return Err(Error::TokenRequest {
                 grant,
-                status: status.as_u16(),
-                detail: ProblemBody::parse(&bytes).summary(b""),
+                status: answer.status,
+                detail: ProblemBody::parse(&answer.body).summary(b""),
             });
         }
         let response: TokenResponse =
-            serde_json::from_slice(&bytes).map_err(|e| Error::decode(TOKEN_ENDPOINT, e))?;
-        Ok(TokenPair::from_response(response, received_at))
+            serde_json::from_slice(&answer.body).map_err(|e| Error::decode(TOKEN_ENDPOINT, e))?;
+        Ok(TokenPair::from_response(response, answer.received_at))
     }
 
     pub(crate) fn authorization_url(&self, state: &str, mode: AuthorizationMode) -> Url {
@@ -651,6 +668,103 @@ mod tests {
         assert_eq!(pair(30, now).refresh_margin(), Duration::from_secs(3));
         assert!(!pair(30, now + chrono::Duration::seconds(20)).needs_refresh(now));
         assert!(pair(30, now + chrono::Duration::seconds(2)).needs_refresh(now));
+    }
+
+    /// Answers every token request with `status` and a fresh pair, counting requests and refreshes.
+    struct FakeEndpoint {
+        status: u16,
+        requests: std::sync::atomic::AtomicU32,
+        refreshes: std::sync::atomic::AtomicU32,
+    }
+
+    impl FakeEndpoint {
+        fn new(status: u16) -> Self {
+            FakeEndpoint {
+                status,
+                requests: Default::default(),
+                refreshes: Default::default(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl TokenTransport for FakeEndpoint {
+        async fn post_token_request(&self, body: &serde_json::Value) -> Result<TokenAnswer> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let n = self.requests.fetch_add(1, SeqCst) + 1;
+            // Let concurrent callers pile up behind the refresh in flight.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(body["client_secret"], "very-secret");
+            let answer = serde_json::json!({
+                "token_type": "Bearer",
+                "expires_in": 86400,
+                "access_token": format!("access-{n}"),
+                "refresh_token": format!("refresh-{n}"),
+            });
+            Ok(TokenAnswer {
+                status: self.status,
+                received_at: Utc::now(),
+                body: Bytes::from(answer.to_string()),
+            })
+        }
+
+        fn record_refresh(&self) {
+            self.refreshes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn oauth(store: Arc<InMemoryTokenStore>) -> OAuthState {
+        let config = OAuthConfig {
+            client_id: "id".into(),
+            client_secret: ClientSecret::new("very-secret"),
+            redirect_uri: "https://example.com".into(),
+        };
+        OAuthState::new(
+            config,
+            store,
+            Url::parse("https://www.amocrm.ru/oauth").unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_refresh_whose_pair_is_stored() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let expired = pair(86400, Utc::now() - chrono::Duration::seconds(1));
+        let store = Arc::new(InMemoryTokenStore::new(Some(expired)));
+        let state = oauth(store.clone());
+        let endpoint = FakeEndpoint::new(200);
+        let tokens = futures::future::join_all((0..5).map(|_| state.access_token(&endpoint))).await;
+        for token in tokens {
+            assert_eq!(token.unwrap().secret(), "access-1");
+        }
+        assert_eq!(endpoint.requests.load(SeqCst), 1);
+        assert_eq!(endpoint.refreshes.load(SeqCst), 1);
+        let stored = store.get().unwrap();
+        assert_eq!(stored.refresh_token.secret(), "refresh-1");
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_is_a_token_request_error_and_keeps_the_stored_pair() {
+        let expired = pair(86400, Utc::now() - chrono::Duration::seconds(1));
+        let store = Arc::new(InMemoryTokenStore::new(Some(expired.clone())));
+        let state = oauth(store.clone());
+        let error = state
+            .access_token(&FakeEndpoint::new(400))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                Error::TokenRequest {
+                    grant: "refresh_token",
+                    status: 400,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(store.get(), Some(expired));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use url::Url;
 
 use crate::auth::{
     AccessToken, AuthorizationCode, AuthorizationMode, Credentials, OAuthConfig, OAuthState,
-    TokenPair, TokenStore,
+    TOKEN_ENDPOINT, TOKEN_PATH, TokenAnswer, TokenPair, TokenStore, TokenTransport,
 };
 use crate::error::{Error, ProblemBody, Result};
 use crate::rate_limit::{RateLimit, RateLimiter};
@@ -126,6 +126,34 @@ impl Transport {
             "amoCRM request"
         );
         result
+    }
+}
+
+/// Token requests go through the same limiter and counters as every other request.
+#[async_trait::async_trait]
+impl TokenTransport for Transport {
+    async fn post_token_request(&self, body: &serde_json::Value) -> Result<TokenAnswer> {
+        let url = self.url(TOKEN_PATH, None)?;
+        let request = self.http.request(Method::POST, url).json(body);
+        let response = self
+            .execute(TOKEN_ENDPOINT, 0, request)
+            .await
+            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
+        let status = response.status().as_u16();
+        let received_at = chrono::Utc::now();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::transport(TOKEN_ENDPOINT, e))?;
+        Ok(TokenAnswer {
+            status,
+            received_at,
+            body,
+        })
+    }
+
+    fn record_refresh(&self) {
+        self.usage.record_refresh();
     }
 }
 

@@ -180,8 +180,8 @@ async fn cell(
         Backend::Sqlite => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let service_cpu_us_per_request = service_cpu / 100.0 * cores * report.elapsed_secs * 1e6
-        / report.acknowledged.max(1) as f64;
+    let service_cpu_us_per_request =
+        service_cpu / 100.0 * cores * report.elapsed_secs * 1e6 / report.acknowledged.max(1) as f64;
     Ok(Cell {
         backend,
         senders,

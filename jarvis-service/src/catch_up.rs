@@ -17,6 +17,9 @@
 //! A gap costs about `ceil(events / 100) + ceil(leads / 250) + ceil(contacts / 250)` requests, all
 //! through the client's rate limiter. Entities are queued in slices of [`QUEUE_SLICE`], each slice
 //! waiting for the queue to drain, so a large gap never sits in front of live webhooks for long.
+//!
+//! This module knows gaps and reads them back; a running service does it in the catch-up task
+//! beside its worker (`worker::catch_up`), an operator with `jarvis catch-up`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -426,102 +429,6 @@ impl CatchUp {
     }
 }
 
-/// How soon a round that failed (amoCRM or the database unavailable) is tried again.
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(10);
-
-/// The catch-up task of an API-mode worker process: checks the webhook subscription at start and
-/// every `settings.webhook_check`, and catches up open gaps whenever one is recorded. One instance
-/// per account does it at a time (a store-wide exclusive right), so gaps are read once.
-pub async fn run(
-    state: crate::startup::AppState,
-    settings: crate::config::Settings,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(client) = state.client.clone() else {
-        return;
-    };
-    let destination = crate::subscription::destination(&settings);
-    if destination.is_none() {
-        tracing::info!("JARVIS_PUBLIC_URL is not set: the webhook subscription is not watched");
-    }
-    let catch_up = CatchUp {
-        store: state.store.clone(),
-        client: client.clone(),
-        account_id: state.account_id,
-        wake: state.wake.clone(),
-    };
-    let key = format!("{}:catch-up", state.account_key);
-    let mut next_check = tokio::time::Instant::now();
-    let mut last_active: Option<DateTime<Utc>> = None;
-    while !*stop.borrow() {
-        let mut failed = false;
-        let check_due = destination.is_some() && tokio::time::Instant::now() >= next_check;
-        let gaps_open = match state.store.open_gaps().await {
-            Ok(gaps) => !gaps.is_empty(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the gaps; retrying");
-                failed = true;
-                false
-            }
-        };
-        if check_due || gaps_open {
-            match state.store.try_exclusive(&key).await {
-                Ok(Some(_guard)) => {
-                    if check_due && let Some(destination) = &destination {
-                        next_check = tokio::time::Instant::now() + settings.webhook_check;
-                        match crate::subscription::check(
-                            &client,
-                            &state.store,
-                            &state.gaps,
-                            destination,
-                            &settings.webhook_settings,
-                            last_active,
-                        )
-                        .await
-                        {
-                            Ok(crate::subscription::CheckOutcome::Active) => {
-                                last_active = Some(Utc::now())
-                            }
-                            Ok(crate::subscription::CheckOutcome::Resubscribed { .. }) => {
-                                last_active = Some(Utc::now())
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %format!("{e:#}"), "checking the webhook subscription failed");
-                                failed = true;
-                            }
-                        }
-                    }
-                    if let Err(e) = catch_up.run_open_gaps().await {
-                        tracing::warn!(error = %e, "catch-up stopped; it goes on from where it was");
-                        failed = true;
-                    }
-                }
-                Ok(None) => {
-                    // Another instance does it; look again later.
-                    next_check = tokio::time::Instant::now() + settings.webhook_check;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the catch-up right; retrying");
-                    failed = true;
-                }
-            }
-        }
-        let now = tokio::time::Instant::now();
-        let wake_at = match (failed, destination.is_some()) {
-            (true, true) => next_check.max(now).min(now + RETRY_AFTER_ERROR),
-            (true, false) => now + RETRY_AFTER_ERROR,
-            (false, true) => next_check.max(now),
-            // Nothing to check on a schedule: only a recorded gap wakes the task.
-            (false, false) => now + settings.webhook_check,
-        };
-        tokio::select! {
-            _ = tokio::time::sleep_until(wake_at) => {}
-            _ = state.gaps.wake.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-    }
-}
-
 /// Parses `--since`: RFC 3339, or an age in minutes, hours or days (`90m`, `6h`, `2d`).
 pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
     let text = text.trim();
@@ -539,87 +446,6 @@ pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
         _ => return Err(format!("`{text}`: the age unit must be m, h or d")),
     };
     Ok(Utc::now() - age)
-}
-
-/// `jarvis catch-up --since <time>`: records the span as a gap and catches up every open gap now;
-/// the service's worker then fetches the queued entities.
-pub async fn catch_up_command(
-    settings: &crate::config::Settings,
-    since: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let store = jarvis_store::connect(&settings.database_url).await?;
-    store.migrate().await?;
-    let client = crate::amo::build_client(&settings.amocrm, &store)?.context(
-        "catch-up reads amoCRM's events feed: set AMOCRM_LONG_LIVED_TOKEN or the AMOCRM_CLIENT_* settings",
-    )?;
-    let now = Utc::now();
-    if since >= now {
-        anyhow::bail!("--since must be in the past");
-    }
-    let key = format!("{}:catch-up", settings.amocrm.account_key());
-    let Some(_guard) = store.try_exclusive(&key).await? else {
-        anyhow::bail!("another process is catching up this account; try again when it is done");
-    };
-    let gap = store.open_gap(&GapKind::Manual, since, now).await?;
-    println!("gap {gap}: {} to {}", since.to_rfc3339(), now.to_rfc3339());
-    let catch_up = CatchUp {
-        store: store.clone(),
-        client: client.clone(),
-        account_id: settings.account_id,
-        wake: std::sync::Arc::new(Notify::new()),
-    };
-    let outcome = catch_up.run_open_gaps().await;
-    crate::amo::save_pending_tokens(&client).await?;
-    for report in outcome? {
-        println!(
-            "gap {}: {} page(s), {} event(s) read; {} lead(s) and {} contact(s), {} queued",
-            report.gap_id,
-            report.pages_read,
-            report.events_read,
-            report.leads,
-            report.contacts,
-            report.queued
-        );
-    }
-    println!(
-        "the service's worker fetches the queued entities ({} requests used)",
-        client.usage().total_requests()
-    );
-    Ok(())
-}
-
-/// `jarvis sync lead|contact <id>...`: fetches and upserts now, as the worker does.
-pub async fn sync_command(
-    settings: crate::config::Settings,
-    leads: &[u64],
-    contacts: &[u64],
-) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let worker_settings = settings.worker.clone();
-    let parts = crate::startup::RunParts {
-        http: false,
-        worker: false,
-    };
-    let app = crate::startup::Application::build(settings, parts).await?;
-    let state = app.state().clone();
-    let client = state.client.clone().context(
-        "sync fetches from amoCRM: set AMOCRM_LONG_LIVED_TOKEN or the AMOCRM_CLIENT_* settings",
-    )?;
-    let (_stop_tx, stop_rx) = watch::channel(false);
-    let worker = crate::worker::Worker::new(state, worker_settings, stop_rx);
-    let outcome = worker.sync_now(leads, contacts).await;
-    crate::amo::save_pending_tokens(&client).await?;
-    if let Err(e) = outcome {
-        anyhow::bail!("sync failed: {}", e.message);
-    }
-    println!(
-        "synced {} lead(s) and {} contact(s) in {} request(s)",
-        leads.len(),
-        contacts.len(),
-        client.usage().total_requests()
-    );
-    Ok(())
 }
 
 /// Publishes the open gaps to Prometheus.

@@ -1,17 +1,14 @@
-//! The command line: `jarvis <command>`.
+//! The command line: `jarvis <command>`. The arguments are defined here and each command runs in
+//! its own module under [`commands`].
 
-use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
-use jarvis_store::Requeue;
-use serde_json::json;
 
-use crate::amo;
+use crate::commands;
 use crate::config::{self, Settings};
-use crate::startup::{Application, RunParts, shutdown_signal};
+use crate::startup::RunParts;
 use crate::telemetry;
 
 /// Receives amoCRM webhooks, stores them durably and mirrors deals and contacts into PostgreSQL.
@@ -205,10 +202,10 @@ impl Cli {
 
     pub async fn run(self) -> anyhow::Result<()> {
         if let Command::Webhooks(WebhooksCli::Parse) = self.command {
-            return parse_stdin();
+            return commands::webhooks::parse();
         }
         if let Command::Config(ConfigCommand::Check) = self.command {
-            return config_check(self.config.as_deref());
+            return commands::config::check(self.config.as_deref());
         }
         let settings = Settings::load(self.config.as_deref())?;
         telemetry::init_logging(settings.log_json);
@@ -218,226 +215,41 @@ impl Cli {
                     http: !args.worker_only,
                     worker: !args.http_only,
                 };
-                if parts.http && settings.webhook_secret.is_none() {
-                    bail!(
-                        "AMOCRM_WEBHOOK_SECRET is not set: it is the secret part of the webhook URL \
-                         (/amocrm/webhook/<secret>); set it to a long random string"
-                    );
+                commands::serve::run(settings, parts).await
+            }
+            Command::Migrate => commands::migrate::run(&settings).await,
+            Command::Auth(AuthCommand::Url { state }) => commands::auth::url(&settings, &state),
+            Command::Auth(AuthCommand::Exchange { code }) => {
+                commands::auth::exchange(&settings, code).await
+            }
+            Command::Webhooks(WebhooksCli::Subscription(cmd)) => match cmd {
+                WebhooksCommand::Register {
+                    destination,
+                    settings: events,
+                } => commands::webhooks::register(&settings, destination, events).await,
+                WebhooksCommand::List => commands::webhooks::list(&settings).await,
+                WebhooksCommand::Remove { destination } => {
+                    commands::webhooks::remove(&settings, destination).await
                 }
-                let app = Application::build(settings, parts).await?;
-                app.run(shutdown_signal()).await
-            }
-            Command::Migrate => {
-                let store = jarvis_store::connect(&settings.database_url).await?;
-                store.migrate().await?;
-                println!("database is up to date");
-                Ok(())
-            }
-            Command::Auth(cmd) => amo::auth_command(&settings, cmd).await,
-            Command::Webhooks(WebhooksCli::Subscription(cmd)) => {
-                amo::webhooks_command(&settings, cmd).await
-            }
+            },
             Command::Events(EventsCommand::Replay { dead, id }) => {
-                let store = jarvis_store::connect(&settings.database_url).await?;
-                let which = if dead {
-                    Requeue::Dead
-                } else {
-                    Requeue::Ids(id)
-                };
-                let n = store.requeue(which).await?;
-                println!("requeued {n} event(s)");
-                Ok(())
+                commands::events::replay(&settings, dead, id).await
             }
-            Command::Status(args) => status(&settings, args.json).await,
+            Command::Status(args) => commands::status::run(&settings, args.json).await,
             Command::Link(args) => {
-                crate::link::backfill_command(&settings, args.since.as_deref(), args.batch).await
+                commands::link::backfill(&settings, args.since.as_deref(), args.batch).await
             }
-            Command::CatchUp(args) => {
-                crate::catch_up::catch_up_command(&settings, args.since).await
-            }
+            Command::CatchUp(args) => commands::catch_up::run(&settings, args.since).await,
             Command::Sync(cmd) => {
                 let (leads, contacts) = match cmd {
                     SyncCommand::Lead { ids } => (ids, Vec::new()),
                     SyncCommand::Contact { ids } => (Vec::new(), ids),
                 };
-                crate::catch_up::sync_command(settings, &leads, &contacts).await
+                commands::sync::run(settings, &leads, &contacts).await
             }
             Command::Webhooks(WebhooksCli::Parse) | Command::Config(_) => {
                 unreachable!("handled above")
             }
         }
     }
-}
-
-/// Prints every setting's effective value (secrets masked) and where it comes from, then validates them.
-fn config_check(file: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    let text = config::read_file(file)?;
-    let sources = config::Sources::read(text.as_deref(), &env)?;
-    match file {
-        Some(path) => println!("configuration file: {}", path.display()),
-        None => println!("configuration file: none (--config / JARVIS_CONFIG)"),
-    }
-    let report = sources.report();
-    let width = report
-        .iter()
-        .map(|(s, _, _)| s.name.len())
-        .max()
-        .unwrap_or(0);
-    for (setting, value, origin) in &report {
-        println!("{:<width$}  {value}  [{origin}]", setting.name);
-    }
-    sources.settings()?;
-    println!("settings are valid");
-    Ok(())
-}
-
-fn parse_stdin() -> anyhow::Result<()> {
-    let mut body = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut body)
-        .context("reading stdin")?;
-    // No content type: JSON when the body starts with `{`, else a form.
-    let batch = amocrm_webhook::Parser::default().parse(None, &body)?;
-    for event in &batch.events {
-        println!("{}", event.summary());
-    }
-    Ok(())
-}
-
-/// The spool's line of `status`: what waits there is what the database has not got yet.
-fn spool_status(settings: &Settings) -> (serde_json::Value, String) {
-    let Some(spool) = &settings.spool else {
-        return (serde_json::Value::Null, "off".into());
-    };
-    let dir = spool.dir.display().to_string();
-    match crate::spool::inspect(&spool.dir) {
-        Ok((bodies, bytes)) => (
-            json!({"dir": dir, "bodies": bodies, "bytes": bytes, "max_bytes": spool.max_bytes}),
-            format!("{bodies} bodies, {bytes} bytes waiting in {dir}"),
-        ),
-        Err(error) => (
-            json!({"dir": dir, "error": error.to_string()}),
-            format!("{dir} cannot be read: {error}"),
-        ),
-    }
-}
-
-async fn status(settings: &Settings, as_json: bool) -> anyhow::Result<()> {
-    let (spool_json, spool_line) = spool_status(settings);
-    let store = match jarvis_store::connect(&settings.database_url).await {
-        Ok(store) => store,
-        Err(error) => {
-            // The spool matters most while the database is away.
-            eprintln!("spool:           {spool_line}");
-            return Err(error.into());
-        }
-    };
-    let stats = store.stats().await?;
-    let now = Utc::now();
-    let minute = store
-        .api_usage_since(now - chrono::Duration::minutes(1))
-        .await?;
-    let hour = store
-        .api_usage_since(now - chrono::Duration::hours(1))
-        .await?;
-    let oldest_age = stats.oldest_pending_at.map(|t| (now - t).num_seconds());
-    let access = amo::access_broken(&store).await?;
-    let gaps = store.open_gaps().await?;
-    let mode = if settings.amocrm.auth.is_some() {
-        "api"
-    } else {
-        "webhook-only"
-    };
-    if as_json {
-        let out = json!({
-            "mode": mode,
-            "backlog": stats.backlog,
-            "retrying": stats.retrying,
-            "oldest_pending_age_seconds": oldest_age,
-            "dead": stats.dead,
-            "processed": stats.processed,
-            "rejected": stats.rejected,
-            "last_event_at": stats.last_event_at,
-            "deals": stats.deals,
-            "contacts": stats.contacts,
-            "api_requests_last_minute": minute,
-            "api_budget_per_minute": settings.amocrm.rate_per_minute,
-            "api_requests_last_hour": hour,
-            "api_budget_per_hour": settings.amocrm.rate_per_hour,
-            "by_type": stats.by_type.iter().map(|(t, n)| json!({"event_type": t, "count": n})).collect::<Vec<_>>(),
-            "api_access": match &access {
-                Some(broken) => json!({
-                    "ok": false,
-                    "broken_since": broken.since,
-                    "reason": broken.reason,
-                    "advice": broken.advice,
-                    "error": broken.error,
-                }),
-                None => json!({"ok": true}),
-            },
-            "open_gaps": gaps.iter().map(|g| json!({
-                "id": g.id, "kind": g.kind.as_str(), "from": g.from, "to": g.to,
-                "pages_done": g.pages_done, "events_read": g.events_read,
-            })).collect::<Vec<_>>(),
-            "spool": spool_json,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    let budget = |b: Option<u32>| b.map(|b| format!(" of {b}")).unwrap_or_default();
-    println!("mode:            {mode}");
-    if let Some(broken) = &access {
-        println!(
-            "API access broken since {}: {}; {}",
-            broken.since.to_rfc3339(),
-            broken.reason,
-            broken.advice
-        );
-    }
-    println!(
-        "backlog:         {} ({} retrying{})",
-        stats.backlog,
-        stats.retrying,
-        oldest_age
-            .map(|a| format!(", oldest {a}s"))
-            .unwrap_or_default()
-    );
-    println!("dead:            {}", stats.dead);
-    println!("processed:       {}", stats.processed);
-    println!("rejected bodies: {}", stats.rejected);
-    println!(
-        "last event:      {}",
-        stats
-            .last_event_at
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_else(|| "none".into())
-    );
-    println!("deals/contacts:  {}/{}", stats.deals, stats.contacts);
-    println!("spool:           {spool_line}");
-    println!(
-        "API requests:    {minute}{} this minute, {hour}{} this hour",
-        budget(settings.amocrm.rate_per_minute),
-        budget(settings.amocrm.rate_per_hour)
-    );
-    match gaps.iter().map(|g| g.from).min() {
-        None => println!("open gap:        none"),
-        Some(from) => println!(
-            "open gap:        since {} ({}s, {} gap(s): {})",
-            from.to_rfc3339(),
-            (now - from).num_seconds(),
-            gaps.len(),
-            gaps.iter()
-                .map(|g| format!("{} {} page(s) read", g.kind, g.pages_done))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-    if !stats.by_type.is_empty() {
-        println!("events by type:");
-        for (event_type, count) in &stats.by_type {
-            println!("  {event_type:<22} {count}");
-        }
-    }
-    Ok(())
 }

@@ -22,11 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
+use amocrm_webhook::{Parser, WebhookBatch};
 use chrono::{DateTime, Utc};
-use jarvis_store::{NewEvent, RejectedWebhook};
+use jarvis_store::{DynStore, NewEvent, RejectedWebhook};
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::startup::AppState;
+use crate::task::stopped;
 use crate::telemetry::names;
 
 const MAGIC: &[u8; 4] = b"JSP1";
@@ -183,6 +184,18 @@ struct Inner {
 
 /// How long webhooks go straight to the spool after the database failed one.
 const BYPASS: Duration = Duration::from_millis(500);
+
+/// Where the drainer puts spooled bodies: the service's store, parsed and turned into rows the
+/// way the webhook route does it, so a body both committed and spooled is stored once.
+#[derive(Clone)]
+pub struct DrainTarget {
+    pub store: DynStore,
+    pub parser: Arc<Parser>,
+    /// The rows a parsed body becomes (the webhook route's own function).
+    pub events: fn(&WebhookBatch, DateTime<Utc>) -> Vec<NewEvent>,
+    /// Wakes the worker when events are stored.
+    pub wake: Arc<Notify>,
+}
 
 /// A handle on the spool; cheap to clone.
 #[derive(Clone)]
@@ -347,7 +360,11 @@ impl Spool {
 
     /// Moves every spooled body into the store, until the spool is empty or `stop` turns true. A
     /// database error ends the pass; the next one starts again from the oldest segment.
-    async fn drain(&self, state: &AppState, stop: &watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn drain(
+        &self,
+        target: &DrainTarget,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         loop {
             let mut closed = self.closed_segments()?;
             if closed.is_empty() {
@@ -370,7 +387,7 @@ impl Spool {
                 if *stop.borrow() {
                     return Ok(());
                 }
-                self.drain_segment(state, &path).await?;
+                self.drain_segment(target, &path).await?;
             }
         }
     }
@@ -389,7 +406,7 @@ impl Spool {
         })
     }
 
-    async fn drain_segment(&self, state: &AppState, path: &Path) -> anyhow::Result<()> {
+    async fn drain_segment(&self, target: &DrainTarget, path: &Path) -> anyhow::Result<()> {
         // Reading and checking a segment (megabytes of checksums) would hold up a runtime thread
         // that webhooks are answered on.
         let (size, records, skipped) = {
@@ -406,7 +423,7 @@ impl Spool {
             tracing::warn!(segment = %path.display(), skipped_bytes = skipped, "spool segment has a torn or damaged record; skipped");
         }
         for chunk in records.chunks(DRAIN_CHUNK) {
-            store_chunk(state, chunk).await?;
+            store_chunk(target, chunk).await?;
         }
         fs::remove_file(path)?;
         let count = records.len() as u64;
@@ -433,7 +450,7 @@ impl Spool {
     }
 
     /// Drains the spool whenever it holds something and the database answers, until `stop`.
-    pub async fn run_drainer(self, state: AppState, mut stop: watch::Receiver<bool>) {
+    pub async fn run_drainer(self, target: DrainTarget, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(250);
         loop {
             if *stop.borrow() {
@@ -441,12 +458,12 @@ impl Spool {
             }
             if self.bodies() > 0 || !self.closed_segments().map(|s| s.is_empty()).unwrap_or(true) {
                 let ready = matches!(
-                    tokio::time::timeout(Duration::from_secs(1), state.store.ping()).await,
+                    tokio::time::timeout(Duration::from_secs(1), target.store.ping()).await,
                     Ok(Ok(()))
                 );
                 let result = if ready {
                     self.database_answered();
-                    self.drain(&state, &stop).await
+                    self.drain(&target, &stop).await
                 } else {
                     Err(anyhow::anyhow!("the database does not answer"))
                 };
@@ -456,7 +473,7 @@ impl Spool {
                         tracing::warn!(error = %error, bodies = self.bodies(), retry_in_ms = backoff.as_millis() as u64, "spool not drained yet");
                         tokio::select! {
                             _ = tokio::time::sleep(backoff) => {}
-                            _ = crate::startup::stopped(&mut stop) => return,
+                            _ = stopped(&mut stop) => return,
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                         continue;
@@ -467,26 +484,24 @@ impl Spool {
             tokio::select! {
                 _ = self.inner.appended.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = crate::startup::stopped(&mut stop) => return,
+                _ = stopped(&mut stop) => return,
             }
         }
     }
 }
 
 /// Stores the events of spooled bodies; a body the store refuses for its content is kept as rejected.
-async fn store_chunk(state: &AppState, chunk: &[SpooledBody]) -> anyhow::Result<()> {
+async fn store_chunk(target: &DrainTarget, chunk: &[SpooledBody]) -> anyhow::Result<()> {
     // Parsing a chunk is CPU work: off the runtime threads that answer webhooks.
     let parsed = {
-        let (parser, bodies) = (state.parser.clone(), chunk.to_vec());
+        let (parser, bodies, events) = (target.parser.clone(), chunk.to_vec(), target.events);
         tokio::task::spawn_blocking(move || {
             bodies
                 .iter()
                 .map(|spooled| {
                     parser
                         .parse(spooled.content_type.as_deref(), &spooled.body)
-                        .map(|batch| {
-                            crate::routes::webhook::new_events(&batch, spooled.received_at)
-                        })
+                        .map(|batch| events(&batch, spooled.received_at))
                         .map_err(|error| error.to_string())
                 })
                 .collect::<Vec<_>>()
@@ -500,21 +515,21 @@ async fn store_chunk(state: &AppState, chunk: &[SpooledBody]) -> anyhow::Result<
             // Only bodies that parsed are spooled: a parser that changed its mind keeps it for audit.
             Err(error) => {
                 let reason = format!("spooled body no longer parses: {error}");
-                keep_rejected(state, spooled, reason).await?;
+                keep_rejected(target, spooled, reason).await?;
                 per_body.push(Vec::new());
             }
         }
     }
     let all: Vec<NewEvent> = per_body.iter().flatten().cloned().collect();
-    match state.store.insert_events(&all).await {
-        Ok(outcome) => record_stored(state, outcome),
+    match target.store.insert_events(&all).await {
+        Ok(outcome) => record_stored(target, outcome),
         Err(error) if error.is_bad_data() => {
             for (spooled, events) in chunk.iter().zip(&per_body) {
-                match state.store.insert_events(events).await {
-                    Ok(outcome) => record_stored(state, outcome),
+                match target.store.insert_events(events).await {
+                    Ok(outcome) => record_stored(target, outcome),
                     Err(error) if error.is_bad_data() => {
                         let reason = format!("the events cannot be stored: {error}");
-                        keep_rejected(state, spooled, reason).await?;
+                        keep_rejected(target, spooled, reason).await?;
                     }
                     Err(error) => return Err(error.into()),
                 }
@@ -525,21 +540,21 @@ async fn store_chunk(state: &AppState, chunk: &[SpooledBody]) -> anyhow::Result<
     Ok(())
 }
 
-fn record_stored(state: &AppState, outcome: jarvis_store::InsertOutcome) {
+fn record_stored(target: &DrainTarget, outcome: jarvis_store::InsertOutcome) {
     metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
     metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
     if outcome.stored > 0 {
-        state.wake.notify_one();
+        target.wake.notify_one();
     }
 }
 
 async fn keep_rejected(
-    state: &AppState,
+    target: &DrainTarget,
     spooled: &SpooledBody,
     reason: String,
 ) -> anyhow::Result<()> {
     tracing::warn!(reason = %reason, "spooled body refused; kept for audit");
-    state
+    target
         .store
         .insert_rejected(&RejectedWebhook {
             body: spooled.body.clone(),

@@ -9,48 +9,19 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
 use jarvis_store::DynStore;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_http::trace::TraceLayer;
 
 use crate::amo;
-use crate::config::{HttpSettings, MetadataField, Secret, Settings};
+use crate::config::{HttpSettings, Settings};
 use crate::routes;
-use crate::spool::Spool;
+use crate::spool::{DrainTarget, Spool};
+use crate::state::AppState;
+use crate::task::{stopped, supervise};
 use crate::telemetry;
 pub use crate::telemetry::redact_url;
 use crate::worker::Worker;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: DynStore,
-    pub parser: Arc<Parser>,
-    pub parser_limits: Limits,
-    pub webhook_secret: Option<Secret>,
-    pub api_token: Option<Secret>,
-    pub account_id: Option<u64>,
-    pub metadata_fields: Arc<[MetadataField]>,
-    /// Wakes the worker when new events are stored.
-    pub wake: Arc<Notify>,
-    pub metrics: PrometheusHandle,
-    pub client: Option<amocrm_client::Client>,
-    /// The amoCRM account this service works for (its subdomain); keys its tokens and its worker lock.
-    pub account_key: String,
-    /// Recent deliveries, events per minute and the worker's lock, for `GET /status`.
-    pub activity: Arc<crate::activity::Activity>,
-    /// The amoCRM settings (mode, budgets) the status page reports.
-    pub amocrm: crate::config::AmoSettings,
-    /// What the webhook route saw that may make a gap (deliveries, refusals).
-    pub gaps: Arc<crate::catch_up::GapTracker>,
-    /// Fills deals' `client_id` / `conversation_id`, when link queries are configured.
-    pub linker: Option<Arc<crate::link::Linker>>,
-    /// The answer deadline and the HTTP limits.
-    pub http: HttpSettings,
-    /// Where bodies wait when the database cannot take them in time; `None` without a spool.
-    pub spool: Option<Spool>,
-}
 
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
@@ -223,7 +194,7 @@ impl Application {
             stop_rx.clone(),
         ));
         let catch_up_task = self.parts.worker.then(|| {
-            tokio::spawn(crate::catch_up::run(
+            tokio::spawn(crate::worker::catch_up::run(
                 self.state.clone(),
                 self.settings.clone(),
                 stop_rx.clone(),
@@ -254,11 +225,15 @@ impl Application {
             ))
         });
         // The spool is durable and its drain idempotent: stopping the drainer anywhere loses nothing.
-        let drainer = self
-            .state
-            .spool
-            .clone()
-            .map(|spool| tokio::spawn(spool.run_drainer(self.state.clone(), stop_rx.clone())));
+        let drainer = self.state.spool.clone().map(|spool| {
+            let target = DrainTarget {
+                store: self.state.store.clone(),
+                parser: self.state.parser.clone(),
+                events: routes::webhook::new_events,
+                wake: self.state.wake.clone(),
+            };
+            tokio::spawn(spool.run_drainer(target, stop_rx.clone()))
+        });
         if let Some(addr) = self.local_addr {
             let spool = self
                 .state
@@ -358,12 +333,6 @@ pub async fn serve(
         );
         connections.shutdown().await;
     }
-}
-
-/// Completes once `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns must not live in the caller's future: it is not `Send`.
-    let _ = stop.wait_for(|stop| *stop).await.is_ok();
 }
 
 /// Requests in flight on one connection and when the last one ended.
@@ -471,46 +440,6 @@ async fn serve_connection(
 /// How long a worker that panicked waits before it starts again.
 const WORKER_RESTART_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs the task `make` builds until it returns or `stop` turns true; a task that panics is logged,
-/// counted and started again after `delay`, so one bad batch cannot silently end processing while
-/// webhooks are still acknowledged. Events it had claimed are taken again once their lease expires.
-pub(crate) async fn supervise<F, Fut>(
-    mut make: F,
-    mut stop: watch::Receiver<bool>,
-    delay: std::time::Duration,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    loop {
-        match tokio::spawn(make()).await {
-            Ok(()) => return,
-            Err(error) if error.is_panic() => {
-                let message = panic_message(&*error.into_panic());
-                metrics::counter!(crate::telemetry::names::WORKER_RESTARTS).increment(1);
-                tracing::error!(panic = %message, delay_ms = delay.as_millis() as u64, "worker panicked; starting it again");
-            }
-            Err(_) => return,
-        }
-        if *stop.borrow() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|stop| *stop) => return,
-        }
-    }
-}
-
-/// The message a panic was raised with, when it is text.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".to_owned())
-}
-
 /// Opens and migrates the store. A database that is not reachable yet (a restart, a serverless database
 /// waking up) is retried for up to `wait`; any other error is final.
 pub async fn open_store(url: &str, wait: std::time::Duration) -> anyhow::Result<DynStore> {
@@ -585,9 +514,6 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -601,48 +527,5 @@ mod tests {
         ));
         assert!(!behind_pooler("postgres://postgres@127.0.0.1:5432/test"));
         assert!(!behind_pooler("sqlite://jarvis.db"));
-    }
-
-    #[tokio::test]
-    async fn a_panicking_task_is_started_again_until_it_returns() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let (_stop_tx, stop_rx) = watch::channel(false);
-        let counter = starts.clone();
-        let make = move || {
-            let counter = counter.clone();
-            async move {
-                if counter.fetch_add(1, Ordering::SeqCst) < 2 {
-                    panic!("a bad batch");
-                }
-            }
-        };
-        tokio::time::timeout(
-            Duration::from_secs(10),
-            supervise(make, stop_rx, Duration::from_millis(10)),
-        )
-        .await
-        .expect("the supervisor returns once the task does");
-        assert_eq!(starts.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn a_stop_during_the_restart_delay_ends_supervision() {
-        let starts = Arc::new(AtomicUsize::new(0));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let counter = starts.clone();
-        let make = move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-            async { panic!("always") }
-        };
-        let supervisor = tokio::spawn(supervise(make, stop_rx, Duration::from_secs(3600)));
-        while starts.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        stop_tx.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), supervisor)
-            .await
-            .expect("the supervisor stops without waiting out the delay")
-            .unwrap();
-        assert_eq!(starts.load(Ordering::SeqCst), 1);
     }
 }

@@ -263,10 +263,10 @@ async fn downtime_is_caught_up_within_the_request_bound(backend: Backend) {
     // The mirror before the gap: every lead and contact, through `jarvis sync`'s path.
     let leads = fake.lead_ids();
     let contacts = fake.contact_ids();
-    jarvis_service::catch_up::sync_command(service.settings(), &[], &contacts)
+    jarvis_service::commands::sync::run(service.settings(), &[], &contacts)
         .await
         .expect("sync contacts");
-    jarvis_service::catch_up::sync_command(service.settings(), &leads, &[])
+    jarvis_service::commands::sync::run(service.settings(), &leads, &[])
         .await
         .expect("sync leads");
     service.start().await;
@@ -672,7 +672,7 @@ async fn one_hour_gap_with_1000_changes_over_300_leads() {
     fake.reset_counters();
     let started = Instant::now();
     let since = jarvis_service::catch_up::parse_since("1h").unwrap();
-    jarvis_service::catch_up::catch_up_command(&service_env.settings(), since)
+    jarvis_service::commands::catch_up::run(&service_env.settings(), since)
         .await
         .expect("catch-up");
     let (feed, ..) = catch_up_requests(&fake);

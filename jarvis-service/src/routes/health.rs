@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, unavailable};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::names;
 
 /// The process is up.
@@ -60,7 +60,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
     }
     if let Some(client) = &state.client {
-        crate::worker::export_client_usage(client);
+        crate::amo::export_usage(client);
     }
     if matches!(
         state.amocrm.auth,

@@ -25,7 +25,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, unavailable};
 use crate::mapping;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn authorized(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     // Without a configured token the endpoint does not exist.

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use crate::activity::{MinuteCount, Snapshot, WorkerLock};
 use crate::config::AmoAuth;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The longest each database read of the page may take.
 const READ_BOUND: Duration = Duration::from_secs(5);

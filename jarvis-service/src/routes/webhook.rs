@@ -24,7 +24,7 @@ use tokio::time::timeout_at;
 use crate::activity::Delivery;
 use crate::error::{ApiError, unavailable};
 use crate::spool::SpooledBody;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::telemetry::names;
 

@@ -14,24 +14,39 @@
 //! leaves it as amoCRM shows it, whatever the order, duplication or lateness of deliveries. In
 //! webhook-only mode rows take what the bodies carry, and deletes and restores are counted per
 //! entity ([`jarvis_store::Store::record_deletion`]); those events need no request.
+//!
+//! A batch goes through three steps, each in its own file: `plan.rs` decides what needs fetching and
+//! what the bodies settle alone, `fetch.rs` makes the amoCRM calls and upserts what they return, and
+//! `settle.rs` records what became of every event. This module runs the loop (the account lock,
+//! claiming, waking, leases) and carries a batch through the steps. [`catch_up`] is the task that
+//! runs beside the worker and queues the entities of gaps for it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod fetch;
+mod plan;
+mod settle;
+
+pub mod catch_up;
+
+use std::collections::HashMap;
 use std::time::Duration;
 
-use amocrm_webhook::{Action, Entity, WebhookEvent};
 use chrono::{DateTime, Utc};
-use jarvis_store::{ContactUpsert, DealUpsert, MirrorEntity, StoredEvent};
-use serde_json::Value;
+use jarvis_store::{ContactUpsert, DealUpsert, StoredEvent};
 use tokio::sync::watch;
 
 use tracing::Instrument;
 
 use crate::activity::WorkerLock;
-use crate::amo::{self, FetchError};
+use crate::amo;
 use crate::config::WorkerSettings;
-use crate::mapping;
-use crate::startup::AppState;
+use crate::state::AppState;
+use crate::task::panic_message;
 use crate::telemetry::{compact_ids, names};
+
+pub use fetch::FetchError;
+use plan::Plan;
+use settle::{Settle, settle_once, settle_store};
+pub use settle::{backoff, transient_delay};
 
 /// How often an idle worker looks for events that came due (retries) or were stored by other instances.
 const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -57,55 +72,6 @@ pub enum BatchEnd {
     LockLost,
     /// The leases could not be renewed before they ran out: another worker may take the events.
     LeasesLost,
-}
-
-/// What became of one event.
-#[derive(Debug)]
-enum Settle {
-    Done,
-    /// Worth retrying soon; never turns the event dead (429, outages).
-    Transient {
-        error: String,
-        not_before: Option<DateTime<Utc>>,
-    },
-    /// Counts towards the maximum attempts.
-    Permanent(String),
-}
-
-/// The work one batch of events asks for.
-#[derive(Default)]
-struct Plan {
-    /// Deals fully described by their webhook bodies (webhook-only mode).
-    deals_from_bodies: Vec<(i64, DealUpsert)>,
-    /// Leads to fetch (API mode), with the events waiting for each.
-    leads_to_fetch: BTreeMap<u64, Vec<i64>>,
-    contacts_from_bodies: Vec<(i64, ContactUpsert)>,
-    /// Contacts to fetch (API mode), with the events waiting for each.
-    contacts_to_fetch: BTreeMap<u64, Vec<i64>>,
-    /// Deletes and restores to record (webhook-only mode).
-    deletions: Vec<Deletion>,
-    /// Events with nothing to mirror.
-    nothing: Vec<i64>,
-    settled: HashMap<i64, Settle>,
-}
-
-/// A delete or restore event of a mirrored entity.
-struct Deletion {
-    event: i64,
-    entity: MirrorEntity,
-    id: String,
-    event_hash: String,
-    deleted: bool,
-}
-
-/// Records what became of an event that more than one step works on: a failure is never replaced.
-fn settle_once(settled: &mut HashMap<i64, Settle>, event: i64, settle: Settle) {
-    match settled.get(&event) {
-        Some(Settle::Transient { .. } | Settle::Permanent(_)) => {}
-        _ => {
-            settled.insert(event, settle);
-        }
-    }
 }
 
 impl Worker {
@@ -434,77 +400,8 @@ impl Worker {
             .unwrap_or(0)
     }
 
-    fn plan(&self, events: &[StoredEvent]) -> Plan {
-        let api = self.state.client.is_some();
-        let mut plan = Plan::default();
-        for stored in events {
-            let event: WebhookEvent = match stored.webhook_event() {
-                Ok(event) => event,
-                Err(e) => {
-                    plan.settled.insert(
-                        stored.id,
-                        Settle::Permanent(format!("stored payload is not a webhook event: {e}")),
-                    );
-                    continue;
-                }
-            };
-            let id = event.entity_id().map(str::to_owned);
-            // A catch-up event names an entity without its data: only a fetch can apply it, and
-            // catch-up runs in API mode only; a later switch to webhook-only mode leaves it be.
-            if !api && crate::catch_up::is_catch_up(&stored.event_type) {
-                plan.nothing.push(stored.id);
-                continue;
-            }
-            let entity = match event.entity {
-                Entity::Lead => MirrorEntity::Deal,
-                Entity::Contact => MirrorEntity::Contact,
-                // Notes, chats, unsorted, tasks, companies, ...: kept in the events table, no row.
-                _ => {
-                    plan.nothing.push(stored.id);
-                    continue;
-                }
-            };
-            let Some(id) = id else {
-                plan.nothing.push(stored.id);
-                continue;
-            };
-            if api && let Ok(numeric) = id.parse::<u64>() {
-                let fetch = match entity {
-                    MirrorEntity::Deal => &mut plan.leads_to_fetch,
-                    MirrorEntity::Contact => &mut plan.contacts_to_fetch,
-                };
-                fetch.entry(numeric).or_default().push(stored.id);
-                continue;
-            }
-            if matches!(event.action, Action::Delete | Action::Restore) {
-                plan.deletions.push(Deletion {
-                    event: stored.id,
-                    entity,
-                    id: id.clone(),
-                    event_hash: stored.event_hash.clone(),
-                    deleted: matches!(event.action, Action::Delete),
-                });
-                if matches!(event.action, Action::Delete) {
-                    continue;
-                }
-            }
-            // A restore body carries the entity like an update: both apply.
-            match entity {
-                MirrorEntity::Deal => {
-                    match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
-                        Some(deal) => plan.deals_from_bodies.push((stored.id, deal)),
-                        None => plan.nothing.push(stored.id),
-                    }
-                }
-                MirrorEntity::Contact => match mapping::contact_from_webhook(&event) {
-                    Some(contact) => plan.contacts_from_bodies.push((stored.id, contact)),
-                    None => plan.nothing.push(stored.id),
-                },
-            }
-        }
-        plan
-    }
-
+    /// Carries out a plan: writes what the bodies carry, fetches the rest and records deletes and
+    /// restores, noting what became of each event in `plan.settled`.
     async fn execute(&self, plan: &mut Plan) {
         let store = &self.state.store;
         for id in plan.nothing.drain(..) {
@@ -579,312 +476,6 @@ impl Worker {
             settle_once(&mut plan.settled, deletion.event, settle_store(&result));
         }
     }
-
-    /// Tells the access monitor what amoCRM's answers said about access.
-    async fn note_access(&self, outcome: &Result<(), FetchError>) {
-        match outcome {
-            Ok(()) => self.access.lock().await.succeeded().await,
-            Err(FetchError {
-                access: Some(problem),
-                message,
-                ..
-            }) => self.access.lock().await.failed(*problem, message).await,
-            // Outages and database errors say nothing about access.
-            Err(_) => {}
-        }
-    }
-
-    /// Copies the contacts' stored custom fields into the deals they are the main contact of. The
-    /// stored row is read back so an out-of-order (older) body never wins over newer fields.
-    async fn follow_contact_fields(&self, contacts: &[ContactUpsert]) -> jarvis_store::Result<()> {
-        let store = &self.state.store;
-        let ids: BTreeSet<&str> = contacts
-            .iter()
-            .map(|c| c.amocrm_contact_id.as_str())
-            .collect();
-        for id in ids {
-            // A row with a time holds a state of the contact (not a bare deleted marker): its
-            // fields, none included, are the deals' contact fields.
-            if let Some(contact) = store.get_contact(id).await?
-                && contact.updated_at.is_some()
-            {
-                store
-                    .set_main_contact_fields(id, contact.custom_fields.as_ref())
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Fetches and upserts leads and contacts now, the way their events are processed (contacts
-    /// first, so the deals get their fresh fields): for `jarvis sync`.
-    pub async fn sync_now(&self, leads: &[u64], contacts: &[u64]) -> Result<(), FetchError> {
-        if !contacts.is_empty() {
-            let contacts: BTreeMap<u64, Vec<i64>> =
-                contacts.iter().map(|id| (*id, Vec::new())).collect();
-            self.sync_contacts(&contacts).await?;
-        }
-        if !leads.is_empty() {
-            let leads: BTreeMap<u64, Vec<i64>> = leads.iter().map(|id| (*id, Vec::new())).collect();
-            self.sync_leads(&leads).await?;
-        }
-        Ok(())
-    }
-
-    /// Fetches the contacts; upserts those the API returns (their deals follow their fields) and
-    /// marks the others deleted.
-    async fn sync_contacts(&self, contacts: &BTreeMap<u64, Vec<i64>>) -> Result<(), FetchError> {
-        let client = self
-            .state
-            .client
-            .as_ref()
-            .expect("sync_contacts runs in API mode only");
-        let store = &self.state.store;
-        let ids: Vec<u64> = contacts.keys().copied().collect();
-        let fetched = amo::fetch_contacts(client, &ids).await?;
-        let rows: Vec<ContactUpsert> = fetched
-            .iter()
-            .filter_map(mapping::contact_from_api)
-            .collect();
-        store
-            .upsert_contacts(&rows)
-            .await
-            .map_err(FetchError::store)?;
-        let returned: BTreeSet<u64> = fetched
-            .iter()
-            .filter_map(|c| c.get("id").and_then(Value::as_u64))
-            .collect();
-        for id in ids.iter().filter(|id| !returned.contains(id)) {
-            store
-                .mark_contact_deleted(&id.to_string(), true)
-                .await
-                .map_err(FetchError::store)?;
-        }
-        self.follow_contact_fields(&rows)
-            .await
-            .map_err(FetchError::store)?;
-        Ok(())
-    }
-
-    /// Fetches the leads (contacts embedded), the main contacts whose fields are not stored yet, and
-    /// upserts both.
-    async fn sync_leads(&self, leads: &BTreeMap<u64, Vec<i64>>) -> Result<(), FetchError> {
-        let client = self
-            .state
-            .client
-            .as_ref()
-            .expect("sync_leads runs in API mode only");
-        let store = &self.state.store;
-        let ids: Vec<u64> = leads.keys().copied().collect();
-        let fetched = amo::fetch_leads(client, &ids).await?;
-
-        // Main contacts: stored custom fields are fresh (contact webhooks keep them so); fetch the rest.
-        let main_ids: BTreeSet<u64> = fetched
-            .iter()
-            .filter_map(mapping::main_contact_id)
-            .collect();
-        let mut contact_fields: HashMap<u64, Value> = HashMap::new();
-        let mut missing = Vec::new();
-        for id in &main_ids {
-            match store
-                .get_contact(&id.to_string())
-                .await
-                .map_err(FetchError::store)?
-            {
-                // A stored state of the contact (a bare deleted marker has no time).
-                Some(contact) if contact.updated_at.is_some() => {
-                    let fields = contact.custom_fields.unwrap_or(Value::Null);
-                    contact_fields
-                        .insert(*id, serde_json::json!({ "custom_fields_values": fields }));
-                }
-                _ => missing.push(*id),
-            }
-        }
-        if !missing.is_empty() {
-            let contacts = amo::fetch_contacts(client, &missing).await?;
-            let rows: Vec<ContactUpsert> = contacts
-                .iter()
-                .filter_map(mapping::contact_from_api)
-                .collect();
-            store
-                .upsert_contacts(&rows)
-                .await
-                .map_err(FetchError::store)?;
-            for contact in contacts {
-                if let Some(id) = contact.get("id").and_then(Value::as_u64) {
-                    contact_fields.insert(id, contact);
-                }
-            }
-            // A main contact the API does not return has no fields to show.
-            for id in missing {
-                contact_fields
-                    .entry(id)
-                    .or_insert_with(|| serde_json::json!({}));
-            }
-        }
-
-        let deals: Vec<DealUpsert> = fetched
-            .iter()
-            .filter_map(|lead| {
-                let contact = mapping::main_contact_id(lead).and_then(|id| contact_fields.get(&id));
-                mapping::deal_from_api(lead, contact, &self.state.metadata_fields)
-            })
-            .collect();
-        store
-            .upsert_deals(&deals)
-            .await
-            .map_err(FetchError::store)?;
-        // A lead the API no longer returns is deleted (in amoCRM's trash): this confirms a delete
-        // event, and corrects a row whose delete body never came or was a repeat.
-        let returned: BTreeSet<&str> = deals.iter().map(|d| d.amocrm_deal_id.as_str()).collect();
-        for id in ids.iter().map(u64::to_string) {
-            if !returned.contains(id.as_str()) {
-                store
-                    .mark_deal_deleted(&id, true)
-                    .await
-                    .map_err(FetchError::store)?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn settle(
-        &self,
-        settled: HashMap<i64, Settle>,
-        received: &HashMap<i64, DateTime<Utc>>,
-        attempts: &HashMap<i64, i32>,
-    ) {
-        let store = &self.state.store;
-        let now = Utc::now();
-        let mut done = Vec::new();
-        // Outages and rate limits delay work but never count towards dead: the events are postponed
-        // by half the oldest one's age (2 s to 5 min), so a long outage is retried calmly, and all to
-        // one time, so the batch comes back as one batch (one request, not one per event).
-        let postponed_to = transient_until(&settled, received, now);
-        for (id, settle) in settled {
-            match settle {
-                Settle::Done => done.push(id),
-                Settle::Transient { error, .. } => {
-                    let next = postponed_to.unwrap_or(now);
-                    metrics::counter!(names::EVENTS_FAILED, "kind" => "transient").increment(1);
-                    if let Err(e) = store.postpone_event(id, &error, next).await {
-                        tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire");
-                    }
-                }
-                Settle::Permanent(error) => {
-                    let tries = attempts.get(&id).copied().unwrap_or(0);
-                    let next = now + backoff(tries, Duration::from_secs(600));
-                    metrics::counter!(names::EVENTS_FAILED, "kind" => "permanent").increment(1);
-                    match store
-                        .fail_event(id, &error, next, self.settings.max_attempts)
-                        .await
-                    {
-                        Ok(jarvis_store::FailOutcome::Dead) => {
-                            metrics::counter!(names::EVENTS_DEAD).increment(1);
-                            tracing::warn!(event = id, %error, "event is dead after its last attempt");
-                        }
-                        Ok(_) => tracing::info!(event = id, %error, "event failed; will retry"),
-                        Err(e) => {
-                            tracing::warn!(event = id, error = %e, "recording a failure failed; the lease will expire")
-                        }
-                    }
-                }
-            }
-        }
-        if done.is_empty() {
-            return;
-        }
-        // The work is done: keep trying to record it while the lease lasts, so a short database blip does
-        // not make the events wait for their lease to expire (they would be processed again, harmlessly).
-        let mut result = store.complete_events(&done).await;
-        let deadline = std::time::Instant::now() + self.settings.lease / 2;
-        while result.is_err() && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            result = store.complete_events(&done).await;
-        }
-        match result {
-            Ok(()) => {
-                metrics::counter!(names::EVENTS_PROCESSED).increment(done.len() as u64);
-                self.state
-                    .activity
-                    .record_processed(done.len() as u64, Utc::now());
-                for id in &done {
-                    if let Some(at) = received.get(id) {
-                        let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
-                        metrics::histogram!(names::PROCESSING_LAG).record(lag);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "completing events failed; they will be claimed again")
-            }
-        }
-    }
-}
-
-fn settle_store<T>(result: &jarvis_store::Result<T>) -> Settle {
-    match result {
-        Ok(_) => Settle::Done,
-        // Data the database refuses will be refused again: count it towards dead.
-        Err(e) if e.is_bad_data() => Settle::Permanent(format!("database refused the data: {e}")),
-        Err(e) => Settle::Transient {
-            error: format!("database: {e}"),
-            not_before: None,
-        },
-    }
-}
-
-impl FetchError {
-    fn to_settle(&self) -> Settle {
-        if self.transient {
-            Settle::Transient {
-                error: self.message.clone(),
-                not_before: self.not_before,
-            }
-        } else {
-            Settle::Permanent(self.message.clone())
-        }
-    }
-}
-
-/// When a batch's events that failed through no fault of their own are due again: one time for all,
-/// after the latest `not_before` and half the oldest one's age. `None` if none failed so.
-fn transient_until(
-    settled: &HashMap<i64, Settle>,
-    received: &HashMap<i64, DateTime<Utc>>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let mut oldest_age: Option<chrono::Duration> = None;
-    let mut not_before = now;
-    for (id, settle) in settled {
-        if let Settle::Transient { not_before: at, .. } = settle {
-            let age = received.get(id).map(|at| now - *at).unwrap_or_default();
-            oldest_age = Some(oldest_age.map_or(age, |oldest| oldest.max(age)));
-            not_before = not_before.max(at.unwrap_or(now));
-        }
-    }
-    oldest_age.map(|age| not_before.max(now + transient_delay(age)))
-}
-
-/// Delay after a failure that is not the event's fault: half the event's age, from 2 s to 5 min, with
-/// ±20 % jitter so retries after an outage spread out.
-pub fn transient_delay(age: chrono::Duration) -> chrono::Duration {
-    let half = (age.num_milliseconds().max(0) as f64 / 2000.0).clamp(2.0, 300.0);
-    let jitter = 0.8 + rand::random::<f64>() * 0.4;
-    chrono::Duration::milliseconds((half * jitter * 1000.0) as i64)
-}
-
-/// Exponential backoff from 2 s, doubled per attempt, capped, with ±20 % jitter so retries spread out.
-pub fn backoff(attempts: i32, cap: Duration) -> chrono::Duration {
-    let base = 2f64 * 2f64.powi(attempts.clamp(0, 20));
-    let capped = base.min(cap.as_secs_f64());
-    let jitter = 0.8 + rand::random::<f64>() * 0.4;
-    chrono::Duration::milliseconds((capped * jitter * 1000.0) as i64)
-}
-
-/// Publishes the client's request counts to Prometheus.
-pub fn export_client_usage(client: &amocrm_client::Client) {
-    amo::export_usage(client);
 }
 
 /// Runs `process` over `events`; if it panics, runs it again over each event alone and gives back
@@ -900,17 +491,17 @@ async fn isolate_panics<'a>(
         return Vec::new();
     };
     if let [event] = events {
-        return vec![(event, crate::startup::panic_message(&*panic))];
+        return vec![(event, panic_message(&*panic))];
     }
     tracing::error!(
         events = events.len(),
-        panic = %crate::startup::panic_message(&*panic),
+        panic = %panic_message(&*panic),
         "processing a batch panicked; processing its events one by one"
     );
     let mut poisoned = Vec::new();
     for event in events {
         if let Err(panic) = run(std::slice::from_ref(event)).await {
-            poisoned.push((event, crate::startup::panic_message(&*panic)));
+            poisoned.push((event, panic_message(&*panic)));
         }
     }
     poisoned
@@ -918,59 +509,9 @@ async fn isolate_panics<'a>(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
-
-    #[test]
-    fn transient_delay_follows_the_age_within_bounds() {
-        let ms = |d: chrono::Duration| transient_delay(d).num_milliseconds();
-        assert!((1600..=2400).contains(&ms(chrono::Duration::zero())));
-        assert!((48_000..=72_000).contains(&ms(chrono::Duration::minutes(2))));
-        assert!((240_000..=360_000).contains(&ms(chrono::Duration::days(1))));
-    }
-
-    #[test]
-    fn a_batch_that_failed_together_is_postponed_together() {
-        let now = Utc::now();
-        let transient = |not_before| Settle::Transient {
-            error: "amoCRM: server error (500)".into(),
-            not_before,
-        };
-        let settled: HashMap<i64, Settle> = [
-            (1, transient(None)),
-            (2, transient(None)),
-            (3, Settle::Done),
-            (4, transient(Some(now + chrono::Duration::seconds(1)))),
-        ]
-        .into_iter()
-        .collect();
-        let received: HashMap<i64, DateTime<Utc>> = [
-            (1, now - chrono::Duration::seconds(10)),
-            (2, now - chrono::Duration::seconds(100)),
-            (3, now - chrono::Duration::seconds(1000)),
-            (4, now),
-        ]
-        .into_iter()
-        .collect();
-        let until = transient_until(&settled, &received, now).unwrap();
-        // Half the oldest failed event's age (100 s), with the jitter; the done one is not counted.
-        let wait = (until - now).num_milliseconds();
-        assert!((40_000..=60_000).contains(&wait), "{wait}");
-        let none: HashMap<i64, Settle> = [(3, Settle::Done)].into_iter().collect();
-        assert_eq!(transient_until(&none, &received, now), None);
-        // A Retry-After later than the delay wins.
-        let later = now + chrono::Duration::seconds(600);
-        let settled: HashMap<i64, Settle> = [(1, transient(Some(later)))].into_iter().collect();
-        assert_eq!(transient_until(&settled, &received, now), Some(later));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let cap = Duration::from_secs(300);
-        let first = backoff(0, cap).num_milliseconds();
-        assert!((1600..=2400).contains(&first), "{first}");
-        let late = backoff(30, cap).num_milliseconds();
-        assert!((240_000..=360_000).contains(&late), "{late}");
-    }
 
     fn stored(id: i64) -> StoredEvent {
         let now = Utc::now();
