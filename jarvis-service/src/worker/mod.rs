@@ -63,6 +63,17 @@ pub struct Worker {
     access: tokio::sync::Mutex<amo::AccessMonitor>,
 }
 
+/// What a one-transaction batch reports once committed.
+struct Planned {
+    ids: Vec<i64>,
+    /// When the completed events were received (for the processing lag).
+    received: Vec<DateTime<Utc>>,
+    deals: usize,
+    contacts: usize,
+    /// The batch's events, kept for the linker when there is one.
+    events: Vec<StoredEvent>,
+}
+
 /// How a batch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchEnd {
@@ -123,6 +134,10 @@ impl Worker {
         }
         let mut exclusive: Option<jarvis_store::ExclusiveGuard> = None;
         let mut checked_at = std::time::Instant::now();
+        // When the last batch was claimed, and whether it was full (more may be waiting).
+        let mut last_batch: Option<(std::time::Instant, bool)> = None;
+        // Set after a one-transaction batch failed: the next batch goes step by step.
+        let mut one_by_one = false;
         while !self.stopping() {
             if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
                 pruned_at = Some(std::time::Instant::now());
@@ -181,7 +196,36 @@ impl Worker {
             if let Some(recorder) = usage.as_mut() {
                 recorder.flush(&self.state.store).await;
             }
+            // Adaptive batching: at once when idle, gathering only when the last batch was recent
+            // (or the rate limiter would make the next request wait anyway).
+            if let Some(wait) = self.gather_wait(last_batch) {
+                if self.sleep_or_stop(wait).await {
+                    break;
+                }
+                continue;
+            }
             let claimed_at = std::time::Instant::now();
+            // Webhook-only mode: bodies are all a batch needs, so it is claimed, written and completed
+            // in one transaction; what that cannot settle goes the general way below.
+            if self.state.client.is_none() && !one_by_one {
+                match self.claim_and_settle().await {
+                    Ok(0) => {}
+                    Ok(claimed) => {
+                        last_batch = Some((claimed_at, claimed >= self.settings.claim_batch));
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "settling a batch in one transaction failed; settling it step by step");
+                        one_by_one = true;
+                        continue;
+                    }
+                }
+                if self.idle_wait().await {
+                    break;
+                }
+                continue;
+            }
+            one_by_one = false;
             let claimed = match self
                 .state
                 .store
@@ -198,20 +242,12 @@ impl Worker {
                 }
             };
             if claimed.is_empty() {
-                if let Some(linker) = &self.state.linker {
-                    linker.retry_failed_if_due();
-                }
-                let woken = tokio::select! {
-                    _ = self.state.wake.notified() => true,
-                    _ = tokio::time::sleep(IDLE_POLL) => false,
-                    _ = self.stop.wait_for(|s| *s) => break,
-                };
-                // A burst arriving: wait the batching window so it becomes one claim and few API calls.
-                if woken && self.sleep_or_stop(self.settings.batch_window).await {
+                if self.idle_wait().await {
                     break;
                 }
                 continue;
             }
+            last_batch = Some((claimed_at, claimed.len() >= self.settings.claim_batch));
             // A started batch is finished, also on shutdown, so no lease is left behind; unless the
             // account lock or the leases are lost, when going on would duplicate another's work.
             let end = self
@@ -389,6 +425,169 @@ impl Worker {
         if let Some(linker) = &self.state.linker {
             linker.after_batch(events).await;
         }
+    }
+
+    /// How long to let events gather before the next claim, if at all.
+    ///
+    /// A batch right after an idle spell is claimed at once: one change alone is mirrored in the time
+    /// of one fetch. After a batch that was not full, the next one waits until the batching window
+    /// (`JARVIS_BATCH_WINDOW_MS`) has passed since the last claim, so a burst or a steady stream
+    /// becomes one batch (and one request per 250 entities) per window, never more than that; a full
+    /// batch means a backlog, worked through without pause. In API mode the claim also waits while
+    /// the rate limiter would hold the next request back anyway, so what arrives meanwhile joins it.
+    fn gather_wait(&self, last_batch: Option<(std::time::Instant, bool)>) -> Option<Duration> {
+        let mut until = match last_batch {
+            Some((claimed_at, false)) => Some(claimed_at + self.settings.batch_window),
+            _ => None,
+        };
+        if let Some(client) = &self.state.client {
+            let ready = client.rate_limiter().ready_at().into_std();
+            until = Some(until.map_or(ready, |at| at.max(ready)));
+        }
+        // Read after the others: a time "now" already passed is no wait.
+        let now = std::time::Instant::now();
+        until
+            .and_then(|at| at.checked_duration_since(now))
+            .filter(|wait| !wait.is_zero())
+    }
+
+    /// Waits for new events (a webhook stored, or the idle poll for retries coming due). Returns
+    /// true when asked to stop.
+    async fn idle_wait(&mut self) -> bool {
+        if let Some(linker) = &self.state.linker {
+            linker.retry_failed_if_due();
+        }
+        tokio::select! {
+            _ = self.state.wake.notified() => false,
+            _ = tokio::time::sleep(IDLE_POLL) => false,
+            _ = self.stop.wait_for(|s| *s) => true,
+        }
+    }
+
+    /// Webhook-only mode: claims a batch and writes its rows and completes its events in one
+    /// transaction ([`jarvis_store::Store::claim_and_settle`]). Events the bodies cannot settle
+    /// (an undecodable payload) come back leased and are processed step by step. Returns how many
+    /// events were claimed; an error (or a panic while planning) leaves every event as it was.
+    async fn claim_and_settle(&self) -> Result<usize, String> {
+        use futures::FutureExt;
+        let started = std::time::Instant::now();
+        let mut planned: Option<Planned> = None;
+        let keep_events = self.state.linker.is_some();
+        let mut plan = |events: &[StoredEvent]| {
+            let (writes, summary) = self.plan_writes(events, keep_events);
+            planned = Some(summary);
+            writes
+        };
+        let work = self.state.store.claim_and_settle(
+            self.settings.claim_batch,
+            self.settings.lease,
+            &mut plan,
+        );
+        let outcome = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(panic) => return Err(format!("planning panicked: {}", panic_message(&*panic))),
+        };
+        let Some(planned) = planned.filter(|_| outcome.claimed > 0) else {
+            return Ok(0);
+        };
+        let done = outcome.settled.completed;
+        let now = Utc::now();
+        metrics::counter!(names::EVENTS_PROCESSED).increment(done);
+        self.state.activity.record_processed(done, now);
+        for at in &planned.received {
+            let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!(names::PROCESSING_LAG).record(lag);
+        }
+        let elapsed = started.elapsed();
+        metrics::histogram!(names::WORKER_BATCH_DURATION).record(elapsed.as_secs_f64());
+        let span = tracing::info_span!("batch", events = outcome.claimed, event_ids = %compact_ids(&planned.ids));
+        span.in_scope(|| {
+            tracing::info!(
+                events = outcome.claimed,
+                deals = planned.deals,
+                contacts = planned.contacts,
+                failed = outcome.leased.len(),
+                api_requests = 0,
+                duration_ms = elapsed.as_millis() as u64,
+                "worker batch done"
+            )
+        });
+        if !outcome.leased.is_empty() {
+            self.process_guarded(&outcome.leased).await;
+        }
+        if let Some(linker) = &self.state.linker {
+            linker.after_batch(&planned.events).await;
+        }
+        Ok(outcome.claimed)
+    }
+
+    /// The writes that settle a batch from its bodies alone (webhook-only mode), and what to report
+    /// of it. Events the plan fails are left out of `completed`.
+    fn plan_writes(
+        &self,
+        events: &[StoredEvent],
+        keep_events: bool,
+    ) -> (jarvis_store::BatchWrites, Planned) {
+        let plan = self.plan(events);
+        let mut completed: Vec<i64> = plan
+            .nothing
+            .iter()
+            .chain(plan.deals_from_bodies.iter().map(|(id, _)| id))
+            .chain(plan.contacts_from_bodies.iter().map(|(id, _)| id))
+            .chain(plan.deletions.iter().map(|d| &d.event))
+            .chain(plan.leads_to_fetch.values().flatten())
+            .chain(plan.contacts_to_fetch.values().flatten())
+            .copied()
+            .filter(|id| !plan.settled.contains_key(id))
+            .collect();
+        completed.sort_unstable();
+        completed.dedup();
+        // Fetches happen in API mode only: were any planned, leave those events to the general way.
+        let fetched: std::collections::HashSet<i64> = plan
+            .leads_to_fetch
+            .values()
+            .chain(plan.contacts_to_fetch.values())
+            .flatten()
+            .copied()
+            .collect();
+        completed.retain(|id| !fetched.contains(id));
+        let done: std::collections::HashSet<i64> = completed.iter().copied().collect();
+        let summary = Planned {
+            ids: events.iter().map(|e| e.id).collect(),
+            received: events
+                .iter()
+                .filter(|e| done.contains(&e.id))
+                .map(|e| e.received_at)
+                .collect(),
+            deals: plan.deals_from_bodies.len(),
+            contacts: plan.contacts_from_bodies.len(),
+            events: if keep_events {
+                events.to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        let writes = jarvis_store::BatchWrites {
+            contacts: plan
+                .contacts_from_bodies
+                .into_iter()
+                .map(|(_, c)| c)
+                .collect(),
+            deals: plan.deals_from_bodies.into_iter().map(|(_, d)| d).collect(),
+            deletions: plan
+                .deletions
+                .into_iter()
+                .map(|d| jarvis_store::DeletionRecord {
+                    entity: d.entity,
+                    amocrm_id: d.id,
+                    event_hash: d.event_hash,
+                    deleted: d.deleted,
+                })
+                .collect(),
+            completed,
+        };
+        (writes, summary)
     }
 
     /// Requests this process's amoCRM client has sent so far (0 in webhook-only mode).
