@@ -189,6 +189,7 @@ on_both_backends!(
     unsupported_content_type_is_415_and_kept,
     process_webhook_upserts_without_amocrm,
     webhook_only_mode_mirrors_from_bodies,
+    webhook_only_batch_settles_what_it_can_and_fails_the_rest,
     outage_leaves_events_pending_then_drains,
     out_of_order_update_never_overwrites_newer_data,
     permanent_failure_goes_dead_then_replays,
@@ -568,6 +569,71 @@ async fn webhook_only_mode_mirrors_from_bodies(backend: Backend) {
     assert_eq!(contact.custom_fields.unwrap()[0]["field_code"], "PHONE");
     let stats = app.store.stats().await.unwrap();
     assert_eq!((stats.processed, stats.dead), (5, 0));
+    app.stop().await;
+}
+
+/// Webhook-only mode settles a batch in one transaction; an event in it that is not a webhook
+/// event (written by something else) does not hold the batch back: it fails on its own, the rest
+/// are mirrored and completed.
+async fn webhook_only_batch_settles_what_it_can_and_fails_the_rest(backend: Backend) {
+    let Some(url_dir) = jarvis_tests::fresh_database(backend).await else {
+        return;
+    };
+    let (url, _dir) = url_dir;
+    // Stored before the worker starts, so they are one batch.
+    let store = jarvis_store::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let parser = amocrm_webhook::Parser::default();
+    let mut rows = Vec::new();
+    for name in ["lead_status.form", "contact_update.form"] {
+        let batch = parser
+            .parse(
+                Some("application/x-www-form-urlencoded"),
+                fixture(name).as_bytes(),
+            )
+            .unwrap();
+        rows.extend(
+            batch
+                .events
+                .iter()
+                .map(|e| jarvis_store::NewEvent::from_webhook(e, chrono::Utc::now())),
+        );
+    }
+    let mut foreign = rows[0].clone();
+    foreign.event_hash = "written-by-another-service".into();
+    foreign.payload = serde_json::json!({"not": "an event"}).into();
+    rows.push(foreign);
+    assert_eq!(store.insert_events(&rows).await.unwrap().stored, 3);
+
+    let app = TestApp::spawn_on(&url, None, &[]).await;
+    let deadline = std::time::Instant::now() + IDLE;
+    loop {
+        let stats = app.store.stats().await.unwrap();
+        if stats.processed == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(app.store.get_deal("31840021").await.unwrap().is_some());
+    assert!(app.store.get_contact("52110077").await.unwrap().is_some());
+    // A fresh database: the three rows are events 1 to 3.
+    let failed = loop {
+        let mut error = None;
+        for id in 1..=3 {
+            let event = app.store.get_event(id).await.unwrap().unwrap();
+            if event.event_hash == "written-by-another-service" {
+                assert!(!event.processed);
+                error = event.last_error.filter(|_| event.attempts == 1);
+            }
+        }
+        if let Some(error) = error {
+            break error;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(failed.contains("not a webhook event"), "{failed}");
     app.stop().await;
 }
 
