@@ -239,7 +239,7 @@ pub const SETTINGS: &[Setting] = &[
         "JARVIS_BATCH_WINDOW_MS",
         Kind::Number,
         Some("300"),
-        "How long the worker lets a burst gather before fetching (milliseconds)",
+        "Least time between two worker batches while events keep coming; a change after an idle spell is fetched at once (milliseconds)",
     ),
     setting(
         "JARVIS_CLAIM_BATCH",
