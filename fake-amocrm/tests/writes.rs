@@ -2,10 +2,10 @@
 //! later reads, and refusals come in amoCRM's shape.
 
 use amocrm_client::{
-    Client, CompanyId, CompanyInput, ComplexLead, ContactId, ContactInput, CustomFieldId,
-    CustomFieldInput, CustomFieldValue, EntityType, Error, LeadId, LeadInput, LeadWith, LinkTarget,
-    NoteContent, NoteInput, NotesFilter, PipelineId, RateLimit, StatusId, TagInput, TagsFilter,
-    TaskInput, TasksFilter,
+    CatalogElementId, CatalogId, Client, CompanyId, CompanyInput, ComplexLead, ContactId,
+    ContactInput, CustomFieldId, CustomFieldInput, CustomFieldValue, EntityType, Error, LeadId,
+    LeadInput, LeadWith, LinkTarget, NoteContent, NoteInput, NotesFilter, PipelineId, RateLimit,
+    StatusId, TagInput, TagsFilter, TaskInput, TasksFilter,
 };
 use fake_amocrm::{FakeAmo, FakeConfig, PIPELINE_ID, STATUSES};
 
@@ -134,7 +134,10 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
         "cleared"
     );
     let chained = lead.custom_field(CustomFieldId(771_009)).unwrap();
-    assert_eq!(chained.first().unwrap().catalog_element(), Some((5103, 3)));
+    assert_eq!(
+        chained.first().unwrap().catalog_element(),
+        Some((CatalogId(5103), CatalogElementId(3)))
+    );
     assert_eq!(lead.embedded.tags[0].name, "vip");
 
     let won = client
