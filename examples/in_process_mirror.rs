@@ -1,4 +1,4 @@
-//! A minimal in-process mirror built from the three libraries alone (no `jarvis` binary): receive a
+//! A minimal in-process mirror built from the libraries alone (no `jarvis` binary): receive a
 //! webhook body, store it in the queue, process it into a deal row.
 //!
 //! ```sh
