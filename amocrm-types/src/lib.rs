@@ -31,7 +31,7 @@
 //! one; a third crate that both depend on keeps the webhook parser light and still gives both one
 //! vocabulary. It depends on `serde` and `serde_json` only (a custom field's value is JSON:
 //! text, a number, a flag or an object), both already needed by the two crates; the optional
-//! `chrono` feature adds [`CustomFieldValue::date`].
+//! `chrono` feature adds `CustomFieldValue::date`.
 
 #![warn(missing_docs)]
 
