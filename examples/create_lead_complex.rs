@@ -9,7 +9,8 @@
 //! `AMOCRM_SUBDOMAIN` (a `fake-amocrm --long-lived-token ...` works).
 
 use amocrm_client::{
-    ComplexLead, ContactInput, CustomFieldInput, FieldId, FieldValue, LeadInput, LeadWith,
+    ComplexLead, ContactInput, CustomFieldId, CustomFieldInput, CustomFieldValue, LeadInput,
+    LeadWith,
 };
 use anyhow::{Context, bail};
 
@@ -30,13 +31,16 @@ async fn main() -> anyhow::Result<()> {
         let id: u64 = id
             .parse()
             .with_context(|| format!("{id:?} is not a field id"))?;
-        lead = lead.custom_field(CustomFieldInput::new(FieldId(id), [FieldValue::text(text)]));
+        lead = lead.custom_field(CustomFieldInput::new(
+            CustomFieldId(id),
+            [CustomFieldValue::text(text)],
+        ));
     }
     let contact = ContactInput::new()
         .name(&name)
         .custom_field(CustomFieldInput::new(
             "PHONE",
-            [FieldValue::multitext("MOB", &phone)],
+            [CustomFieldValue::multitext("MOB", &phone)],
         ));
     let client = jarvis_examples::client_from_env()?;
 

@@ -1,4 +1,4 @@
-//! A minimal in-process mirror built from the three libraries alone (no `jarvis` binary): receive a
+//! A minimal in-process mirror built from the libraries alone (no `jarvis` binary): receive a
 //! webhook body, store it in the queue, process it into a deal row.
 //!
 //! ```sh
@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use amocrm_webhook::types::CustomFieldId;
 use amocrm_webhook::{Action, Entity, Parser};
 use anyhow::Context;
 use jarvis_store::mirror::{FieldRef, MetadataField, deal_from_webhook};
@@ -25,7 +26,10 @@ const LEASE: Duration = Duration::from_secs(60);
 
 /// The custom fields copied into each deal's `metadata`: the field 771001 as `rentprog_id`.
 fn metadata_fields() -> Vec<MetadataField> {
-    vec![MetadataField::new("rentprog_id", FieldRef::Id(771001))]
+    vec![MetadataField::new(
+        "rentprog_id",
+        FieldRef::Id(CustomFieldId(771001)),
+    )]
 }
 
 /// The receiving side: parses a body and enqueues its events; returns how many were new.

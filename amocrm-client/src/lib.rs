@@ -46,7 +46,7 @@
 //! ```no_run
 //! # async fn run(client: amocrm_client::Client) -> amocrm_client::Result<()> {
 //! use amocrm_client::{
-//!     ComplexLead, ContactInput, CustomFieldInput, EntityType, FieldValue, LeadId, LeadInput,
+//!     ComplexLead, ContactInput, CustomFieldInput, CustomFieldValue, EntityType, LeadId, LeadInput,
 //!     NoteContent, NoteInput, PipelineId, StatusId, TaskInput,
 //! };
 //!
@@ -55,7 +55,7 @@
 //!     .leads()
 //!     .create_complex([ComplexLead::new(LeadInput::new().name("Website order").price(45_000))
 //!         .contact(ContactInput::new().name("Ivan Petrov").custom_field(
-//!             CustomFieldInput::new("PHONE", [FieldValue::multitext("MOB", "+79990001122")]),
+//!             CustomFieldInput::new("PHONE", [CustomFieldValue::multitext("MOB", "+79990001122")]),
 //!         ))])
 //!     .send()
 //!     .await?;
@@ -106,8 +106,11 @@
 //!   [`webhooks`](Client::webhooks), [`account`](Client::account),
 //!   [`custom_fields`](Client::custom_fields), [`pipelines`](Client::pipelines),
 //!   [`users`](Client::users).
-//! - Custom fields: [`FieldValue`] reads every field type (chained lists included) and, built
-//!   with its constructors, writes them through [`CustomFieldInput`].
+//! - Custom fields: an entity's [`CustomField`]s hold [`CustomFieldValue`]s that read every
+//!   field type (chained lists included) and, built with their constructors, write them through
+//!   [`CustomFieldInput`]; [`CustomFieldDefinition`]s name the account's fields and choices.
+//! - Ids and custom-field types are `amocrm-types`' (re-exported as [`types`]), the ones
+//!   `amocrm-webhook` answers with: a [`LeadId`] read from a webhook fetches that lead here.
 //! - [`Client::usage`]: requests made by endpoint and status, for API budget reporting.
 //!
 //! Facts the documentation leaves open are configurable rather than assumed: token lifetimes
@@ -126,6 +129,8 @@ pub mod resources;
 pub mod retry;
 pub mod usage;
 
+/// The ids and custom-field types shared with `amocrm-webhook` (the `amocrm-types` crate).
+pub use amocrm_types as types;
 pub use auth::{
     AccessToken, AuthorizationCode, AuthorizationMode, ClientSecret, InMemoryTokenStore,
     JsonFileTokenStore, OAuthConfig, RefreshToken, SAVE_RETRY, TokenPair, TokenResponse,
@@ -137,12 +142,12 @@ pub use http::Method;
 pub use models::{
     Account, AccountId, AccountWith, CallParams, CatalogElementId, CatalogId, Company, CompanyId,
     CompanyInput, CompanyWith, ComplexCreated, ComplexLead, Contact, ContactId, ContactInput,
-    ContactWith, CustomField, CustomFieldInput, CustomFieldValue, CustomFieldsExt, CustomerId,
-    EntityRef, Event, EventId, EventType, FieldId, FieldRef, FieldType, FieldValue, Lead, LeadId,
-    LeadInput, LeadWith, LegalEntity, Link, LinkTarget, LossReasonId, Note, NoteContent, NoteId,
-    NoteInput, NoteType, Pipeline, PipelineId, Status, StatusId, Tag, TagId, TagInput, TagRef,
-    Task, TaskEntity, TaskId, TaskInput, TaskResult, TaskTypeId, User, UserId, UserWith, Webhook,
-    WebhookId, WebhookSetting, Written,
+    ContactWith, CustomField, CustomFieldDefinition, CustomFieldEnum, CustomFieldId,
+    CustomFieldInput, CustomFieldValue, CustomFieldsExt, CustomerId, EntityRef, EnumId, Event,
+    EventId, EventType, FieldRef, FieldType, Lead, LeadId, LeadInput, LeadWith, LegalEntity, Link,
+    LinkTarget, LossReasonId, Note, NoteContent, NoteId, NoteInput, NoteType, Pipeline, PipelineId,
+    Status, StatusId, Tag, TagId, TagInput, TagRef, Task, TaskEntity, TaskId, TaskInput,
+    TaskResult, TaskTypeId, User, UserId, UserWith, Webhook, WebhookId, WebhookSetting, Written,
 };
 pub use rate_limit::{DEFAULT_GUARD, RateLimit, RateLimiter};
 pub use request::RawRequest;

@@ -3,9 +3,9 @@
 mod support;
 
 use amocrm_client::{
-    CompanyId, ContactId, ContactWith, CustomFieldsExt, EntityType, Error, EventId, EventType,
-    EventsFilter, FieldId, FieldType, LeadId, LeadWith, LeadsFilter, NoteType, NotesFilter, Order,
-    OrderField, PipelineId, StatusId, TimeRange, UserId, WebhookSetting,
+    CompanyId, ContactId, ContactWith, CustomFieldId, CustomFieldsExt, EntityType, EnumId, Error,
+    EventId, EventType, EventsFilter, FieldType, LeadId, LeadWith, LeadsFilter, NoteType,
+    NotesFilter, Order, OrderField, PipelineId, StatusId, TimeRange, UserId, WebhookSetting,
 };
 use futures::TryStreamExt;
 use serde_json::json;
@@ -52,11 +52,11 @@ async fn get_lead_sends_token_and_with_and_keeps_raw_json() {
 
     let tariff = lead.custom_field_by_code("tariff").unwrap();
     assert_eq!(tariff.field_type, Some(FieldType::Select));
-    assert_eq!(tariff.first().unwrap().enum_id, Some(4035));
+    assert_eq!(tariff.first().unwrap().enum_id, Some(EnumId(4035)));
     assert_eq!(tariff.first_text().as_deref(), Some("Премиум"));
-    let date = lead.custom_field(FieldId(1278898021)).unwrap();
+    let date = lead.custom_field(CustomFieldId(1278898021)).unwrap();
     assert_eq!(date.first_text().as_deref(), Some("2020-05-08"));
-    assert!(lead.custom_fields_values.field(FieldId(1)).is_none());
+    assert!(lead.custom_fields_values.field(CustomFieldId(1)).is_none());
 
     // The raw JSON is exactly what was sent, unknown fields included.
     assert_eq!(lead.raw(), &fixture("lead.json"));
@@ -540,7 +540,7 @@ async fn account_custom_fields_pipelines_users() {
         .unwrap();
     assert_eq!(fields.len(), 2);
     assert_eq!(fields[0].field_type, Some(FieldType::Select));
-    assert_eq!(fields[0].enum_value(4037).unwrap().value, "Базовый");
+    assert_eq!(fields[0].enum_value(EnumId(4037)).unwrap().value, "Базовый");
     assert!(fields[1].enums.is_empty());
 
     let pipelines = client.pipelines().list().await.unwrap();

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use amocrm_client::{
     CallParams, CatalogElementId, CatalogId, Client, CompanyId, CompanyInput, ComplexLead,
-    ContactId, ContactInput, CustomFieldInput, EntityType, Error, FieldId, FieldValue, LeadId,
-    LeadInput, LegalEntity, LinkTarget, LinksFilter, LossReasonId, Method, NoteContent, NoteId,
-    NoteInput, PipelineId, StatusId, TagId, TagInput, TagsFilter, TaskId, TaskInput, TaskTypeId,
-    TasksFilter, UserId,
+    ContactId, ContactInput, CustomFieldId, CustomFieldInput, CustomFieldValue, EntityType, Error,
+    LeadId, LeadInput, LegalEntity, LinkTarget, LinksFilter, LossReasonId, Method, NoteContent,
+    NoteId, NoteInput, PipelineId, StatusId, TagId, TagInput, TagsFilter, TaskId, TaskInput,
+    TaskTypeId, TasksFilter, UserId,
 };
 use serde_json::{Value, json};
 use support::*;
@@ -110,36 +110,42 @@ async fn create_leads_sends_documented_body_and_matches_ids() {
                 .status(PipelineId(1113), StatusId(2030))
                 .responsible_user(UserId(321123))
                 .created_by(UserId(0))
-                .custom_field(CustomFieldInput::new(FieldId(3), [FieldValue::text("X5")]))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(4),
-                    [FieldValue::enum_id(4035)],
+                    CustomFieldId(3),
+                    [CustomFieldValue::text("X5")],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(5),
-                    [FieldValue::timestamp(1588241643)],
+                    CustomFieldId(4),
+                    [CustomFieldValue::enum_id(4035)],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(6),
-                    [FieldValue::checkbox(true)],
+                    CustomFieldId(5),
+                    [CustomFieldValue::timestamp(1588241643)],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(7),
-                    [FieldValue::numeric(12.5)],
+                    CustomFieldId(6),
+                    [CustomFieldValue::checkbox(true)],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(8),
-                    [FieldValue::chained_list(5103, 3)],
+                    CustomFieldId(7),
+                    [CustomFieldValue::numeric(12.5)],
+                ))
+                .custom_field(CustomFieldInput::new(
+                    CustomFieldId(8),
+                    [CustomFieldValue::chained_list(5103, 3)],
                 ))
                 .custom_field(CustomFieldInput::new(
                     "ADDRESS",
-                    [FieldValue::smart_address("address_line_1", "Lenina 1")],
+                    [CustomFieldValue::smart_address(
+                        "address_line_1",
+                        "Lenina 1",
+                    )],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(9),
-                    [FieldValue::legal_entity(legal)],
+                    CustomFieldId(9),
+                    [CustomFieldValue::legal_entity(legal)],
                 ))
-                .custom_field(CustomFieldInput::clear(FieldId(10)))
+                .custom_field(CustomFieldInput::clear(CustomFieldId(10)))
                 .tags([TagId(7).into(), "website".into()] as [amocrm_client::TagRef; 2]),
             LeadInput::new().name("Second"),
         ])
@@ -232,8 +238,10 @@ async fn validation_errors_name_the_callers_item_and_field() {
         .leads()
         .create([
             LeadInput::new().name("fine"),
-            LeadInput::new()
-                .custom_field(CustomFieldInput::new(FieldId(4), [FieldValue::enum_id(1)])),
+            LeadInput::new().custom_field(CustomFieldInput::new(
+                CustomFieldId(4),
+                [CustomFieldValue::enum_id(1)],
+            )),
         ])
         .send()
         .await
@@ -505,7 +513,7 @@ async fn contacts_and_companies_update() {
                 .first_name("Ivan")
                 .custom_field(CustomFieldInput::new(
                     "EMAIL",
-                    [FieldValue::multitext("WORK", "i@example.com")],
+                    [CustomFieldValue::multitext("WORK", "i@example.com")],
                 )),
         )
         .send()
@@ -566,7 +574,10 @@ async fn complex_add_sends_lead_contact_and_company_and_reads_merges() {
                         .tags(["website"]),
                 )
                 .contact(ContactInput::new().first_name("Ivan").custom_field(
-                    CustomFieldInput::new("PHONE", [FieldValue::multitext("MOB", "+79990001122")]),
+                    CustomFieldInput::new(
+                        "PHONE",
+                        [CustomFieldValue::multitext("MOB", "+79990001122")],
+                    ),
                 ))
                 .company(CompanyInput::new().name("ACME")),
                 ComplexLead::new(LeadInput::new().name("Duplicate"))
@@ -1108,8 +1119,11 @@ async fn chained_list_values_are_read_and_written_back() {
     let client = client(&server);
 
     let lead = client.leads().get(LeadId(1), &[]).await.unwrap();
-    let chained = lead.custom_field(FieldId(8)).unwrap();
-    assert_eq!(chained.first().unwrap().catalog_element(), Some((5103, 3)));
+    let chained = lead.custom_field(CustomFieldId(8)).unwrap();
+    assert_eq!(
+        chained.first().unwrap().catalog_element(),
+        Some((CatalogId(5103), CatalogElementId(3)))
+    );
     client
         .leads()
         .update(LeadId(2), LeadInput::new().custom_field(chained.into()))

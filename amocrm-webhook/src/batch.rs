@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use amocrm_types::AccountId;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -16,7 +17,7 @@ use crate::tree::SELF_KEY;
 pub struct Account {
     /// `account[id]`, the amoCRM account id; `None` when missing or not a number (very old
     /// bodies carry only the subdomain).
-    pub id: Option<u64>,
+    pub id: Option<AccountId>,
     /// `account[subdomain]`, e.g. `geodrive` of `geodrive.amocrm.ru`; `None` when missing.
     pub subdomain: Option<String>,
     /// `account[_links][...]`, e.g. `self`.
@@ -48,7 +49,7 @@ impl Account {
                 ("id", Level::Text(id) | Level::Value(Value::String(id)))
                     if account.id.is_none() && id.parse::<u64>().is_ok() =>
                 {
-                    account.id = id.parse().ok();
+                    account.id = id.parse::<u64>().ok().map(AccountId);
                 }
                 ("subdomain", Level::Text(subdomain) | Level::Value(Value::String(subdomain))) => {
                     account.subdomain = Some(subdomain);

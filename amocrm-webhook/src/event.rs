@@ -1,7 +1,13 @@
 //! One webhook event: what happened to which entity, with all its fields.
 
 use std::fmt;
+use std::str::FromStr;
 
+use amocrm_types::{
+    AccountId, CatalogElementId, CompanyId, ContactId, CustomField, CustomFieldId,
+    CustomFieldValue, CustomerId, EnumId, LeadId, NoteId, PipelineId, StatusId, TagId, TaskId,
+    UserId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -160,75 +166,12 @@ impl fmt::Display for Action {
     }
 }
 
-/// One custom field of an entity, from `custom_fields[i][...]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct CustomField {
-    /// The field's id in the account (`custom_fields[i][id]`); `None` when missing or not a number.
-    pub id: Option<u64>,
-    /// The field's name as shown in amoCRM (`custom_fields[i][name]`); `None` when missing or empty.
-    pub name: Option<String>,
-    /// The field code (`PHONE`, `EMAIL`, ...) for system fields; `None` for most fields,
-    /// which have no code.
-    pub code: Option<String>,
-    /// The values in the order sent; empty when the field carries none.
-    pub values: Vec<CustomFieldValue>,
-}
-
-impl CustomField {
-    /// The text of the first value that has one: the single value of a text, number, select or
-    /// radio field, the first of a multitext or multiselect. `None` when no value has a text.
-    pub fn text(&self) -> Option<&str> {
-        self.texts().next()
-    }
-
-    /// Every value's text in the order sent, skipping values without one (a multiselect may
-    /// send enum ids alone).
-    pub fn texts(&self) -> impl Iterator<Item = &str> {
-        self.values
-            .iter()
-            .filter_map(|value| value.value.as_deref())
-    }
-
-    /// The option id of the first value that has one: the chosen option of a select or radio
-    /// field. `None` for fields without options.
-    pub fn enum_id(&self) -> Option<u64> {
-        self.enum_ids().next()
-    }
-
-    /// Every value's option id in the order sent: the chosen options of a multiselect
-    /// (`values[i][enum]`), skipping values without one.
-    pub fn enum_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.values.iter().filter_map(|value| value.enum_id)
-    }
-
-    /// The first text parsed as an integer: a date or date-time field's Unix seconds
-    /// (`values[0]=1764000000`, no `[value]` leaf), or a whole-number field. `None` when there
-    /// is no text or it is not an integer.
-    pub fn unix_seconds(&self) -> Option<i64> {
-        self.text().and_then(|text| text.trim().parse().ok())
-    }
-}
-
-/// One value of a custom field: a text (a date field holds Unix seconds) and an enum id for
-/// select, multiselect and radio fields.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct CustomFieldValue {
-    /// The text as sent (`values[j][value]`, or the bare `values[j]` of a date field);
-    /// `None` when missing or empty.
-    pub value: Option<String>,
-    /// The option id of a select, multiselect or radio field (`values[j][enum]`); `None` for
-    /// other fields, or when not a number.
-    pub enum_id: Option<u64>,
-}
-
 /// A tag on an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Tag {
     /// The tag's id; `None` when missing, not a number, or the tags came as a name list.
-    pub id: Option<u64>,
+    pub id: Option<TagId>,
     /// The tag's text; `None` when missing or empty.
     pub name: Option<String>,
 }
@@ -242,7 +185,7 @@ pub struct Tag {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WebhookEvent {
     /// `account[id]` of the body, else the event's own `account_id` field.
-    pub account_id: Option<u64>,
+    pub account_id: Option<AccountId>,
     /// `account[subdomain]` of the body.
     pub subdomain: Option<String>,
     /// The raw section name: `leads`, `contacts`, `unsorted`, ...
@@ -302,7 +245,7 @@ impl WebhookEvent {
             .map(str::to_owned);
         event.entity_id = entity_id;
         if event.account_id.is_none() {
-            event.account_id = event.number("account_id");
+            event.account_id = event.number("account_id").map(AccountId);
         }
         event
     }
@@ -340,9 +283,29 @@ impl WebhookEvent {
         self.entity_id.as_deref()
     }
 
+    /// The entity's id as `T` when the event is about that kind of entity: a [`LeadId`] of a
+    /// lead event, a [`ContactId`] of a contact event, a [`NoteId`] of a note, ... (see
+    /// [`EntityIdType`]). `None` for another kind of entity, or an id that is not a number.
+    ///
+    /// ```
+    /// use amocrm_webhook::types::{ContactId, LeadId};
+    ///
+    /// let batch = amocrm_webhook::parse_form(b"leads[update][0][id]=31840021&account[id]=1")?;
+    /// let event = &batch.events[0];
+    /// assert_eq!(event.entity_id_as::<LeadId>(), Some(LeadId(31840021)));
+    /// assert_eq!(event.entity_id_as::<ContactId>(), None, "a lead is not a contact");
+    /// # Ok::<(), amocrm_webhook::Error>(())
+    /// ```
+    pub fn entity_id_as<T: EntityIdType>(&self) -> Option<T> {
+        if !T::names(&self.entity) {
+            return None;
+        }
+        self.entity_id()?.parse().ok()
+    }
+
     /// The amoCRM account id (see [`account_id`](Self#structfield.account_id)); `None` for
     /// old bodies that carry only `account[subdomain]`.
-    pub fn account_id(&self) -> Option<u64> {
+    pub fn account_id(&self) -> Option<AccountId> {
         self.account_id
     }
 
@@ -371,6 +334,11 @@ impl WebhookEvent {
         self.text(key).and_then(|s| s.trim().parse().ok())
     }
 
+    /// A field of [`body`](Self::body) parsed as an id.
+    fn id<T: FromStr>(&self, key: &str) -> Option<T> {
+        self.text(key).and_then(|s| s.parse().ok())
+    }
+
     /// `id` as a number; `None` when missing, empty or not a number (a chat message's UUID).
     pub fn id_u64(&self) -> Option<u64> {
         self.number("id")
@@ -381,26 +349,27 @@ impl WebhookEvent {
         self.text("name")
     }
 
-    /// A lead's pipeline stage (`status_id`) after the change; 142 is won, 143 lost.
+    /// A lead's pipeline stage (`status_id`) after the change; [`StatusId::WON`] (142) is won,
+    /// [`StatusId::LOST`] (143) lost.
     /// `None` when missing or empty.
-    pub fn status_id(&self) -> Option<u64> {
-        self.number("status_id")
+    pub fn status_id(&self) -> Option<StatusId> {
+        self.id("status_id")
     }
 
     /// A lead's stage before a status change (`old_status_id`); `None` when missing or empty,
     /// as it is on add and update.
-    pub fn old_status_id(&self) -> Option<u64> {
-        self.number("old_status_id")
+    pub fn old_status_id(&self) -> Option<StatusId> {
+        self.id("old_status_id")
     }
 
     /// A lead's (or incoming lead's) pipeline (`pipeline_id`); `None` when missing or empty.
-    pub fn pipeline_id(&self) -> Option<u64> {
-        self.number("pipeline_id")
+    pub fn pipeline_id(&self) -> Option<PipelineId> {
+        self.id("pipeline_id")
     }
 
     /// A lead's pipeline before a status change (`old_pipeline_id`); `None` when missing or empty.
-    pub fn old_pipeline_id(&self) -> Option<u64> {
-        self.number("old_pipeline_id")
+    pub fn old_pipeline_id(&self) -> Option<PipelineId> {
+        self.id("old_pipeline_id")
     }
 
     /// A lead's budget (`price`) in whole units of the account's currency; `None` when missing,
@@ -411,19 +380,19 @@ impl WebhookEvent {
 
     /// The user responsible for the entity; `0` (no one) is returned as sent, `None` when
     /// missing or empty.
-    pub fn responsible_user_id(&self) -> Option<u64> {
-        self.number("responsible_user_id")
+    pub fn responsible_user_id(&self) -> Option<UserId> {
+        self.id("responsible_user_id")
     }
 
     /// The user who created the entity (`created_user_id`); `0` (amoCRM itself, a robot or an
     /// integration) as sent, `None` when missing or empty.
-    pub fn created_user_id(&self) -> Option<u64> {
-        self.number("created_user_id")
+    pub fn created_user_id(&self) -> Option<UserId> {
+        self.id("created_user_id")
     }
 
     /// The user who made the change (`modified_user_id`); `0` as sent, `None` when missing or empty.
-    pub fn modified_user_id(&self) -> Option<u64> {
-        self.number("modified_user_id")
+    pub fn modified_user_id(&self) -> Option<UserId> {
+        self.id("modified_user_id")
     }
 
     /// `created_at`, else `date_create`, in Unix seconds. Notes' `YYYY-MM-DD HH:MM:SS` strings
@@ -440,9 +409,16 @@ impl WebhookEvent {
     }
 
     /// `custom_fields[i][id|name|code][values][j][value|enum]`, including the radio form
-    /// (`values[value]=..&values[enum]=..`) and the date form (`values[0]=<unix>`).
+    /// (`values[value]=..&values[enum]=..`) and the date form (`values[0]=<unix>`). A field
+    /// without a numeric `id` is skipped (it stays in [`fields`](Self#structfield.fields)).
+    ///
+    /// Each value's text is in [`CustomFieldValue::value`] as a JSON string (`null` when sent
+    /// empty); a numeric `enum` is its [`enum_id`](CustomFieldValue::enum_id), any other its
+    /// [`enum_code`](CustomFieldValue::enum_code).
     pub fn custom_fields(&self) -> Vec<CustomField> {
-        self.custom_field_nodes().map(custom_field_of).collect()
+        self.custom_field_nodes()
+            .filter_map(custom_field_of)
+            .collect()
     }
 
     /// The custom field whose `id` is `id`, the first one if the body repeats it; `None` when
@@ -450,23 +426,23 @@ impl WebhookEvent {
     ///
     /// Only the field found is copied out, so this is cheaper than searching
     /// [`custom_fields`](Self::custom_fields).
-    pub fn custom_field_by_id(&self, id: u64) -> Option<CustomField> {
+    pub fn custom_field_by_id(&self, id: CustomFieldId) -> Option<CustomField> {
         self.custom_field_nodes()
-            .find(|field| parse_number(field.get("id")) == Some(id))
-            .map(custom_field_of)
+            .find(|field| parse_number(field.get("id")) == Some(id.0))
+            .and_then(custom_field_of)
     }
 
     /// The custom field whose `code` is `code` (compared exactly; amoCRM's codes are upper
-    /// case: `PHONE`, `EMAIL`), the first one if several match; `None` when the event carries
-    /// no such field. Most fields have no code: use [`custom_field_by_id`](Self::custom_field_by_id)
-    /// for them.
+    /// case: `PHONE`, `EMAIL`), the first one with a numeric id if several match; `None` when
+    /// the event carries no such field. Most fields have no code: use
+    /// [`custom_field_by_id`](Self::custom_field_by_id) for them.
     pub fn custom_field_by_code(&self, code: &str) -> Option<CustomField> {
         if code.is_empty() {
             return None;
         }
         self.custom_field_nodes()
-            .find(|field| non_empty(field.get("code")) == Some(code))
-            .map(custom_field_of)
+            .filter(|field| non_empty(field.get("code")) == Some(code))
+            .find_map(custom_field_of)
     }
 
     fn custom_field_nodes(&self) -> impl Iterator<Item = Field<'_>> {
@@ -497,19 +473,19 @@ impl WebhookEvent {
         tags.entries()
             .filter(|(_, tag)| tag.is_object())
             .map(|(_, tag)| Tag {
-                id: parse_number(tag.get("id")),
+                id: parse_number(tag.get("id")).map(TagId),
                 name: non_empty(tag.get("name")).map(str::to_owned),
             })
             .collect()
     }
 
     /// Lead ids of `linked_leads_id[<id>][ID]` (keyed by lead id, in the order sent).
-    pub fn linked_lead_ids(&self) -> Vec<u64> {
+    pub fn linked_lead_ids(&self) -> Vec<LeadId> {
         let Some(linked) = self.body().get("linked_leads_id") else {
             return Vec::new();
         };
         if let Some(id) = parse_number(Some(linked)) {
-            return vec![id];
+            return vec![LeadId(id)];
         }
         linked
             .entries()
@@ -519,14 +495,16 @@ impl WebhookEvent {
                 } else {
                     parse_number(Some(entry))
                 };
-                from_entry.or_else(|| key.and_then(|key| key.parse().ok()))
+                from_entry
+                    .or_else(|| key.and_then(|key| key.parse().ok()))
+                    .map(LeadId)
             })
             .collect()
     }
 
     /// A contact's company (`linked_company_id`); `None` when missing or empty.
-    pub fn linked_company_id(&self) -> Option<u64> {
-        self.number("linked_company_id")
+    pub fn linked_company_id(&self) -> Option<CompanyId> {
+        self.id("linked_company_id")
     }
 
     /// The entity a note or message belongs to.
@@ -550,8 +528,8 @@ impl WebhookEvent {
     }
 
     /// The contact a talk or message is with (`contact_id`); `None` when missing or empty.
-    pub fn contact_id(&self) -> Option<u64> {
-        self.number("contact_id")
+    pub fn contact_id(&self) -> Option<ContactId> {
+        self.id("contact_id")
     }
 }
 
@@ -596,28 +574,45 @@ fn parse_number(value: Option<Field<'_>>) -> Option<u64> {
     non_empty(value).and_then(|s| s.trim().parse().ok())
 }
 
-fn custom_field_of(field: Field<'_>) -> CustomField {
-    CustomField {
-        id: parse_number(field.get("id")),
-        name: non_empty(field.get("name")).map(str::to_owned),
-        code: non_empty(field.get("code")).map(str::to_owned),
-        values: custom_field_values(field.get("values")),
+fn custom_field_of(field: Field<'_>) -> Option<CustomField> {
+    let id = parse_number(field.get("id"))?;
+    let mut custom_field =
+        CustomField::new(CustomFieldId(id), custom_field_values(field.get("values")));
+    custom_field.name = non_empty(field.get("name")).map(str::to_owned);
+    custom_field.code = non_empty(field.get("code")).map(str::to_owned);
+    Some(custom_field)
+}
+
+/// A value's text: a JSON string, `null` when empty.
+fn text_value(text: Option<&str>) -> Value {
+    match text {
+        Some(text) if !text.is_empty() => Value::String(text.to_owned()),
+        _ => Value::Null,
     }
 }
 
 fn custom_field_values(values: Option<Field<'_>>) -> Vec<CustomFieldValue> {
-    let one = |object: Field<'_>| CustomFieldValue {
-        value: non_empty(object.get("value")).map(str::to_owned),
-        enum_id: parse_number(object.get("enum").or_else(|| object.get("enum_id"))),
+    let one = |object: Field<'_>| {
+        let mut value = CustomFieldValue::default();
+        value.value = text_value(object.get("value").and_then(|v| v.as_str()));
+        if let Some(choice) = non_empty(object.get("enum").or_else(|| object.get("enum_id"))) {
+            match choice.parse::<EnumId>() {
+                Ok(id) => value.enum_id = Some(id),
+                Err(_) => value.enum_code = Some(choice.to_owned()),
+            }
+        }
+        value
+    };
+    let text = |text: &str| {
+        let mut value = CustomFieldValue::default();
+        value.value = text_value(Some(text));
+        value
     };
     let Some(values) = values else {
         return Vec::new();
     };
     if let Some(value) = values.as_str() {
-        return vec![CustomFieldValue {
-            value: Some(value.to_owned()).filter(|v| !v.is_empty()),
-            enum_id: None,
-        }];
+        return vec![text(value)];
     }
     // The radio form: one value object with no index.
     if values.is_object() && (values.get("value").is_some() || values.get("enum").is_some()) {
@@ -626,11 +621,37 @@ fn custom_field_values(values: Option<Field<'_>>) -> Vec<CustomFieldValue> {
     values
         .entries()
         .filter_map(|(_, value)| match value.as_str() {
-            Some(text) => Some(CustomFieldValue {
-                value: Some(text.to_owned()).filter(|v| !v.is_empty()),
-                enum_id: None,
-            }),
+            Some(value) => Some(text(value)),
             None => value.is_object().then(|| one(value)),
         })
         .collect()
 }
+
+/// An id type naming the entity of an event, for [`WebhookEvent::entity_id_as`].
+pub trait EntityIdType: FromStr {
+    /// Whether an event about `entity` carries an id of this type.
+    fn names(entity: &Entity) -> bool;
+}
+
+macro_rules! entity_id_type {
+    ($($id:ty => $pattern:pat),+ $(,)?) => {
+        $(
+            #[doc = concat!("The id of an event whose entity is `", stringify!($pattern), "`.")]
+            impl EntityIdType for $id {
+                fn names(entity: &Entity) -> bool {
+                    matches!(entity, $pattern)
+                }
+            }
+        )+
+    };
+}
+
+entity_id_type!(
+    LeadId => Entity::Lead,
+    ContactId => Entity::Contact,
+    CompanyId => Entity::Company,
+    CustomerId => Entity::Customer,
+    TaskId => Entity::Task,
+    CatalogElementId => Entity::Catalog,
+    NoteId => Entity::Note { .. },
+);

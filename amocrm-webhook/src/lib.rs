@@ -7,7 +7,15 @@
 //! [`event_type`](WebhookEvent::event_type), typed accessors and a SHA-256
 //! [`event_hash`](WebhookEvent::event_hash) for de-duplication. It does no I/O.
 //!
+//! Ids and custom fields are the types of `amocrm-types`, re-exported as [`types`] and shared
+//! with `amocrm-client`: [`status_id`](WebhookEvent::status_id) is a
+//! [`StatusId`](types::StatusId), a lead event's id read with
+//! [`entity_id_as::<LeadId>`](WebhookEvent::entity_id_as) is the [`LeadId`](types::LeadId) the
+//! client fetches. [`entity_id`](WebhookEvent::entity_id) keeps the id as sent, as text.
+//!
 //! ```
+//! use amocrm_webhook::types::{AccountId, LeadId, StatusId};
+//!
 //! let body = b"leads%5Bstatus%5D%5B0%5D%5Bid%5D=31840021\
 //!     &leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142\
 //!     &leads%5Bstatus%5D%5B0%5D%5Bold_status_id%5D=61208755\
@@ -16,16 +24,19 @@
 //! let event = &batch.events[0];
 //! assert_eq!(event.event_type(), "lead.status");
 //! assert_eq!(event.entity_id(), Some("31840021"));
-//! assert_eq!(event.account_id(), Some(29071803));
-//! assert_eq!((event.old_status_id(), event.status_id()), (Some(61208755), Some(142)));
+//! assert_eq!(event.entity_id_as::<LeadId>(), Some(LeadId(31840021)));
+//! assert_eq!(event.account_id(), Some(AccountId(29071803)));
+//! assert_eq!(event.old_status_id(), Some(StatusId(61208755)));
+//! assert_eq!(event.status_id(), Some(StatusId::WON));
 //! assert_eq!(event.event_hash().len(), 64);
 //! # Ok::<(), amocrm_webhook::Error>(())
 //! ```
 //!
-//! # Reading custom fields
+//! # Reading custom fields, status, pipeline and price
 //!
 //! [`WebhookEvent::custom_field_by_id`] and [`WebhookEvent::custom_field_by_code`] find one
-//! [`CustomField`]; its [`text`](CustomField::text), [`enum_id`](CustomField::enum_id),
+//! [`CustomField`] (the type `amocrm-client` reads from the API, too); its
+//! [`text`](CustomField::text), [`enum_id`](CustomField::enum_id),
 //! [`enum_ids`](CustomField::enum_ids) and [`unix_seconds`](CustomField::unix_seconds) read
 //! the values whatever shape they came in: `values[j][value|enum]`, a date field's bare
 //! `values[0]=<unix seconds>`, a radio button's `values[value]=..&values[enum]=..` with no
@@ -33,9 +44,11 @@
 //! amoCRM sends them, as `%5B`/`%5D`: both decode alike.
 //!
 //! ```
+//! use amocrm_webhook::types::{CustomFieldId, EnumId, PipelineId, StatusId, UserId};
+//!
 //! let body = "leads[status][0][id]=31840021\
 //!     &leads[status][0][status_id]=142&leads[status][0][pipeline_id]=7401234\
-//!     &leads[status][0][price]=10500\
+//!     &leads[status][0][price]=10500&leads[status][0][responsible_user_id]=8215487\
 //!     &leads[status][0][custom_fields][0][id]=771001\
 //!     &leads[status][0][custom_fields][0][name]=RentProg+ID\
 //!     &leads[status][0][custom_fields][0][values][0][value]=RP-48213\
@@ -51,26 +64,27 @@
 //!     &account[id]=29071803&account[subdomain]=geodrive";
 //! let batch = amocrm_webhook::parse_form(body.as_bytes())?;
 //! let event = &batch.events[0];
-//! assert_eq!(event.status_id(), Some(142));
-//! assert_eq!(event.pipeline_id(), Some(7401234));
+//! assert_eq!(event.status_id(), Some(StatusId(142)));
+//! assert_eq!(event.pipeline_id(), Some(PipelineId(7401234)));
 //! assert_eq!(event.price(), Some(10500));
+//! assert_eq!(event.responsible_user_id(), Some(UserId(8215487)));
 //!
-//! let rentprog = event.custom_field_by_id(771001).expect("field 771001");
+//! let rentprog = event.custom_field_by_id(CustomFieldId(771001)).expect("field 771001");
 //! assert_eq!(rentprog.name.as_deref(), Some("RentProg ID"));
 //! assert_eq!(rentprog.text(), Some("RP-48213"));
 //!
 //! let source = event.custom_field_by_code("UTM_SOURCE").expect("UTM_SOURCE");
-//! assert_eq!((source.id, source.text()), (Some(771003), Some("yandex")));
+//! assert_eq!((source.id, source.text()), (CustomFieldId(771003), Some("yandex")));
 //!
 //! // A date field: Unix seconds in `values[0]`, no `[value]` leaf.
-//! let date = event.custom_field_by_id(771004).expect("field 771004");
+//! let date = event.custom_field_by_id(CustomFieldId(771004)).expect("field 771004");
 //! assert_eq!(date.unix_seconds(), Some(1764000000));
 //!
 //! // A radio button: one value object without an index.
-//! let radio = event.custom_field_by_id(771005).expect("field 771005");
-//! assert_eq!((radio.text(), radio.enum_id()), (Some("Да"), Some(551301)));
+//! let radio = event.custom_field_by_id(CustomFieldId(771005)).expect("field 771005");
+//! assert_eq!((radio.text(), radio.enum_id()), (Some("Да"), Some(EnumId(551301))));
 //!
-//! assert!(event.custom_field_by_id(1).is_none());
+//! assert!(event.custom_field_by_id(CustomFieldId(1)).is_none());
 //! # Ok::<(), amocrm_webhook::Error>(())
 //! ```
 //!
@@ -159,7 +173,11 @@ mod tree;
 pub use batch::{Account, WebhookBatch};
 pub use encode::encode_form;
 pub use error::{Error, Result};
-pub use event::{Action, CustomField, CustomFieldValue, Entity, Tag, WebhookEvent};
+pub use event::{Action, Entity, EntityIdType, Tag, WebhookEvent};
+
+/// The ids and custom-field types shared with `amocrm-client` (the `amocrm-types` crate).
+pub use amocrm_types as types;
+pub use amocrm_types::{CustomField, CustomFieldValue};
 pub use fields::{Entries, Field, Fields};
 pub use hash::canonical_form;
 pub use parser::{Limits, Parser, looks_like_json, parse_form, parse_json};

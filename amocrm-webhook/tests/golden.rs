@@ -5,6 +5,7 @@
 
 mod support;
 
+use amocrm_webhook::types::AccountId;
 use amocrm_webhook::{Parser, WebhookEvent, encode_form, parse_form};
 use serde_json::Value;
 use support::{describe_batch, fixtures, golden_dir};
@@ -65,7 +66,7 @@ fn fixtures_have_the_expected_event_types() {
         let batch = parse_form(body).unwrap();
         let actual: Vec<_> = batch.events.iter().map(WebhookEvent::event_type).collect();
         assert_eq!(actual, types, "{name}");
-        assert_eq!(batch.account.id, Some(29071803), "{name}");
+        assert_eq!(batch.account.id, Some(AccountId(29071803)), "{name}");
         assert_eq!(
             batch.account.subdomain.as_deref(),
             Some("geodrive"),
@@ -122,7 +123,7 @@ fn fixtures_parse_the_same_as_json() {
             serde_json::to_value(&batch.account).unwrap(),
         );
         tree["account"]["_links"] = Value::Object(batch.account.links.clone());
-        tree["account"]["id"] = Value::from(batch.account.id.unwrap());
+        tree["account"]["id"] = Value::from(batch.account.id.unwrap().get());
         let json = serde_json::to_vec(&tree).unwrap();
         let from_json = parser.parse(Some("application/json"), &json).unwrap();
         assert_eq!(from_json.events, batch.events, "{name}");

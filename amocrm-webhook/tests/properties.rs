@@ -1,6 +1,7 @@
 //! Property tests: no input panics; generated events survive encoding, JSON and serde;
 //! the hash ignores key order and sees every value.
 
+use amocrm_webhook::types::AccountId;
 use amocrm_webhook::{
     Account, Parser, WebhookBatch, WebhookEvent, encode_form, parse_form, parse_json,
 };
@@ -65,7 +66,7 @@ fn account() -> impl Strategy<Value = Account> {
     )
         .prop_map(|(id, subdomain, with_links)| {
             let mut account = Account {
-                id,
+                id: id.map(AccountId),
                 subdomain: subdomain.clone(),
                 ..Account::default()
             };
@@ -285,7 +286,9 @@ proptest! {
         prop_assert_ne!(changed.event_hash(), event.event_hash());
 
         let mut other_account = event.clone();
-        other_account.account_id = Some(event.account_id.map_or(0, |id| id.wrapping_add(1)));
+        other_account.account_id = Some(AccountId(
+            event.account_id.map_or(0, |id| id.get().wrapping_add(1)),
+        ));
         prop_assert_ne!(other_account.event_hash(), event.event_hash());
     }
 

@@ -2,6 +2,9 @@
 
 mod support;
 
+use amocrm_webhook::types::{
+    AccountId, CompanyId, CustomFieldId, EnumId, LeadId, PipelineId, StatusId, TagId, UserId,
+};
 use amocrm_webhook::{Action, CustomFieldValue, Entity, WebhookEvent, parse_form};
 use serde_json::json;
 use support::amo;
@@ -46,7 +49,10 @@ fn sparse_numeric_keys_stay_keys_in_first_seen_order() {
          &contacts[update][0][linked_leads_id][10701093][ID]=10701093\
          &contacts[update][0][linked_leads_id][31840021][ID]=31840021",
     );
-    assert_eq!(event.linked_lead_ids(), [99999999, 10701093, 31840021]);
+    assert_eq!(
+        event.linked_lead_ids(),
+        [LeadId(99999999), LeadId(10701093), LeadId(31840021)]
+    );
     let keys: Vec<_> = event.fields.to_value()["linked_leads_id"]
         .as_object()
         .unwrap()
@@ -135,10 +141,10 @@ fn radio_value_object_without_index() {
          &leads[update][0][custom_fields][0][values][enum]=4001",
     );
     let field = &event.custom_fields()[0];
-    assert_eq!(field.id, Some(77));
+    assert_eq!(field.id, CustomFieldId(77));
     assert_eq!(field.values.len(), 1);
-    assert_eq!(field.values[0].value.as_deref(), Some("Yes"));
-    assert_eq!(field.values[0].enum_id, Some(4001));
+    assert_eq!(field.values[0].as_str(), Some("Yes"));
+    assert_eq!(field.values[0].enum_id, Some(EnumId(4001)));
 }
 
 #[test]
@@ -149,16 +155,16 @@ fn date_field_is_a_bare_value() {
     );
     let field = &event.custom_fields()[0];
     assert_eq!(field.values.len(), 1);
-    assert_eq!(field.values[0].value.as_deref(), Some("1764000000"));
+    assert_eq!(field.values[0].as_str(), Some("1764000000"));
     assert_eq!(field.values[0].enum_id, None);
 }
 
 #[test]
 fn multiselect_repeats_enum() {
     let values = values(&[(None, Some(1)), (None, Some(2)), (Some("x"), Some(3))]);
-    let enums: Vec<_> = values.iter().map(|v| v.enum_id.unwrap()).collect();
+    let enums: Vec<_> = values.iter().map(|v| v.enum_id.unwrap().get()).collect();
     assert_eq!(enums, [1, 2, 3]);
-    assert_eq!(values[2].value.as_deref(), Some("x"));
+    assert_eq!(values[2].as_str(), Some("x"));
 }
 
 #[test]
@@ -178,7 +184,7 @@ fn account_block_first_or_last() {
     ))
     .unwrap();
     assert_eq!(first, last);
-    assert_eq!(first.events[0].account_id(), Some(5));
+    assert_eq!(first.events[0].account_id(), Some(AccountId(5)));
     assert_eq!(first.events[0].subdomain.as_deref(), Some("x"));
     assert_eq!(first.events[0].event_hash(), last.events[0].event_hash());
 }
@@ -195,7 +201,7 @@ fn account_with_only_a_subdomain() {
 #[test]
 fn account_id_falls_back_to_the_event_field() {
     let event = one_event("leads[add][0][id]=1&leads[add][0][account_id]=42");
-    assert_eq!(event.account_id(), Some(42));
+    assert_eq!(event.account_id(), Some(AccountId(42)));
 }
 
 #[test]
@@ -217,7 +223,7 @@ fn empty_values_are_none_in_accessors_but_kept_in_fields() {
     assert_eq!(event.name(), None);
     assert_eq!(event.price(), None);
     assert_eq!(event.old_status_id(), None);
-    assert_eq!(event.responsible_user_id(), Some(0));
+    assert_eq!(event.responsible_user_id(), Some(UserId(0)));
     assert_eq!(event.fields.to_value()["name"], "");
     assert_eq!(event.fields.to_value()["price"], "");
 }
@@ -442,21 +448,21 @@ fn typed_accessors() {
     );
     assert_eq!(event.id_u64(), Some(1));
     assert_eq!(event.name(), Some("N"));
-    assert_eq!(event.status_id(), Some(142));
-    assert_eq!(event.old_status_id(), Some(7));
-    assert_eq!(event.pipeline_id(), Some(3));
-    assert_eq!(event.old_pipeline_id(), Some(2));
+    assert_eq!(event.status_id(), Some(StatusId::WON));
+    assert_eq!(event.old_status_id(), Some(StatusId(7)));
+    assert_eq!(event.pipeline_id(), Some(PipelineId(3)));
+    assert_eq!(event.old_pipeline_id(), Some(PipelineId(2)));
     assert_eq!(event.price(), Some(-5));
-    assert_eq!(event.responsible_user_id(), Some(11));
-    assert_eq!(event.created_user_id(), Some(12));
-    assert_eq!(event.modified_user_id(), Some(13));
+    assert_eq!(event.responsible_user_id(), Some(UserId(11)));
+    assert_eq!(event.created_user_id(), Some(UserId(12)));
+    assert_eq!(event.modified_user_id(), Some(UserId(13)));
     assert_eq!(event.created_at(), Some(100));
     assert_eq!(event.updated_at(), Some(200));
-    assert_eq!(event.linked_company_id(), Some(77));
+    assert_eq!(event.linked_company_id(), Some(CompanyId(77)));
     let tags = event.tags();
     assert_eq!(
         (tags[0].id, tags[0].name.as_deref()),
-        (Some(1), Some("vip"))
+        (Some(TagId(1)), Some("vip"))
     );
     assert_eq!(
         event.field(&["tags", "0", "name"]).and_then(|f| f.as_str()),

@@ -2,10 +2,10 @@
 //! later reads, and refusals come in amoCRM's shape.
 
 use amocrm_client::{
-    Client, CompanyId, CompanyInput, ComplexLead, ContactId, ContactInput, CustomFieldInput,
-    EntityType, Error, FieldId, FieldValue, LeadId, LeadInput, LeadWith, LinkTarget, NoteContent,
-    NoteInput, NotesFilter, PipelineId, RateLimit, StatusId, TagInput, TagsFilter, TaskInput,
-    TasksFilter,
+    CatalogElementId, CatalogId, Client, CompanyId, CompanyInput, ComplexLead, ContactId,
+    ContactInput, CustomFieldId, CustomFieldInput, CustomFieldValue, EntityType, Error, LeadId,
+    LeadInput, LeadWith, LinkTarget, NoteContent, NoteInput, NotesFilter, PipelineId, RateLimit,
+    StatusId, TagInput, TagsFilter, TaskInput, TasksFilter,
 };
 use fake_amocrm::{FakeAmo, FakeConfig, PIPELINE_ID, STATUSES};
 
@@ -48,7 +48,7 @@ async fn complex_add_creates_a_linked_lead_contact_and_company() {
                 .last_name("Petrov")
                 .custom_field(CustomFieldInput::new(
                     "PHONE",
-                    [FieldValue::multitext("MOB", "+79990001122")],
+                    [CustomFieldValue::multitext("MOB", "+79990001122")],
                 )),
         )
         .company(CompanyInput::new().name("ACME"))])
@@ -98,12 +98,12 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
             LeadInput::new()
                 .name("Rent")
                 .custom_field(CustomFieldInput::new(
-                    FieldId(771_001),
-                    [FieldValue::text("R-1")],
+                    CustomFieldId(771_001),
+                    [CustomFieldValue::text("R-1")],
                 ))
                 .custom_field(CustomFieldInput::new(
-                    FieldId(771_009),
-                    [FieldValue::chained_list(5103, 3)],
+                    CustomFieldId(771_009),
+                    [CustomFieldValue::chained_list(5103, 3)],
                 )),
             LeadInput::new().name("Other"),
         ])
@@ -120,7 +120,7 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
             id,
             LeadInput::new()
                 .status(PipelineId(PIPELINE_ID), next)
-                .custom_field(CustomFieldInput::clear(FieldId(771_001)))
+                .custom_field(CustomFieldInput::clear(CustomFieldId(771_001)))
                 .add_tag("vip"),
         )
         .send()
@@ -129,9 +129,15 @@ async fn a_lead_is_created_moved_noted_and_its_fields_changed() {
     let lead = client.leads().get(id, &[]).await.unwrap();
     assert_eq!(lead.status_id, Some(next));
     assert_eq!(lead.updated_at, moved.updated_at);
-    assert!(lead.custom_field(FieldId(771_001)).is_none(), "cleared");
-    let chained = lead.custom_field(FieldId(771_009)).unwrap();
-    assert_eq!(chained.first().unwrap().catalog_element(), Some((5103, 3)));
+    assert!(
+        lead.custom_field(CustomFieldId(771_001)).is_none(),
+        "cleared"
+    );
+    let chained = lead.custom_field(CustomFieldId(771_009)).unwrap();
+    assert_eq!(
+        chained.first().unwrap().catalog_element(),
+        Some((CatalogId(5103), CatalogElementId(3)))
+    );
     assert_eq!(lead.embedded.tags[0].name, "vip");
 
     let won = client
@@ -204,7 +210,7 @@ async fn refusals_name_the_item_and_field() {
         .create([
             ContactInput::new().name("ok"),
             ContactInput::new()
-                .custom_field(CustomFieldInput::new("NOPE", [FieldValue::text("x")])),
+                .custom_field(CustomFieldInput::new("NOPE", [CustomFieldValue::text("x")])),
         ])
         .send()
         .await

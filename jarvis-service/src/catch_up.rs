@@ -302,7 +302,7 @@ pub fn coalesce(events: &[amocrm_client::Event]) -> Vec<GapEntity> {
 /// and the entity, so queuing a gap again stores nothing twice.
 pub fn synthetic_event(gap_id: i64, entity: &GapEntity, account_id: Option<u64>) -> NewEvent {
     let account = Account {
-        id: account_id,
+        id: account_id.map(Into::into),
         ..Account::default()
     };
     let (section, event_type) = match entity.entity_type {

@@ -61,7 +61,7 @@ pub fn parse_metadata_fields(spec: &str) -> anyhow::Result<Vec<MetadataField>> {
             bail!("JARVIS_METADATA_FIELDS entry {number} has an empty key or field");
         }
         let field = match field.parse::<u64>() {
-            Ok(id) => FieldRef::Id(id),
+            Ok(id) => FieldRef::Id(id.into()),
             Err(_) => FieldRef::Code(field.to_string()),
         };
         out.push(MetadataField {
@@ -1378,7 +1378,7 @@ mod tests {
             m[0],
             MetadataField {
                 key: "rentprog_id".into(),
-                field: FieldRef::Id(771001)
+                field: FieldRef::Id(771001.into())
             }
         );
         assert_eq!(

@@ -64,14 +64,18 @@ pub enum Error {
     /// A stored value could not be read back (for example malformed JSON written by another tool).
     #[error("cannot decode column `{column}`: {reason}")]
     Decode {
+        /// The column read.
         column: &'static str,
+        /// What was wrong with the value.
         reason: String,
     },
 
     /// An operator's link query (`JARVIS_LINK_CLIENT_SQL`, ...) failed; `message` is the database's.
     #[error("link query failed ({}): {message}", failure.as_str())]
     LinkQuery {
+        /// What kind of failure it was.
         failure: crate::link::LinkFailure,
+        /// The database's message.
         message: String,
     },
     /// The database did not answer within the bound set for the operation (see
@@ -81,8 +85,6 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the database could not be reached or did not answer in time: worth answering 503 and
-    /// retrying later, as opposed to a bug or bad data.
     /// The data itself cannot be stored (a value the database refuses, e.g. a NUL character in
     /// PostgreSQL text, or an account id out of range): retrying the same data will fail again.
     pub fn is_bad_data(&self) -> bool {
@@ -96,6 +98,8 @@ impl Error {
         }
     }
 
+    /// True when the database could not be reached or did not answer in time: worth answering 503 and
+    /// retrying later, as opposed to a bug or bad data.
     pub fn is_unavailable(&self) -> bool {
         match self {
             Error::Database(error) => {

@@ -58,12 +58,15 @@ impl fmt::Display for GapKind {
 /// A gap as stored in `jarvis_gaps`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Gap {
+    /// The row id.
     pub id: i64,
+    /// Why the gap exists.
     pub kind: GapKind,
     /// Start of the span (inclusive).
     pub from: DateTime<Utc>,
     /// End of the span (inclusive).
     pub to: DateTime<Utc>,
+    /// When the gap was recorded.
     pub detected_at: DateTime<Utc>,
     /// Events-feed pages read and recorded; a restarted catch-up reads page `pages_done + 1` next.
     pub pages_done: u32,
@@ -79,7 +82,9 @@ pub struct Gap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GapEntityType {
+    /// A lead (`lead`).
     Lead,
+    /// A contact (`contact`).
     Contact,
 }
 
@@ -105,7 +110,9 @@ impl GapEntityType {
 /// One entity a gap's events touched (a row of `jarvis_gap_entities`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GapEntity {
+    /// Whether it is a lead or a contact.
     pub entity_type: GapEntityType,
+    /// amoCRM's id of the entity.
     pub entity_id: u64,
     /// Whether the newest event about it in the gap deleted it.
     pub deleted: bool,

@@ -48,6 +48,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod batch;
 mod error;
 pub mod gap;
@@ -249,6 +251,7 @@ pub trait Store: Send + Sync + 'static {
         metadata: &Map<String, Value>,
     ) -> Result<bool>;
 
+    /// The row of a deal by amoCRM's lead id, if stored.
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>>;
 
     /// Sets `contact_custom_fields` of every deal whose main contact is this contact (its fields
@@ -273,6 +276,7 @@ pub trait Store: Send + Sync + 'static {
         metadata: &Map<String, Value>,
     ) -> Result<bool>;
 
+    /// The row of a contact by amoCRM's contact id, if stored.
     async fn get_contact(&self, amocrm_contact_id: &str) -> Result<Option<Contact>>;
 
     // ---- OAuth tokens -------------------------------------------------------------------------------

@@ -103,16 +103,21 @@ impl LinkFailure {
 /// The link state of one deal, and what its link queries are computed from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DealLinks {
+    /// amoCRM's lead id, as text.
     pub amocrm_deal_id: String,
+    /// amoCRM's id of the lead's main contact, as text.
     pub main_contact_id: Option<String>,
     /// The main contact's `custom_fields_values` as stored on the deal.
     pub contact_custom_fields: Option<Value>,
+    /// The deal's `metadata`.
     pub metadata: Value,
+    /// The stored `client_id`.
     pub client_id: Option<Uuid>,
     /// The `client_id` the linker wrote last.
     pub linked_client_id: Option<Uuid>,
     /// The main contact the client link was last computed for.
     pub client_linked_for: Option<String>,
+    /// The stored `conversation_id`.
     pub conversation_id: Option<Uuid>,
     /// The `conversation_id` the linker wrote last.
     pub linked_conversation_id: Option<Uuid>,
@@ -120,6 +125,7 @@ pub struct DealLinks {
     pub conversation_linked_for: Option<String>,
     /// Set while the last attempt to link this deal failed (it is tried again).
     pub link_failed_at: Option<DateTime<Utc>>,
+    /// Whether the deal is deleted in amoCRM.
     pub is_deleted: bool,
 }
 

@@ -91,21 +91,36 @@ pub enum EventState {
 /// A stored event as read back (by a worker's claim or by an operator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredEvent {
+    /// The row id (column `id`), the order events were stored in.
     pub id: i64,
+    /// When the webhook was received (column `ts`).
     pub received_at: DateTime<Utc>,
+    /// Dotted name such as `lead.status` (column `event_type`).
     pub event_type: String,
+    /// Entity section such as `leads` (column `entity_type`).
     pub entity_type: String,
+    /// amoCRM's id of the entity, as text (column `amocrm_entity_id`).
     pub amocrm_entity_id: Option<String>,
+    /// Hex SHA-256 of the event's canonical form (column `event_hash`).
     pub event_hash: String,
+    /// The event as JSON (column `payload`); `StoredEvent::webhook_event` (feature `webhook`)
+    /// reads it back as an `amocrm-webhook` event.
     pub payload: Value,
+    /// amoCRM account id (column `account_id`).
     pub account_id: Option<i64>,
+    /// Whether a worker finished it (column `processed`).
     pub processed: bool,
     /// Failed attempts so far.
     pub attempts: i32,
+    /// When it is due (again) for a worker.
     pub next_attempt_at: DateTime<Utc>,
+    /// The end of the current worker's lease, if one was taken.
     pub locked_until: Option<DateTime<Utc>>,
+    /// Why the last attempt failed or was put off.
     pub last_error: Option<String>,
+    /// When a worker finished it.
     pub processed_at: Option<DateTime<Utc>>,
+    /// When it gave up after the maximum number of attempts; `None` unless dead.
     pub dead_at: Option<DateTime<Utc>>,
 }
 
@@ -148,15 +163,18 @@ pub enum Requeue {
 pub struct RejectedWebhook {
     /// The raw body exactly as received (may be invalid UTF-8).
     pub body: Vec<u8>,
+    /// The request's `Content-Type`, if any.
     pub content_type: Option<String>,
     /// Why it was refused, as told to the sender.
     pub reason: String,
+    /// When the body was received.
     pub received_at: DateTime<Utc>,
 }
 
 /// A stored rejected body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRejected {
+    /// The row id.
     pub id: i64,
     /// `body` holds at most [`REJECTED_BODY_KEEP`] bytes of what was refused.
     #[serde(flatten)]
@@ -174,6 +192,7 @@ pub const REJECTED_BODY_KEEP: usize = 64 * 1024;
 /// A value of `jarvis_state`: a small fact shared between processes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateEntry {
+    /// The value as written.
     pub value: Value,
     /// When the value was last written.
     pub updated_at: DateTime<Utc>,
@@ -227,6 +246,7 @@ impl<T> Known<T> {
         }
     }
 
+    /// Borrows the value.
     pub fn as_ref(&self) -> Known<&T> {
         match self {
             Known::Unknown => Known::Unknown,
@@ -235,6 +255,7 @@ impl<T> Known<T> {
         }
     }
 
+    /// Maps the value, keeping `Unknown` and `Null` as they are.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Known<U> {
         match self {
             Known::Unknown => Known::Unknown,
@@ -258,14 +279,24 @@ impl<T> From<T> for Known<T> {
 /// in; any other stored key is kept.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DealUpsert {
+    /// amoCRM's lead id, as text (column `amocrm_deal_id`, the row's key).
     pub amocrm_deal_id: String,
+    /// The pipeline (column `pipeline_id`).
     pub pipeline_id: Known<i64>,
+    /// The stage within the pipeline (column `status_id`).
     pub status_id: Known<i64>,
+    /// The budget in the account's currency (column `price`).
     pub price: Known<i64>,
+    /// The lead's name (column `name`).
     pub name: Known<String>,
+    /// The responsible user (column `responsible_user_id`).
     pub responsible_user_id: Known<i64>,
+    /// The lead's custom fields in the API's `custom_fields_values` shape (column
+    /// `custom_fields`).
     pub custom_fields: Known<Value>,
+    /// The whole lead as the API returned it (column `deal_full_data`).
     pub deal_full_data: Known<Value>,
+    /// The main contact's `custom_fields_values` (column `contact_custom_fields`).
     pub contact_custom_fields: Known<Value>,
     /// amoCRM id of the lead's main contact (column `main_contact_id`): contact changes follow it.
     pub main_contact_id: Known<String>,
@@ -273,10 +304,12 @@ pub struct DealUpsert {
     pub metadata_keys: Vec<String>,
     /// Keys to set in the stored metadata.
     pub metadata: Map<String, Value>,
+    /// amoCRM's creation time (column `created_at`).
     pub created_at: Known<DateTime<Utc>>,
     /// amoCRM's time of this state; `None` for a body without one (applied as the newest state,
     /// keeping the stored time).
     pub updated_at: Option<DateTime<Utc>>,
+    /// When the lead was closed, won or lost (column `closed_at`).
     pub closed_at: Known<DateTime<Utc>>,
     /// `None` keeps the stored flag.
     pub is_deleted: Option<bool>,
@@ -285,40 +318,69 @@ pub struct DealUpsert {
 /// A row of `amocrm_deals`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deal {
+    /// The row's own id.
     pub id: uuid::Uuid,
+    /// The business's client this deal belongs to, when a linker filled it.
     pub client_id: Option<uuid::Uuid>,
+    /// The business's conversation this deal belongs to, when a linker filled it.
     pub conversation_id: Option<uuid::Uuid>,
+    /// amoCRM's lead id, as text.
     pub amocrm_deal_id: String,
+    /// The pipeline.
     pub pipeline_id: Option<i64>,
+    /// The stage within the pipeline.
     pub status_id: Option<i64>,
+    /// The budget in the account's currency.
     pub price: Option<i64>,
+    /// The lead's name.
     pub name: Option<String>,
+    /// The responsible user.
     pub responsible_user_id: Option<i64>,
+    /// The lead's custom fields in the API's `custom_fields_values` shape.
     pub custom_fields: Option<Value>,
+    /// The whole lead as the API last returned it.
     pub deal_full_data: Option<Value>,
+    /// The main contact's `custom_fields_values`.
     pub contact_custom_fields: Option<Value>,
+    /// amoCRM's id of the lead's main contact, as text.
     pub main_contact_id: Option<String>,
+    /// Links to other systems: keys from mapped custom fields and keys set by callers.
     pub metadata: Value,
+    /// amoCRM's creation time.
     pub created_at: Option<DateTime<Utc>>,
+    /// amoCRM's time of the stored state.
     pub updated_at: Option<DateTime<Utc>>,
+    /// When the lead was closed.
     pub closed_at: Option<DateTime<Utc>>,
+    /// Whether the lead is deleted in amoCRM (in its trash).
     pub is_deleted: bool,
+    /// When the row was last written.
     pub synced_at: DateTime<Utc>,
 }
 
 /// A state of a contact to write to `amocrm_contacts`; same rules as [`DealUpsert`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContactUpsert {
+    /// amoCRM's contact id, as text (column `amocrm_contact_id`, the row's key).
     pub amocrm_contact_id: String,
+    /// The contact's full name (column `name`).
     pub name: Known<String>,
+    /// Column `first_name`.
     pub first_name: Known<String>,
+    /// Column `last_name`.
     pub last_name: Known<String>,
+    /// The responsible user (column `responsible_user_id`).
     pub responsible_user_id: Known<i64>,
+    /// The contact's custom fields in the API's `custom_fields_values` shape (column
+    /// `custom_fields`).
     pub custom_fields: Known<Value>,
+    /// The whole contact as the API returned it (column `contact_full_data`).
     pub contact_full_data: Known<Value>,
     /// Keys this state recomputes: dropped from the stored metadata unless given in `metadata`.
     pub metadata_keys: Vec<String>,
+    /// Keys to set in the stored metadata.
     pub metadata: Map<String, Value>,
+    /// amoCRM's creation time (column `created_at`).
     pub created_at: Known<DateTime<Utc>>,
     /// As in [`DealUpsert::updated_at`].
     pub updated_at: Option<DateTime<Utc>>,
@@ -349,18 +411,31 @@ impl MirrorEntity {
 /// A row of `amocrm_contacts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
+    /// The row's own id.
     pub id: uuid::Uuid,
+    /// amoCRM's contact id, as text.
     pub amocrm_contact_id: String,
+    /// The contact's full name.
     pub name: Option<String>,
+    /// First name.
     pub first_name: Option<String>,
+    /// Last name.
     pub last_name: Option<String>,
+    /// The responsible user.
     pub responsible_user_id: Option<i64>,
+    /// The contact's custom fields in the API's `custom_fields_values` shape.
     pub custom_fields: Option<Value>,
+    /// The whole contact as the API last returned it.
     pub contact_full_data: Option<Value>,
+    /// Links to other systems, set by callers.
     pub metadata: Value,
+    /// amoCRM's creation time.
     pub created_at: Option<DateTime<Utc>>,
+    /// amoCRM's time of the stored state.
     pub updated_at: Option<DateTime<Utc>>,
+    /// Whether the contact is deleted in amoCRM.
     pub is_deleted: bool,
+    /// When the row was last written.
     pub synced_at: DateTime<Utc>,
 }
 
@@ -378,10 +453,15 @@ pub struct UpsertOutcome {
 /// `Debug` hides the tokens.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredTokens {
+    /// The bearer token requests carry.
     pub access_token: String,
+    /// The token that gets the next pair (replaced at every refresh).
     pub refresh_token: String,
+    /// The token type amoCRM gave (`Bearer`).
     pub token_type: String,
+    /// When the access token stops working.
     pub expires_at: DateTime<Utc>,
+    /// When the pair was saved.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -406,6 +486,7 @@ pub struct ApiUsage {
     pub endpoint: String,
     /// HTTP status, or 0 for a transport error.
     pub status: u16,
+    /// Requests made.
     pub count: u64,
 }
 
@@ -430,13 +511,17 @@ pub struct Stats {
     pub oldest_pending_at: Option<DateTime<Utc>>,
     /// Events that gave up.
     pub dead: u64,
+    /// Events processed.
     pub processed: u64,
     /// Events in the backlog that have failed at least once (counted or postponed).
     pub retrying: u64,
+    /// Rejected bodies kept.
     pub rejected: u64,
     /// `ts` of the newest stored event.
     pub last_event_at: Option<DateTime<Utc>>,
+    /// Rows of `amocrm_deals`.
     pub deals: u64,
+    /// Rows of `amocrm_contacts`.
     pub contacts: u64,
     /// Stored events per `event_type`, sorted by name.
     pub by_type: Vec<(String, u64)>,

@@ -105,6 +105,7 @@ impl PgStore {
         }
     }
 
+    /// The connection pool, for queries of the caller's own.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -35,7 +35,7 @@ impl NewEvent {
             // Serializing an event cannot fail: its fields are strings, lists and maps with string keys.
             payload: crate::Payload::from_json(event)
                 .unwrap_or_else(|_| serde_json::Value::Null.into()),
-            account_id: event.account_id().map(|id| id as i64),
+            account_id: event.account_id().map(|id| id.get() as i64),
             received_at,
         }
     }

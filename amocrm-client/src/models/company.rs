@@ -5,9 +5,8 @@ use serde_json::Value;
 
 use super::write::{InputEmbedded, common_input_methods};
 use super::{
-    AccountId, CompanyId, ContactId, CustomFieldInput, CustomFieldValue, CustomFieldsExt,
-    EntityRef, FieldId, LeadId, ListItem, Tag, TagRef, UserId, keep_raw, null_as_default,
-    string_enum,
+    AccountId, CompanyId, ContactId, CustomField, CustomFieldId, CustomFieldInput, CustomFieldsExt,
+    EntityRef, LeadId, ListItem, Tag, TagRef, UserId, keep_raw, null_as_default, string_enum,
 };
 
 string_enum!(
@@ -56,7 +55,7 @@ pub struct Company {
     pub is_deleted: bool,
     /// `null` when no custom field is filled.
     #[serde(default)]
-    pub custom_fields_values: Option<Vec<CustomFieldValue>>,
+    pub custom_fields_values: Option<Vec<CustomField>>,
     /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
@@ -89,17 +88,17 @@ pub struct CompanyEmbedded {
 
 impl Company {
     /// The custom fields, empty when none is filled.
-    pub fn custom_fields(&self) -> &[CustomFieldValue] {
+    pub fn custom_fields(&self) -> &[CustomField] {
         self.custom_fields_values.as_deref().unwrap_or(&[])
     }
 
     /// The custom field with this id, if filled.
-    pub fn custom_field(&self, id: FieldId) -> Option<&CustomFieldValue> {
+    pub fn custom_field(&self, id: CustomFieldId) -> Option<&CustomField> {
         self.custom_fields().field(id)
     }
 
     /// The custom field with this code (case-insensitive), if filled.
-    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomFieldValue> {
+    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomField> {
         self.custom_fields().field_by_code(code)
     }
 }

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::write::{InputEmbedded, common_input_methods};
 use super::{
-    AccountId, CompanyId, ContactId, CustomFieldInput, CustomFieldValue, CustomFieldsExt,
-    EntityRef, FieldId, LeadId, ListItem, Tag, TagRef, UserId, keep_raw, null_as_default,
-    string_enum, unix_to_utc,
+    AccountId, CompanyId, ContactId, CustomField, CustomFieldId, CustomFieldInput, CustomFieldsExt,
+    EntityRef, LeadId, ListItem, Tag, TagRef, UserId, keep_raw, null_as_default, string_enum,
+    unix_to_utc,
 };
 
 string_enum!(
@@ -65,7 +65,7 @@ pub struct Contact {
     pub is_unsorted: bool,
     /// Phones and e-mails are custom fields with codes `PHONE` and `EMAIL`.
     #[serde(default)]
-    pub custom_fields_values: Option<Vec<CustomFieldValue>>,
+    pub custom_fields_values: Option<Vec<CustomField>>,
     /// The account.
     #[serde(default)]
     pub account_id: Option<AccountId>,
@@ -108,31 +108,31 @@ impl Contact {
     }
 
     /// The custom fields, empty when none is filled.
-    pub fn custom_fields(&self) -> &[CustomFieldValue] {
+    pub fn custom_fields(&self) -> &[CustomField] {
         self.custom_fields_values.as_deref().unwrap_or(&[])
     }
 
     /// The custom field with this id, if filled.
-    pub fn custom_field(&self, id: FieldId) -> Option<&CustomFieldValue> {
+    pub fn custom_field(&self, id: CustomFieldId) -> Option<&CustomField> {
         self.custom_fields().field(id)
     }
 
     /// The custom field with this code (case-insensitive), if filled.
-    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomFieldValue> {
+    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomField> {
         self.custom_fields().field_by_code(code)
     }
 
     /// Every phone number (the `PHONE` field), as entered.
     pub fn phones(&self) -> Vec<String> {
         self.custom_field_by_code("PHONE")
-            .map(CustomFieldValue::texts)
+            .map(|field| field.texts().map(str::to_owned).collect())
             .unwrap_or_default()
     }
 
     /// Every e-mail address (the `EMAIL` field).
     pub fn emails(&self) -> Vec<String> {
         self.custom_field_by_code("EMAIL")
-            .map(CustomFieldValue::texts)
+            .map(|field| field.texts().map(str::to_owned).collect())
             .unwrap_or_default()
     }
 }
@@ -141,12 +141,12 @@ impl Contact {
 /// changes to one, or the contact of a [`ComplexLead`](super::ComplexLead).
 ///
 /// ```
-/// use amocrm_client::{ContactInput, CustomFieldInput, FieldValue};
+/// use amocrm_client::{ContactInput, CustomFieldInput, CustomFieldValue};
 ///
 /// let contact = ContactInput::new()
 ///     .first_name("Ivan")
 ///     .last_name("Petrov")
-///     .custom_field(CustomFieldInput::new("PHONE", [FieldValue::multitext("MOB", "+79990001122")]));
+///     .custom_field(CustomFieldInput::new("PHONE", [CustomFieldValue::multitext("MOB", "+79990001122")]));
 /// # let _ = contact;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

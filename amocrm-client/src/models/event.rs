@@ -3,18 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{AccountId, ListItem, UserId, keep_raw, null_as_default, string_enum};
-
-/// Events have string ids (`01pz58t6p04mc7vhgm57gfq4fk`), unlike other entities.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
-#[serde(transparent)]
-pub struct EventId(pub String);
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use super::{AccountId, EventId, ListItem, UserId, keep_raw, null_as_default, string_enum};
 
 string_enum!(
     /// `type` of an event. Field changes come as `custom_field_{id}_value_changed`, which

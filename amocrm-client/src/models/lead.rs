@@ -6,9 +6,9 @@ use serde_json::Value;
 
 use super::write::{InputEmbedded, common_input_methods};
 use super::{
-    AccountId, CompanyId, CompanyInput, ContactId, ContactInput, CustomFieldInput,
-    CustomFieldValue, CustomFieldsExt, EntityRef, FieldId, LeadId, ListItem, LossReasonId,
-    PipelineId, StatusId, Tag, TagRef, UserId, keep_raw, lenient_i64, null_as_default, string_enum,
+    AccountId, CompanyId, CompanyInput, ContactId, ContactInput, CustomField, CustomFieldId,
+    CustomFieldInput, CustomFieldsExt, EntityRef, LeadId, ListItem, LossReasonId, PipelineId,
+    StatusId, Tag, TagRef, UserId, keep_raw, lenient_i64, null_as_default, string_enum,
     unix_to_utc,
 };
 
@@ -78,7 +78,7 @@ pub struct Lead {
     pub is_deleted: bool,
     /// `null` when no custom field is filled.
     #[serde(default)]
-    pub custom_fields_values: Option<Vec<CustomFieldValue>>,
+    pub custom_fields_values: Option<Vec<CustomField>>,
     /// Lead score.
     #[serde(default)]
     pub score: Option<i64>,
@@ -148,17 +148,17 @@ impl Lead {
     }
 
     /// The custom fields, empty when none is filled.
-    pub fn custom_fields(&self) -> &[CustomFieldValue] {
+    pub fn custom_fields(&self) -> &[CustomField] {
         self.custom_fields_values.as_deref().unwrap_or(&[])
     }
 
     /// The custom field with this id, if filled.
-    pub fn custom_field(&self, id: FieldId) -> Option<&CustomFieldValue> {
+    pub fn custom_field(&self, id: CustomFieldId) -> Option<&CustomField> {
         self.custom_fields().field(id)
     }
 
     /// The custom field with this code (case-insensitive), if filled.
-    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomFieldValue> {
+    pub fn custom_field_by_code(&self, code: &str) -> Option<&CustomField> {
         self.custom_fields().field_by_code(code)
     }
 }
@@ -168,13 +168,13 @@ impl Lead {
 /// is sent; only what amoCRM accepts can be set.
 ///
 /// ```
-/// use amocrm_client::{CustomFieldInput, FieldId, FieldValue, LeadInput, PipelineId, StatusId};
+/// use amocrm_client::{CustomFieldInput, CustomFieldId, CustomFieldValue, LeadInput, PipelineId, StatusId};
 ///
 /// let lead = LeadInput::new()
 ///     .name("Rent: BMW X5, 3 days")
 ///     .price(45_000)
 ///     .status(PipelineId(1113), StatusId(2030))
-///     .custom_field(CustomFieldInput::new(FieldId(3), [FieldValue::text("X5")]))
+///     .custom_field(CustomFieldInput::new(CustomFieldId(3), [CustomFieldValue::text("X5")]))
 ///     .add_tag("website");
 /// # let _ = lead;
 /// ```

@@ -1,5 +1,9 @@
 //! Types mirroring amoCRM's API v4 JSON.
 //!
+//! Ids and custom fields come from `amocrm-types` (also [`crate::types`]), shared with
+//! `amocrm-webhook`: a [`CustomField`] is one field of an entity with its values, a
+//! [`CustomFieldValue`] one value, and a [`CustomFieldDefinition`] a field as the account defines it.
+//!
 //! Every top-level entity keeps the object exactly as received ([`Lead::raw`] and friends), so
 //! fields this crate does not model (or that amoCRM adds later) are never lost. Nested types hold
 //! only the fields they name; their full JSON lives in the entity's raw value.
@@ -22,19 +26,22 @@ pub mod write;
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 pub use account::{Account, AccountWith};
+pub use amocrm_types::{
+    AccountId, CatalogElementId, CatalogId, CompanyId, ContactId, CustomField, CustomFieldId,
+    CustomFieldValue, CustomFieldsExt, CustomerId, EnumId, EventId, FieldRef, FieldType, LeadId,
+    LegalEntity, LossReasonId, NoteId, PipelineId, StatusId, TagId, TaskId, TaskTypeId, UserId,
+    WebhookId,
+};
 pub use company::{Company, CompanyEmbedded, CompanyInput, CompanyWith};
 pub use contact::{Contact, ContactEmbedded, ContactInput, ContactWith};
-pub use custom_field::{
-    CustomField, CustomFieldEnum, CustomFieldInput, CustomFieldValue, CustomFieldsExt, FieldRef,
-    FieldType, FieldValue, LegalEntity,
-};
-pub use event::{Event, EventId, EventType};
+pub use custom_field::{CustomFieldDefinition, CustomFieldEnum, CustomFieldInput};
+pub use event::{Event, EventType};
 pub use lead::{ComplexCreated, ComplexLead, Lead, LeadEmbedded, LeadInput, LeadWith};
 pub use link::{Link, LinkTarget};
 pub use note::{CallParams, Note, NoteContent, NoteInput, NoteType};
 pub use pipeline::{Pipeline, Status};
 pub use tag::{TagInput, TagRef};
-pub use task::{Task, TaskEntity, TaskInput, TaskResult, TaskTypeId};
+pub use task::{Task, TaskEntity, TaskInput, TaskResult};
 pub use user::{User, UserWith};
 pub use webhook::{Webhook, WebhookSetting};
 pub use write::Written;
@@ -44,101 +51,6 @@ pub trait ListItem: DeserializeOwned + Send + 'static {
     /// The key under `_embedded`, e.g. `leads`.
     const KEY: &'static str;
 }
-
-macro_rules! id_type {
-    ($(#[$meta:meta])* $name:ident) => {
-        $(#[$meta])*
-        #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
-            serde::Serialize, serde::Deserialize,
-        )]
-        #[serde(transparent)]
-        pub struct $name(pub u64);
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl From<u64> for $name {
-            fn from(id: u64) -> Self {
-                $name(id)
-            }
-        }
-
-        impl From<$name> for u64 {
-            fn from(id: $name) -> u64 {
-                id.0
-            }
-        }
-    };
-}
-
-id_type!(
-    /// A lead ("deal", сделка).
-    LeadId
-);
-id_type!(
-    /// A contact.
-    ContactId
-);
-id_type!(
-    /// A company.
-    CompanyId
-);
-id_type!(
-    /// A user of the account.
-    UserId
-);
-id_type!(
-    /// A pipeline (sales funnel).
-    PipelineId
-);
-id_type!(
-    /// A pipeline stage.
-    StatusId
-);
-id_type!(
-    /// A note.
-    NoteId
-);
-id_type!(
-    /// A custom field definition.
-    FieldId
-);
-id_type!(
-    /// A webhook subscription.
-    WebhookId
-);
-id_type!(
-    /// An amoCRM account.
-    AccountId
-);
-id_type!(
-    /// A tag.
-    TagId
-);
-id_type!(
-    /// A task.
-    TaskId
-);
-id_type!(
-    /// A catalog (list) of the account.
-    CatalogId
-);
-id_type!(
-    /// An element of a catalog.
-    CatalogElementId
-);
-id_type!(
-    /// A customer (periodic purchases).
-    CustomerId
-);
-id_type!(
-    /// A loss reason of closed-lost leads.
-    LossReasonId
-);
 
 /// Strings amoCRM enumerates, with an `Other` arm for values it adds later.
 macro_rules! string_enum {

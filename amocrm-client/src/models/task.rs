@@ -4,26 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{AccountId, ListItem, TaskId, UserId, keep_raw, unix_to_utc};
+use super::{AccountId, ListItem, TaskId, TaskTypeId, UserId, keep_raw, unix_to_utc};
 use crate::resources::EntityType;
-
-/// A task type: 1 is a call, 2 a meeting; accounts add their own (`GET /api/v4/account?with=task_types`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TaskTypeId(pub u64);
-
-impl TaskTypeId {
-    /// "Follow-up" / call.
-    pub const CALL: TaskTypeId = TaskTypeId(1);
-    /// Meeting.
-    pub const MEETING: TaskTypeId = TaskTypeId(2);
-}
-
-impl std::fmt::Display for TaskTypeId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// A task. [`Task::raw`] holds the whole object.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

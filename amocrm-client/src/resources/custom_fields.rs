@@ -2,7 +2,7 @@
 
 use crate::client::{Client, Query};
 use crate::error::Result;
-use crate::models::{CustomField, FieldId};
+use crate::models::{CustomFieldDefinition, CustomFieldId};
 
 use super::{EntityType, ListRequest, get_one};
 
@@ -28,7 +28,7 @@ impl Client {
 
 impl CustomFields<'_> {
     /// `GET /api/v4/{entity}/custom_fields`, every page.
-    pub fn list(&self) -> ListRequest<CustomField> {
+    pub fn list(&self) -> ListRequest<CustomFieldDefinition> {
         let entity = self.entity.as_str();
         ListRequest::new(
             self.client,
@@ -46,7 +46,7 @@ impl CustomFields<'_> {
     }
 
     /// `GET /api/v4/{entity}/custom_fields/{id}`.
-    pub async fn get(&self, id: FieldId) -> Result<CustomField> {
+    pub async fn get(&self, id: CustomFieldId) -> Result<CustomFieldDefinition> {
         let entity = self.entity.as_str();
         let template = match self.entity {
             EntityType::Leads => "/api/v4/leads/custom_fields/{id}",

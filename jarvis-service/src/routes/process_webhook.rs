@@ -87,7 +87,7 @@ pub async fn process(
         // Another contact's fields are not this deal's contact fields.
         let main = mapping::main_contact(lead);
         let contact = contact.filter(|c| match main.value() {
-            Some(main) => c.get("id").and_then(Value::as_u64) == Some(*main),
+            Some(main) => c.get("id").and_then(Value::as_u64) == Some(main.get()),
             None => true,
         });
         let deal = mapping::deal_from_api(lead, contact, &state.metadata_fields)

@@ -197,7 +197,7 @@ async fn handle(
         }
     };
     if let (Some(expected), Some(actual)) = (state.account_id, batch.account.id)
-        && expected != actual
+        && expected != actual.get()
     {
         let reason = format!("account {actual} is not the configured account");
         return Err(reject(

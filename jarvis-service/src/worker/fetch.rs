@@ -202,6 +202,7 @@ impl Worker {
         let main_ids: BTreeSet<u64> = fetched
             .iter()
             .filter_map(mapping::main_contact_id)
+            .map(u64::from)
             .collect();
         let mut contact_fields: HashMap<u64, Value> = HashMap::new();
         let mut missing = Vec::new();
@@ -246,7 +247,8 @@ impl Worker {
         let deals: Vec<DealUpsert> = fetched
             .iter()
             .filter_map(|lead| {
-                let contact = mapping::main_contact_id(lead).and_then(|id| contact_fields.get(&id));
+                let contact =
+                    mapping::main_contact_id(lead).and_then(|id| contact_fields.get(&id.get()));
                 mapping::deal_from_api(lead, contact, &self.state.metadata_fields)
             })
             .collect();

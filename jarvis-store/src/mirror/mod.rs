@@ -22,6 +22,7 @@
 //! ```
 //! use amocrm_webhook::Parser;
 //! use jarvis_store::Known;
+//! use amocrm_webhook::types::CustomFieldId;
 //! use jarvis_store::mirror::{FieldRef, MetadataField, deal_from_webhook};
 //!
 //! let body = b"leads[update][0][id]=31840021&leads[update][0][name]=Rent&leads[update][0][price]=10500\
@@ -30,7 +31,7 @@
 //!     &leads[update][0][custom_fields][0][id]=771001\
 //!     &leads[update][0][custom_fields][0][values][0][value]=RP-48213&account[id]=29711234";
 //! let batch = Parser::default().parse(Some("application/x-www-form-urlencoded"), body).unwrap();
-//! let mapping = [MetadataField::new("rentprog_id", FieldRef::Id(771001))];
+//! let mapping = [MetadataField::new("rentprog_id", FieldRef::Id(CustomFieldId(771001)))];
 //!
 //! let deal = deal_from_webhook(&batch.events[0], &mapping).unwrap();
 //! assert_eq!(deal.amocrm_deal_id, "31840021");
@@ -73,6 +74,7 @@ mod tokens;
 
 use amocrm_client::{Contact, Lead};
 use amocrm_webhook::WebhookEvent;
+use amocrm_webhook::types::ContactId;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
@@ -80,34 +82,12 @@ use crate::{ContactUpsert, DealUpsert, Known};
 
 pub use tokens::DbTokenStore;
 
+/// Names the custom field a metadata key's value comes from: by id, or by code (matched without
+/// regard to ASCII case). The shared type of `amocrm-types`.
+pub use amocrm_webhook::types::FieldRef;
+
 #[cfg(doc)]
 use amocrm_client::TokenStore;
-
-/// Where a metadata key's value comes from: a lead custom field, by id or by code.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldRef {
-    /// The field's numeric id (`field_id`).
-    Id(u64),
-    /// The field's code (`field_code`, e.g. `UTM_SOURCE`), matched without regard to ASCII case.
-    Code(String),
-}
-
-impl FieldRef {
-    /// A field named as text: an id when it is a whole number, a code otherwise.
-    ///
-    /// ```
-    /// use jarvis_store::mirror::FieldRef;
-    /// assert_eq!(FieldRef::parse("771001"), FieldRef::Id(771001));
-    /// assert_eq!(FieldRef::parse("UTM_SOURCE"), FieldRef::Code("UTM_SOURCE".into()));
-    /// ```
-    pub fn parse(field: &str) -> FieldRef {
-        let field = field.trim();
-        match field.parse::<u64>() {
-            Ok(id) => FieldRef::Id(id),
-            Err(_) => FieldRef::Code(field.to_string()),
-        }
-    }
-}
 
 /// One metadata mapping: the deal custom field `field` is copied into `metadata[key]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +187,7 @@ fn body_custom_fields(event: &WebhookEvent) -> Known<Value> {
 pub fn custom_field_value(custom_fields: &Value, field: &FieldRef) -> Option<Value> {
     let list = custom_fields.as_array()?;
     let found = list.iter().find(|f| match field {
-        FieldRef::Id(id) => f.get("field_id").and_then(json_i64) == Some(*id as i64),
+        FieldRef::Id(id) => f.get("field_id").and_then(json_i64) == i64::try_from(id.get()).ok(),
         FieldRef::Code(code) => f
             .get("field_code")
             .and_then(Value::as_str)
@@ -297,7 +277,7 @@ pub fn contact_from_webhook(event: &WebhookEvent) -> Option<ContactUpsert> {
         first_name: Known::Unknown,
         last_name: Known::Unknown,
         responsible_user_id: body_column(event, &["responsible_user_id"], |e| {
-            e.responsible_user_id().map(|v| v as i64)
+            e.responsible_user_id().map(|id| id.get() as i64)
         }),
         custom_fields: body_custom_fields(event),
         contact_full_data: Known::Unknown,
@@ -313,7 +293,7 @@ pub fn contact_from_webhook(event: &WebhookEvent) -> Option<ContactUpsert> {
 
 /// The main contact of an API lead JSON: unknown without `_embedded.contacts` (fetched without
 /// `with=contacts`), NULL when the lead has no contact; else the one marked main, or the first.
-pub fn main_contact(lead: &Value) -> Known<u64> {
+pub fn main_contact(lead: &Value) -> Known<ContactId> {
     let Some(contacts) = lead
         .get("_embedded")
         .and_then(|e| e.get("contacts"))
@@ -328,12 +308,13 @@ pub fn main_contact(lead: &Value) -> Known<u64> {
     Known::from_option(
         main.and_then(|c| c.get("id"))
             .and_then(json_i64)
-            .map(|v| v as u64),
+            .and_then(|id| u64::try_from(id).ok())
+            .map(ContactId),
     )
 }
 
 /// The id of a lead's main contact (or its first contact) in an API lead JSON with `_embedded.contacts`.
-pub fn main_contact_id(lead: &Value) -> Option<u64> {
+pub fn main_contact_id(lead: &Value) -> Option<ContactId> {
     main_contact(lead).value().copied()
 }
 
@@ -440,10 +421,11 @@ pub fn contact_from_contact(contact: &Contact) -> Option<ContactUpsert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use amocrm_webhook::types::CustomFieldId;
 
     fn mapping() -> Vec<MetadataField> {
         vec![
-            MetadataField::new("rentprog_id", FieldRef::Id(771001)),
+            MetadataField::new("rentprog_id", FieldRef::Id(CustomFieldId(771001))),
             MetadataField::new("class", FieldRef::Code("CAR_CLASS".into())),
         ]
     }
@@ -461,7 +443,7 @@ mod tests {
             "_embedded": {"contacts": [{"id": 1, "is_main": false}, {"id": 52110077, "is_main": true}]}
         });
         let contact = json!({"id": 52110077, "custom_fields_values": [{"field_code": "PHONE", "values": [{"value": "+7 999"}]}]});
-        assert_eq!(main_contact_id(&lead), Some(52110077));
+        assert_eq!(main_contact_id(&lead), Some(ContactId(52110077)));
         let deal = deal_from_api(&lead, Some(&contact), &mapping()).unwrap();
         assert_eq!(deal.amocrm_deal_id, "31840021");
         assert_eq!(deal.status_id, Known::Value(142));
@@ -548,6 +530,9 @@ mod tests {
     fn missing_metadata_field_is_absent_not_null() {
         let fields = json!([{"field_id": 1, "values": [{"value": ""}]}]);
         assert!(metadata_from_custom_fields(Some(&fields), &mapping()).is_empty());
-        assert_eq!(custom_field_value(&fields, &FieldRef::Id(1)), None);
+        assert_eq!(
+            custom_field_value(&fields, &FieldRef::Id(CustomFieldId(1))),
+            None
+        );
     }
 }
