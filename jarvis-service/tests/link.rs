@@ -352,7 +352,7 @@ fn stored_event(id: i64, fixture: &str) -> StoredEvent {
         entity_type: event.section.clone(),
         amocrm_entity_id: event.entity_id().map(str::to_owned),
         event_hash: event.event_hash(),
-        payload: serde_json::to_value(&event).unwrap(),
+        payload: jarvis_store::Payload::from_json(&event).unwrap(),
         account_id: event.account_id().map(|id| id.get() as i64),
         processed: true,
         attempts: 0,

@@ -37,6 +37,11 @@ impl Payload {
         serde_json::value::to_raw_value(value).map(Payload)
     }
 
+    /// `text` if it is JSON.
+    pub fn from_text(text: String) -> serde_json::Result<Self> {
+        serde_json::value::RawValue::from_string(text).map(Payload)
+    }
+
     /// The JSON text.
     pub fn get(&self) -> &str {
         self.0.get()
@@ -49,6 +54,10 @@ impl Payload {
 
     pub(crate) fn raw(&self) -> &serde_json::value::RawValue {
         &self.0
+    }
+
+    pub(crate) fn from_raw(raw: Box<serde_json::value::RawValue>) -> Self {
+        Payload(raw)
     }
 }
 
@@ -103,9 +112,9 @@ pub struct StoredEvent {
     pub amocrm_entity_id: Option<String>,
     /// Hex SHA-256 of the event's canonical form (column `event_hash`).
     pub event_hash: String,
-    /// The event as JSON (column `payload`); `StoredEvent::webhook_event` (feature `webhook`)
-    /// reads it back as an `amocrm-webhook` event.
-    pub payload: Value,
+    /// The event as JSON (column `payload`), as the database returns its text; `StoredEvent::webhook_event`
+    /// (feature `webhook`) reads it back as an `amocrm-webhook` event without an intermediate tree.
+    pub payload: Payload,
     /// amoCRM account id (column `account_id`).
     pub account_id: Option<i64>,
     /// Whether a worker finished it (column `processed`).

@@ -560,7 +560,10 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
         entity_type: row.try_get("entity_type")?,
         amocrm_entity_id: row.try_get("amocrm_entity_id")?,
         event_hash: row.try_get("event_hash")?,
-        payload: row.try_get("payload")?,
+        payload: crate::Payload::from_raw(
+            row.try_get::<sqlx::types::Json<Box<serde_json::value::RawValue>>, _>("payload")?
+                .0,
+        ),
         account_id: row.try_get::<Option<i32>, _>("account_id")?.map(i64::from),
         processed: row.try_get("processed")?,
         attempts: row.try_get("attempts")?,

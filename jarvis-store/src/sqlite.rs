@@ -610,7 +610,12 @@ fn event_from_row(row: &SqliteRow) -> Result<StoredEvent> {
         entity_type: row.try_get("entity_type")?,
         amocrm_entity_id: row.try_get("amocrm_entity_id")?,
         event_hash: row.try_get("event_hash")?,
-        payload: json(row, "payload")?,
+        payload: crate::Payload::from_text(row.try_get("payload")?).map_err(|error| {
+            Error::Decode {
+                column: "payload",
+                reason: error.to_string(),
+            }
+        })?,
         account_id: row.try_get("account_id")?,
         processed: row.try_get("processed")?,
         attempts: row.try_get("attempts")?,

@@ -42,10 +42,7 @@ impl NewEvent {
 
     /// The event this row carries (see [`StoredEvent::webhook_event`]).
     pub fn webhook_event(&self) -> Result<WebhookEvent> {
-        serde_json::from_str(self.payload.get()).map_err(|e| Error::Decode {
-            column: "payload",
-            reason: e.to_string(),
-        })
+        decode(self.payload.get())
     }
 }
 
@@ -53,13 +50,12 @@ impl StoredEvent {
     /// The webhook event stored in `payload`; [`Error::Decode`] when the payload was written by
     /// something other than [`NewEvent::from_webhook`] and does not have the event's shape.
     pub fn webhook_event(&self) -> Result<WebhookEvent> {
-        decode(&self.payload)
+        decode(self.payload.get())
     }
 }
 
-fn decode(payload: &serde_json::Value) -> Result<WebhookEvent> {
-    use serde::Deserialize as _;
-    WebhookEvent::deserialize(payload).map_err(|e| Error::Decode {
+fn decode(payload: &str) -> Result<WebhookEvent> {
+    serde_json::from_str(payload).map_err(|e| Error::Decode {
         column: "payload",
         reason: e.to_string(),
     })

@@ -204,7 +204,7 @@ async fn event_round_trips_every_column(store: &dyn Store) {
     assert_eq!(stored.event_type, new.event_type);
     assert_eq!(stored.entity_type, new.entity_type);
     assert_eq!(stored.amocrm_entity_id, new.amocrm_entity_id);
-    assert_eq!(stored.payload, new.payload.to_value());
+    assert_eq!(stored.payload.to_value(), new.payload.to_value());
     assert_eq!(stored.account_id, new.account_id);
     assert_eq!(stored.received_at, new.received_at);
     assert!(!stored.processed);

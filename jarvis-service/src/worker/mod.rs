@@ -721,7 +721,7 @@ mod tests {
             entity_type: "lead".into(),
             amocrm_entity_id: Some(id.to_string()),
             event_hash: format!("hash-{id}"),
-            payload: Value::Null,
+            payload: Value::Null.into(),
             account_id: None,
             processed: false,
             attempts: 0,
