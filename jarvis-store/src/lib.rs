@@ -207,9 +207,10 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// Claimed events that `plan` leaves out of `completed` are leased for `lease` in the same
     /// transaction and returned, to be processed one by one. On an error nothing is written and no
-    /// event is leased: they are due as before. The default implementation claims with leases, then
-    /// calls [`settle_batch`](Self::settle_batch) (after an error there, the events wait for their
-    /// leases to expire).
+    /// event is leased: they are due as before. The default implementation (SQLite's: its one writer
+    /// must not wait while `plan` runs, or every receiver's insert would) claims with leases, then
+    /// calls [`settle_batch`](Self::settle_batch) in a second transaction; after an error there it
+    /// releases the leases.
     async fn claim_and_settle(
         &self,
         limit: usize,
@@ -220,8 +221,18 @@ pub trait Store: Send + Sync + 'static {
         if events.is_empty() {
             return Ok(ClaimSettled::default());
         }
-        let writes = plan(&events);
-        let settled = self.settle_batch(&writes).await?;
+        let mut writes = plan(&events);
+        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+        writes.completed.retain(|id| in_batch.contains(id));
+        let settled = match self.settle_batch(&writes).await {
+            Ok(settled) => settled,
+            Err(error) => {
+                let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+                // Best effort: if this fails too, the leases expire and the events come back then.
+                let _ = self.release_events(&ids).await;
+                return Err(error);
+            }
+        };
         Ok(ClaimSettled {
             claimed: events.len(),
             settled,

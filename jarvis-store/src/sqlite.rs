@@ -25,10 +25,10 @@ use sqlx::{Row, SqliteConnection};
 use crate::batch::{collapse, distinct_events, require_migrated, sql_limit, usage_rows};
 use crate::error::account_id_to_i32;
 use crate::{
-    ApiUsage, BatchWrites, ClaimSettled, Contact, ContactUpsert, Deal, DealUpsert, Error,
-    FailOutcome, InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats,
-    RejectedWebhook, Requeue, Result, SettleOutcome, SettlePlan, StateEntry, Stats, Store,
-    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
+    ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
+    InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
+    Requeue, Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected,
+    StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -1102,67 +1102,6 @@ impl Store for SqliteStore {
         let outcome = self.settle_in(&mut tx, writes).await?;
         tx.commit().await?;
         Ok(outcome)
-    }
-
-    async fn claim_and_settle(
-        &self,
-        limit: usize,
-        lease: Duration,
-        plan: &mut SettlePlan<'_>,
-    ) -> Result<ClaimSettled> {
-        if limit == 0 {
-            return Ok(ClaimSettled::default());
-        }
-        let now = Utc::now();
-        // The write transaction is the batch's lease: the one writer connection serializes claimers.
-        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
-            WHERE processed = 0 AND dead_at IS NULL AND next_attempt_at <= ?1
-              AND (locked_until IS NULL OR locked_until <= ?1)
-            ORDER BY next_attempt_at, id
-            LIMIT ?2"
-        ))
-        .bind(micros(now))
-        .bind(sql_limit(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Ok(ClaimSettled::default());
-        }
-        let mut events = rows
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        events.sort_by_key(|event| event.id);
-        let claimed = events.len();
-        let mut writes = plan(&events);
-        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
-        writes.completed.retain(|id| in_batch.contains(id));
-        let settled = self.settle_in(&mut tx, &writes).await?;
-        let mut leased = crate::settle::left_over(events, &writes);
-        if !leased.is_empty() {
-            let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
-            let ids: Vec<i64> = leased.iter().map(|e| e.id).collect();
-            sqlx::query(
-                "UPDATE amocrm_webhook_events SET locked_until = ?1, next_attempt_at = ?1
-                WHERE id IN (SELECT value FROM json_each(?2))",
-            )
-            .bind(micros(until))
-            .bind(id_list(&ids))
-            .execute(&mut *tx)
-            .await?;
-            for event in &mut leased {
-                event.locked_until = Some(until);
-                event.next_attempt_at = until;
-            }
-        }
-        tx.commit().await?;
-        Ok(ClaimSettled {
-            claimed,
-            settled,
-            leased,
-        })
     }
 
     async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()> {
