@@ -217,27 +217,7 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
         plan: &mut SettlePlan<'_>,
     ) -> Result<ClaimSettled> {
-        let events = self.claim_events(limit, lease).await?;
-        if events.is_empty() {
-            return Ok(ClaimSettled::default());
-        }
-        let mut writes = plan(&events);
-        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
-        writes.completed.retain(|id| in_batch.contains(id));
-        let settled = match self.settle_batch(&writes).await {
-            Ok(settled) => settled,
-            Err(error) => {
-                let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
-                // Best effort: if this fails too, the leases expire and the events come back then.
-                let _ = self.release_events(&ids).await;
-                return Err(error);
-            }
-        };
-        Ok(ClaimSettled {
-            claimed: events.len(),
-            settled,
-            leased: settle::left_over(events, &writes),
-        })
+        settle::claim_then_settle(self, limit, lease, plan).await
     }
 
     /// Marks a deal deleted (`true`) or restored (`false`) outright, creating a bare row if none

@@ -96,3 +96,34 @@ pub(crate) fn left_over(
         .filter(|event| !completed.contains(&event.id))
         .collect()
 }
+
+/// [`Store::claim_and_settle`](crate::Store::claim_and_settle) in two transactions: claim with
+/// leases, plan outside any transaction, settle; the leases are released when settling fails.
+pub(crate) async fn claim_then_settle<S: crate::Store + ?Sized>(
+    store: &S,
+    limit: usize,
+    lease: std::time::Duration,
+    plan: &mut SettlePlan<'_>,
+) -> crate::Result<ClaimSettled> {
+    let events = store.claim_events(limit, lease).await?;
+    if events.is_empty() {
+        return Ok(ClaimSettled::default());
+    }
+    let mut writes = plan(&events);
+    let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+    writes.completed.retain(|id| in_batch.contains(id));
+    let settled = match store.settle_batch(&writes).await {
+        Ok(settled) => settled,
+        Err(error) => {
+            let ids: Vec<i64> = events.iter().map(|e| e.id).collect();
+            // Best effort: if this fails too, the leases expire and the events come back then.
+            let _ = store.release_events(&ids).await;
+            return Err(error);
+        }
+    };
+    Ok(ClaimSettled {
+        claimed: events.len(),
+        settled,
+        leased: left_over(events, &writes),
+    })
+}

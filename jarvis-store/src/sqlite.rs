@@ -49,6 +49,10 @@ const CONTACT_COLUMNS: &str = "id, amocrm_contact_id, name, first_name, last_nam
 /// when another process (the CLI, say) writes too.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// Most events one `claim_and_settle` takes on SQLite: a write transaction of this many states holds
+/// the writer for a few milliseconds on a small machine.
+const SETTLE_BATCH: usize = 200;
+
 /// The SQLite store. Cloning shares the pools.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -1102,6 +1106,18 @@ impl Store for SqliteStore {
         let outcome = self.settle_in(&mut tx, writes).await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// In two transactions (see [`Store::claim_and_settle`]) and at most [`SETTLE_BATCH`] events at a
+    /// time: SQLite's one writer is shared with every receiver, so a long settle transaction would be
+    /// their wait.
+    async fn claim_and_settle(
+        &self,
+        limit: usize,
+        lease: Duration,
+        plan: &mut crate::SettlePlan<'_>,
+    ) -> Result<crate::ClaimSettled> {
+        crate::settle::claim_then_settle(self, limit.min(SETTLE_BATCH), lease, plan).await
     }
 
     async fn mark_deal_deleted(&self, amocrm_deal_id: &str, deleted: bool) -> Result<()> {
