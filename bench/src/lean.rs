@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
-use fake_amocrm::{FakeAmo, LatencySummary, SendReport, contact_event_body, lead_event_body};
+use fake_amocrm::{FakeAmo, SendReport, contact_event_body, lead_event_body, summarize};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -187,25 +187,6 @@ pub async fn send(
     report.achieved_rate = report.sent as f64 / report.elapsed_secs.max(f64::EPSILON);
     report.latency = summarize(&mut latencies);
     Ok(report)
-}
-
-fn summarize(latencies: &mut [Duration]) -> LatencySummary {
-    if latencies.is_empty() {
-        return LatencySummary::default();
-    }
-    latencies.sort_unstable();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let at = |q: f64| {
-        let idx = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-        ms(latencies[idx])
-    };
-    LatencySummary {
-        p50_ms: at(0.50),
-        p90_ms: at(0.90),
-        p99_ms: at(0.99),
-        max_ms: ms(latencies[latencies.len() - 1]),
-        mean_ms: latencies.iter().map(|d| ms(*d)).sum::<f64>() / latencies.len() as f64,
-    }
 }
 
 #[cfg(test)]

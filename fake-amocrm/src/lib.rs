@@ -62,7 +62,7 @@ pub use form::{
     lead_events_body, note_event_body,
 };
 pub use history::{SECOND_PIPELINE_ID, SECOND_PIPELINE_STATUSES};
-pub use send::{KindMix, LatencySummary, SendPlan, SendReport, send};
+pub use send::{KindMix, LatencySummary, SendPlan, SendReport, send, summarize};
 
 /// How the fake behaves. `Default` matches a real account: 7 requests/s, day-long tokens,
 /// authentication required.

@@ -417,7 +417,8 @@ pub async fn send(plan: &SendPlan, fake: &FakeAmo) -> anyhow::Result<SendReport>
     Ok(report)
 }
 
-fn summarize(latencies: &mut [Duration]) -> LatencySummary {
+/// Percentiles of `latencies` (sorted in place).
+pub fn summarize(latencies: &mut [Duration]) -> LatencySummary {
     if latencies.is_empty() {
         return LatencySummary::default();
     }

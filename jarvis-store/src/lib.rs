@@ -172,14 +172,8 @@ pub trait Store: Send + Sync + 'static {
     /// all-or-nothing guarantee; both backends of this crate override it.
     async fn settle_batch(&self, writes: &BatchWrites) -> Result<SettleOutcome> {
         let contacts = self.upsert_contacts(&writes.contacts).await?;
-        for id in writes.followed_contacts() {
-            if let Some(contact) = self.get_contact(id).await?
-                && contact.updated_at.is_some()
-            {
-                self.set_main_contact_fields(id, contact.custom_fields.as_ref())
-                    .await?;
-            }
-        }
+        self.follow_contact_fields(&writes.followed_contacts())
+            .await?;
         let deals = self.upsert_deals(&writes.deals).await?;
         for deletion in &writes.deletions {
             self.record_deletion(
@@ -252,6 +246,28 @@ pub trait Store: Send + Sync + 'static {
         amocrm_contact_id: &str,
         custom_fields: Option<&Value>,
     ) -> Result<u64>;
+
+    /// Copies each listed contact's stored custom fields (none included) into `contact_custom_fields`
+    /// of every deal it is the main contact of, as
+    /// [`set_main_contact_fields`](Self::set_main_contact_fields) does for one. The stored row is
+    /// read, so an older body never wins over newer fields; a bare deleted marker (no
+    /// `updated_at`) holds no state of the contact and is skipped. Returns how many deals changed.
+    ///
+    /// The default implementation reads and writes contact by contact; both backends of this crate
+    /// do it in one statement.
+    async fn follow_contact_fields(&self, amocrm_contact_ids: &[&str]) -> Result<u64> {
+        let mut changed = 0;
+        for id in amocrm_contact_ids {
+            if let Some(contact) = self.get_contact(id).await?
+                && contact.updated_at.is_some()
+            {
+                changed += self
+                    .set_main_contact_fields(id, contact.custom_fields.as_ref())
+                    .await?;
+            }
+        }
+        Ok(changed)
+    }
 
     /// Applies many contact states by the mirror rule, like [`upsert_deals`](Self::upsert_deals).
     async fn upsert_contacts(&self, contacts: &[ContactUpsert]) -> Result<UpsertOutcome>;

@@ -24,6 +24,14 @@ use crate::{
     StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 
+/// Which events a claim takes (`$1`: how many): due, unleased, oldest first, none another claimer
+/// is taking (SKIP LOCKED).
+const PICK_DUE: &str = "WHERE NOT processed AND dead_at IS NULL AND next_attempt_at <= now()
+      AND (locked_until IS NULL OR locked_until <= now())
+    ORDER BY next_attempt_at, id
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, \
@@ -235,20 +243,7 @@ impl PgStore {
         writes: &BatchWrites,
     ) -> Result<SettleOutcome> {
         let contacts = self.apply_contacts(tx, &writes.contacts).await?;
-        let followed = writes.followed_contacts();
-        if !followed.is_empty() {
-            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
-            sqlx::query(
-                "UPDATE amocrm_deals d SET contact_custom_fields = c.custom_fields, synced_at = now()
-                FROM amocrm_contacts c
-                WHERE c.amocrm_contact_id = ANY($1) AND c.updated_at IS NOT NULL
-                  AND d.main_contact_id = c.amocrm_contact_id
-                  AND d.contact_custom_fields IS DISTINCT FROM c.custom_fields",
-            )
-            .bind(&followed)
-            .execute(&mut *tx)
-            .await?;
-        }
+        follow_contact_fields(tx, &writes.followed_contacts()).await?;
         let deals = self.apply_deals(tx, &writes.deals).await?;
         if !writes.deletions.is_empty() {
             record_deletions(tx, &writes.deletions).await?;
@@ -263,15 +258,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        let outcome = |states: usize, applied: u64| UpsertOutcome {
-            applied,
-            stale: states as u64 - applied,
-        };
-        Ok(SettleOutcome {
-            contacts: outcome(writes.contacts.len(), contacts),
-            deals: outcome(writes.deals.len(), deals),
-            completed: writes.completed.len() as u64,
-        })
+        Ok(SettleOutcome::of(writes, contacts, deals))
     }
 
     /// Applies deal states by the mirror rule in as few statements as the batch allows (one, unless
@@ -302,6 +289,27 @@ impl PgStore {
         }
         Ok(applied)
     }
+}
+
+/// Copies the contacts' stored fields into the deals they are the main contact of, in one
+/// statement (see [`Store::follow_contact_fields`]).
+async fn follow_contact_fields(conn: &mut sqlx::PgConnection, ids: &[&str]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+    let changed = sqlx::query(
+        "UPDATE amocrm_deals d SET contact_custom_fields = c.custom_fields, synced_at = now()
+        FROM amocrm_contacts c
+        WHERE c.amocrm_contact_id = ANY($1) AND c.updated_at IS NOT NULL
+          AND d.main_contact_id = c.amocrm_contact_id
+          AND d.contact_custom_fields IS DISTINCT FROM c.custom_fields",
+    )
+    .bind(ids)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(changed)
 }
 
 /// Records deletes and restores set-wise, in three statements whatever their number: the
@@ -908,12 +916,7 @@ impl Store for PgStore {
         // the lease's end keeps leased rows out of the claimable index range until the lease expires.
         let sql = format!(
             "WITH picked AS MATERIALIZED (
-                SELECT id FROM amocrm_webhook_events
-                WHERE NOT processed AND dead_at IS NULL AND next_attempt_at <= now()
-                  AND (locked_until IS NULL OR locked_until <= now())
-                ORDER BY next_attempt_at, id
-                LIMIT $1
-                FOR UPDATE SKIP LOCKED
+                SELECT id FROM amocrm_webhook_events {PICK_DUE}
             )
             UPDATE amocrm_webhook_events e
             SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
@@ -1147,12 +1150,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // The row locks of this transaction are the batch's lease: claimers skip locked rows.
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events
-            WHERE NOT processed AND dead_at IS NULL AND next_attempt_at <= now()
-              AND (locked_until IS NULL OR locked_until <= now())
-            ORDER BY next_attempt_at, id
-            LIMIT $1
-            FOR UPDATE SKIP LOCKED"
+            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events {PICK_DUE}"
         ))
         .bind(sql_limit(limit))
         .fetch_all(&mut *tx)
@@ -1166,9 +1164,7 @@ impl Store for PgStore {
             .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|event| event.id);
         let claimed = events.len();
-        let mut writes = plan(&events);
-        let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
-        writes.completed.retain(|id| in_batch.contains(id));
+        let writes = crate::settle::plan_batch(&events, plan);
         let settled = self.settle_in(&mut tx, &writes).await?;
         let mut leased = crate::settle::left_over(events, &writes);
         if !leased.is_empty() {
@@ -1291,6 +1287,11 @@ impl Store for PgStore {
         .await?
         .rows_affected();
         Ok(changed)
+    }
+
+    async fn follow_contact_fields(&self, amocrm_contact_ids: &[&str]) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        follow_contact_fields(&mut conn, amocrm_contact_ids).await
     }
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {

@@ -69,6 +69,21 @@ pub struct SettleOutcome {
     pub completed: u64,
 }
 
+impl SettleOutcome {
+    /// The outcome of `writes` when `contacts` contact states and `deals` deal states applied.
+    pub(crate) fn of(writes: &BatchWrites, contacts: u64, deals: u64) -> Self {
+        let outcome = |states: usize, applied: u64| crate::UpsertOutcome {
+            applied,
+            stale: states as u64 - applied,
+        };
+        SettleOutcome {
+            contacts: outcome(writes.contacts.len(), contacts),
+            deals: outcome(writes.deals.len(), deals),
+            completed: writes.completed.len() as u64,
+        }
+    }
+}
+
 /// What [`Store::claim_and_settle`](crate::Store::claim_and_settle) did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClaimSettled {
@@ -84,6 +99,14 @@ pub struct ClaimSettled {
 /// [`Store::claim_and_settle`](crate::Store::claim_and_settle)). It runs while the batch's
 /// transaction is open: it must be quick and must not wait on anything.
 pub type SettlePlan<'a> = dyn FnMut(&[crate::StoredEvent]) -> BatchWrites + Send + 'a;
+
+/// What `plan` makes of a claimed batch, completing only events of the batch.
+pub(crate) fn plan_batch(events: &[crate::StoredEvent], plan: &mut SettlePlan<'_>) -> BatchWrites {
+    let mut writes = plan(events);
+    let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
+    writes.completed.retain(|id| in_batch.contains(id));
+    writes
+}
 
 /// The claimed events `writes` does not complete.
 pub(crate) fn left_over(
@@ -109,9 +132,7 @@ pub(crate) async fn claim_then_settle<S: crate::Store + ?Sized>(
     if events.is_empty() {
         return Ok(ClaimSettled::default());
     }
-    let mut writes = plan(&events);
-    let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
-    writes.completed.retain(|id| in_batch.contains(id));
+    let writes = plan_batch(&events, plan);
     let settled = match store.settle_batch(&writes).await {
         Ok(settled) => settled,
         Err(error) => {

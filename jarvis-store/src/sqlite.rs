@@ -252,22 +252,7 @@ impl SqliteStore {
     ) -> Result<SettleOutcome> {
         let now = micros(Utc::now());
         let contacts = self.apply_contacts(tx, &writes.contacts).await?;
-        let followed = writes.followed_contacts();
-        if !followed.is_empty() {
-            // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
-            sqlx::query(
-                "UPDATE amocrm_deals AS d SET contact_custom_fields = c.custom_fields, synced_at = ?
-                FROM amocrm_contacts AS c
-                WHERE c.amocrm_contact_id IN (SELECT value FROM json_each(?))
-                  AND c.updated_at IS NOT NULL
-                  AND d.main_contact_id = c.amocrm_contact_id
-                  AND d.contact_custom_fields IS NOT c.custom_fields",
-            )
-            .bind(now)
-            .bind(serde_json::to_string(&followed).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *tx)
-            .await?;
-        }
+        follow_contact_fields(tx, &writes.followed_contacts()).await?;
         let deals = self.apply_deals(tx, &writes.deals).await?;
         for deletion in &writes.deletions {
             record_deletion_on(
@@ -289,15 +274,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
-        let outcome = |states: usize, applied: u64| UpsertOutcome {
-            applied,
-            stale: states as u64 - applied,
-        };
-        Ok(SettleOutcome {
-            contacts: outcome(writes.contacts.len(), contacts),
-            deals: outcome(writes.deals.len(), deals),
-            completed: writes.completed.len() as u64,
-        })
+        Ok(SettleOutcome::of(writes, contacts, deals))
     }
 
     /// Applies states by the mirror rule on `conn`, collapsed first (see `batch::collapse`);
@@ -405,6 +382,29 @@ struct CommonState<'a> {
     metadata_keys: &'a [String],
     metadata: &'a Map<String, Value>,
     is_deleted: Option<bool>,
+}
+
+/// Copies the contacts' stored fields into the deals they are the main contact of, in one
+/// statement (see [`Store::follow_contact_fields`]).
+async fn follow_contact_fields(conn: &mut SqliteConnection, ids: &[&str]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // A stored state of the contact (a bare deleted marker has no time) is what its deals show.
+    let changed = sqlx::query(
+        "UPDATE amocrm_deals AS d SET contact_custom_fields = c.custom_fields, synced_at = ?
+        FROM amocrm_contacts AS c
+        WHERE c.amocrm_contact_id IN (SELECT value FROM json_each(?))
+          AND c.updated_at IS NOT NULL
+          AND d.main_contact_id = c.amocrm_contact_id
+          AND d.contact_custom_fields IS NOT c.custom_fields",
+    )
+    .bind(micros(Utc::now()))
+    .bind(serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()))
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(changed)
 }
 
 /// Records a delete or restore on `conn` (inside the caller's write transaction) and sets the row's
@@ -1163,6 +1163,14 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         Ok(changed)
+    }
+
+    async fn follow_contact_fields(&self, amocrm_contact_ids: &[&str]) -> Result<u64> {
+        if amocrm_contact_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.writer.acquire().await?;
+        follow_contact_fields(&mut conn, amocrm_contact_ids).await
     }
 
     async fn get_deal(&self, amocrm_deal_id: &str) -> Result<Option<Deal>> {

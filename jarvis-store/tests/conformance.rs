@@ -97,6 +97,7 @@ conformance!(
         a_direct_connection_keeps_its_session,
         settle_batch_writes_rows_and_completes_events,
         claim_and_settle_completes_what_the_plan_settles,
+        contact_fields_follow_stored_contacts_in_one_call,
     ],
     unmigrated: [unmigrated_database_is_reported],
 );
@@ -1562,4 +1563,30 @@ async fn claim_and_settle_completes_what_the_plan_settles(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+async fn contact_fields_follow_stored_contacts_in_one_call(store: &dyn Store) {
+    // Deals 1 and 2 have contact 5000001 as their main contact (full_deal).
+    store
+        .upsert_deals(&[full_deal("1", at(-600)), full_deal("2", at(-600))])
+        .await
+        .unwrap();
+    let phone = json!([{ "field_code": "PHONE", "values": [{ "value": "+7 999 000-00-00" }] }]);
+    let mut main_contact = contact("5000001", Some(at(1)));
+    main_contact.custom_fields = phone.clone().into();
+    store.upsert_contacts(&[main_contact]).await.unwrap();
+    // A bare deleted marker holds no state of its contact: nothing follows it.
+    store.mark_contact_deleted("777", true).await.unwrap();
+
+    let ids = ["5000001", "777", "not-stored"];
+    assert_eq!(store.follow_contact_fields(&ids).await.unwrap(), 2);
+    for id in ["1", "2"] {
+        let deal = store.get_deal(id).await.unwrap().unwrap();
+        assert_eq!(deal.contact_custom_fields, Some(phone.clone()));
+        // The deals' own amoCRM time is not involved.
+        assert_eq!(deal.updated_at, Some(at(-600)));
+    }
+    // Already following: nothing changes.
+    assert_eq!(store.follow_contact_fields(&ids).await.unwrap(), 0);
+    assert_eq!(store.follow_contact_fields(&[]).await.unwrap(), 0);
 }

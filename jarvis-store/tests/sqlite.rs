@@ -110,3 +110,41 @@ async fn concurrent_batches_sharing_commits_get_their_own_outcomes() {
     let (store, _dir) = testing::sqlite_store().await;
     common::concurrent_batches_get_their_own_outcomes(Arc::new(store)).await;
 }
+
+/// SQLite claims a batch with leases and settles it in a second transaction: when settling fails,
+/// nothing of it is written and the leases are released, so the events are due again at once.
+#[tokio::test]
+async fn a_failed_settle_releases_the_batch() {
+    let (store, _dir) = testing::sqlite_store().await;
+    // The database refuses this one deal, as a constraint would.
+    sqlx::query(
+        "CREATE TRIGGER refuse_deal BEFORE INSERT ON amocrm_deals
+        WHEN NEW.amocrm_deal_id = 'refused'
+        BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store
+        .insert_events(&[event("settle-a"), event("settle-b")])
+        .await
+        .unwrap();
+    let result = store
+        .claim_and_settle(10, Duration::from_secs(600), &mut |batch| {
+            jarvis_store::BatchWrites {
+                deals: vec![common::deal("fine", None), common::deal("refused", None)],
+                completed: batch.iter().map(|e| e.id).collect(),
+                ..Default::default()
+            }
+        })
+        .await;
+    assert!(result.is_err());
+    assert!(store.get_deal("fine").await.unwrap().is_none());
+    // Released, not left leased for ten minutes: a claim takes both again now.
+    let again = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(again.iter().all(|e| !e.processed));
+}

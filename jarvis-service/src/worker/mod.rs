@@ -491,14 +491,7 @@ impl Worker {
         let Some(planned) = planned.filter(|_| outcome.claimed > 0) else {
             return Ok(0);
         };
-        let done = outcome.settled.completed;
-        let now = Utc::now();
-        metrics::counter!(names::EVENTS_PROCESSED).increment(done);
-        self.state.activity.record_processed(done, now);
-        for at in &planned.received {
-            let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::histogram!(names::PROCESSING_LAG).record(lag);
-        }
+        self.record_completed(planned.received.iter(), Utc::now());
         let elapsed = started.elapsed();
         metrics::histogram!(names::WORKER_BATCH_DURATION).record(elapsed.as_secs_f64());
         let span = tracing::info_span!("batch", events = outcome.claimed, event_ids = %compact_ids(&planned.ids));
@@ -530,28 +523,18 @@ impl Worker {
         keep_events: bool,
     ) -> (jarvis_store::BatchWrites, Planned) {
         let plan = self.plan(events);
+        // Fetches are planned in API mode only; an event waiting for one would be left out too.
         let mut completed: Vec<i64> = plan
             .nothing
             .iter()
             .chain(plan.deals_from_bodies.iter().map(|(id, _)| id))
             .chain(plan.contacts_from_bodies.iter().map(|(id, _)| id))
             .chain(plan.deletions.iter().map(|d| &d.event))
-            .chain(plan.leads_to_fetch.values().flatten())
-            .chain(plan.contacts_to_fetch.values().flatten())
             .copied()
             .filter(|id| !plan.settled.contains_key(id))
             .collect();
         completed.sort_unstable();
         completed.dedup();
-        // Fetches happen in API mode only: were any planned, leave those events to the general way.
-        let fetched: std::collections::HashSet<i64> = plan
-            .leads_to_fetch
-            .values()
-            .chain(plan.contacts_to_fetch.values())
-            .flatten()
-            .copied()
-            .collect();
-        completed.retain(|id| !fetched.contains(id));
         let done: std::collections::HashSet<i64> = completed.iter().copied().collect();
         let summary = Planned {
             ids: events.iter().map(|e| e.id).collect(),

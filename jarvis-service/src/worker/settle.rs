@@ -35,29 +35,36 @@ pub(super) fn settle_once(settled: &mut HashMap<i64, Settle>, event: i64, settle
 }
 
 impl Worker {
-    /// Copies the contacts' stored custom fields into the deals they are the main contact of. The
-    /// stored row is read back so an out-of-order (older) body never wins over newer fields.
+    /// Copies the contacts' stored custom fields into the deals they are the main contact of
+    /// ([`jarvis_store::Store::follow_contact_fields`]).
     pub(super) async fn follow_contact_fields(
         &self,
         contacts: &[ContactUpsert],
     ) -> jarvis_store::Result<()> {
-        let store = &self.state.store;
         let ids: BTreeSet<&str> = contacts
             .iter()
             .map(|c| c.amocrm_contact_id.as_str())
             .collect();
-        for id in ids {
-            // A row with a time holds a state of the contact (not a bare deleted marker): its
-            // fields, none included, are the deals' contact fields.
-            if let Some(contact) = store.get_contact(id).await?
-                && contact.updated_at.is_some()
-            {
-                store
-                    .set_main_contact_fields(id, contact.custom_fields.as_ref())
-                    .await?;
-            }
-        }
+        let ids: Vec<&str> = ids.into_iter().collect();
+        self.state.store.follow_contact_fields(&ids).await?;
         Ok(())
+    }
+
+    /// Counts completed events (metrics, the status page) with their processing lag as of `now`,
+    /// given when each was received.
+    pub(super) fn record_completed<'a>(
+        &self,
+        received: impl Iterator<Item = &'a DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) {
+        let mut count = 0;
+        for at in received {
+            count += 1;
+            let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+            metrics::histogram!(names::PROCESSING_LAG).record(lag);
+        }
+        metrics::counter!(names::EVENTS_PROCESSED).increment(count);
+        self.state.activity.record_processed(count, now);
     }
 
     pub(super) async fn settle(
@@ -115,18 +122,7 @@ impl Worker {
             result = store.complete_events(&done).await;
         }
         match result {
-            Ok(()) => {
-                metrics::counter!(names::EVENTS_PROCESSED).increment(done.len() as u64);
-                self.state
-                    .activity
-                    .record_processed(done.len() as u64, Utc::now());
-                for id in &done {
-                    if let Some(at) = received.get(id) {
-                        let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
-                        metrics::histogram!(names::PROCESSING_LAG).record(lag);
-                    }
-                }
-            }
+            Ok(()) => self.record_completed(done.iter().filter_map(|id| received.get(id)), now),
             Err(e) => {
                 tracing::warn!(error = %e, "completing events failed; they will be claimed again")
             }
