@@ -179,6 +179,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     status_change_mirrors_deal_with_contact_fields_and_rentprog_id,
     burst_is_coalesced_into_few_requests,
+    a_burst_after_an_idle_spell_is_fetched_together,
     duplicates_are_not_processed_twice,
     delete_is_confirmed_against_the_api,
     server_error_then_success_is_retried,
@@ -312,6 +313,79 @@ async fn burst_is_coalesced_into_few_requests(backend: Backend) {
     assert_eq!(asked.len(), 120);
     assert!(app.store.get_deal("40000119").await.unwrap().is_some());
     worker.stop().await;
+    app.stop().await;
+}
+
+/// API mode with the worker running while events arrive: after an idle spell a burst is claimed
+/// once its arrivals pause, not at its first event, so its first change is not fetched alone; and a
+/// lone change is fetched once the quiet time has passed, not a whole batch window later.
+async fn a_burst_after_an_idle_spell_is_fetched_together(backend: Backend) {
+    let server = amocrm().await;
+    // Generous bounds for a loaded test machine: arrivals up to 100 ms apart count as one burst,
+    // gathered for at most 2 s.
+    let quiet = [
+        ("JARVIS_BATCH_QUIET_MS", "100"),
+        ("JARVIS_BATCH_WINDOW_MS", "2000"),
+    ];
+    let Some(app) = spawn_api(backend, &server, &quiet).await else {
+        return;
+    };
+    // 150 events over 60 leads from 8 concurrent senders, the worker running.
+    let bodies: Arc<Vec<String>> = Arc::new(
+        (0..150u64)
+            .map(|i| status_body(41_000_000 + i % 60, 1764000000 + i as i64))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (bodies, next, http, url) = (
+            bodies.clone(),
+            next.clone(),
+            app.http.clone(),
+            app.webhook_url(),
+        );
+        senders.push(tokio::spawn(async move {
+            while let Some(body) = bodies.get(next.fetch_add(1, Ordering::SeqCst)) {
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    app.wait_idle(IDLE).await;
+    let lead_requests = requests_to(&server, "/api/v4/leads").await;
+    let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();
+    assert_eq!(asked.len(), 60);
+    assert_eq!(
+        lead_requests.len(),
+        1,
+        "the burst's 60 leads fit one request; asked in {:?}",
+        lead_requests.iter().map(filter_ids).collect::<Vec<_>>()
+    );
+
+    // After an idle spell (more than the window since the last batch), a lone change is claimed
+    // once the quiet time has passed, not when the gathering's bound (the window) runs out.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let sent = std::time::Instant::now();
+    let r = app.post_form(status_body(41_000_100, 1764001000)).await;
+    assert_eq!(r.status(), 200);
+    app.wait_idle(IDLE).await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "a lone change took {took:?}"
+    );
+    assert!(app.store.get_deal("41000100").await.unwrap().is_some());
+    assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 2);
     app.stop().await;
 }
 

@@ -239,7 +239,13 @@ pub const SETTINGS: &[Setting] = &[
         "JARVIS_BATCH_WINDOW_MS",
         Kind::Number,
         Some("300"),
-        "Least time between two worker batches while events keep coming; a change after an idle spell is fetched at once (milliseconds)",
+        "Least time between two worker batches while events keep coming; after an idle spell the worker claims at once (API mode: once arrivals pause, see JARVIS_BATCH_QUIET_MS) (milliseconds)",
+    ),
+    setting(
+        "JARVIS_BATCH_QUIET_MS",
+        Kind::Number,
+        Some("10"),
+        "API mode, after an idle spell: the worker claims once no event has arrived for this long (at most JARVIS_BATCH_WINDOW_MS after the first), so a burst is fetched together; 0 claims at the first event (milliseconds)",
     ),
     setting(
         "JARVIS_CLAIM_BATCH",
@@ -802,6 +808,7 @@ impl Sources {
             webhook_settings: self.list("JARVIS_WEBHOOK_SETTINGS"),
             worker: WorkerSettings {
                 batch_window: Duration::from_millis(self.num("JARVIS_BATCH_WINDOW_MS")?),
+                batch_quiet: Duration::from_millis(self.num("JARVIS_BATCH_QUIET_MS")?),
                 claim_batch: claim_batch.max(1),
                 lease: Duration::from_secs(self.num("JARVIS_LEASE_SECS")?),
                 max_attempts: max_attempts.max(1),
@@ -915,6 +922,8 @@ impl AmoSettings {
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub batch_window: Duration,
+    /// API mode, after an idle spell: how long arrivals must pause before the worker claims.
+    pub batch_quiet: Duration,
     pub claim_batch: usize,
     pub lease: Duration,
     pub max_attempts: u32,
@@ -1054,6 +1063,7 @@ mod tests {
             "no credentials means webhook-only mode"
         );
         assert_eq!(s.worker.batch_window, Duration::from_millis(300));
+        assert_eq!(s.worker.batch_quiet, Duration::from_millis(10));
         assert_eq!(s.amocrm.rate_per_second, 7);
     }
 
@@ -1117,6 +1127,8 @@ mod tests {
         // Files written when numbers had to be quoted keep working.
         let s = Settings::from_sources(Some("jarvis_claim_batch = \"50\""), &env(&[])).unwrap();
         assert_eq!(s.worker.claim_batch, 50);
+        let s = Settings::from_sources(None, &env(&[("JARVIS_BATCH_QUIET_MS", "0")])).unwrap();
+        assert_eq!(s.worker.batch_quiet, Duration::ZERO);
     }
 
     #[test]

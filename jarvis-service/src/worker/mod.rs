@@ -196,13 +196,16 @@ impl Worker {
             if let Some(recorder) = usage.as_mut() {
                 recorder.flush(&self.state.store).await;
             }
-            // Adaptive batching: at once when idle, gathering only when the last batch was recent
-            // (or the rate limiter would make the next request wait anyway).
+            // Adaptive batching: soon after an idle spell, gathering only when the last batch was
+            // recent (or the rate limiter would make the next request wait anyway).
             if let Some(wait) = self.gather_wait(last_batch) {
                 if self.sleep_or_stop(wait).await {
                     break;
                 }
                 continue;
+            }
+            if self.after_idle(last_batch) && self.gather_arrivals().await {
+                break;
             }
             let claimed_at = std::time::Instant::now();
             // Webhook-only mode: bodies are all a batch needs, so it is claimed, written and completed
@@ -449,6 +452,36 @@ impl Worker {
         until
             .and_then(|at| at.checked_duration_since(now))
             .filter(|wait| !wait.is_zero())
+    }
+
+    /// Whether the worker comes back from an idle spell: no batch within the last batch window.
+    fn after_idle(&self, last_batch: Option<(std::time::Instant, bool)>) -> bool {
+        last_batch.is_none_or(|(claimed_at, _)| claimed_at.elapsed() >= self.settings.batch_window)
+    }
+
+    /// API mode, after an idle spell: waits while events keep arriving, each within
+    /// `batch_quiet` of the one before, and at most `batch_window` in all. A lone change waits
+    /// `batch_quiet` (its latency); a burst is claimed once it is in, so its leads share requests
+    /// instead of its first change being fetched alone. Returns true when asked to stop.
+    async fn gather_arrivals(&mut self) -> bool {
+        let quiet = self.settings.batch_quiet;
+        if self.state.client.is_none() || quiet.is_zero() {
+            return false;
+        }
+        let cap = tokio::time::Instant::now() + self.settings.batch_window;
+        let wake = self.state.wake.clone();
+        loop {
+            let quiet_until = (tokio::time::Instant::now() + quiet).min(cap);
+            tokio::select! {
+                _ = wake.notified() => {
+                    if tokio::time::Instant::now() >= cap {
+                        return false;
+                    }
+                }
+                _ = tokio::time::sleep_until(quiet_until) => return false,
+                _ = self.stop.wait_for(|s| *s) => return true,
+            }
+        }
     }
 
     /// Waits for new events (a webhook stored, or the idle poll for retries coming due). Returns
