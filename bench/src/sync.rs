@@ -17,6 +17,8 @@ use crate::percentile;
 use crate::service::Service;
 
 const TOKEN: &str = "bench-long-lived-token";
+/// Requests in flight at most while sending.
+const SENDERS: usize = 32;
 
 pub struct SyncOptions {
     pub events: usize,
@@ -79,11 +81,16 @@ pub async fn run(binary: &Path, options: &SyncOptions) -> anyhow::Result<()> {
     let mut touched_contacts = BTreeSet::new();
     let mut failed = 0u64;
     let mut lead_changes = 0usize;
+    // At most this many requests in flight, as a webhook sender keeps a few connections: a burst
+    // of a thousand connections at once would queue in the listen backlog behind the service's
+    // connection limit and spread over seconds.
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(SENDERS));
     // An open-loop, evenly paced stream; the choice of entity is a deterministic scramble.
     for i in 0..options.events {
         let at = started
             + Duration::from_secs_f64(i as f64 * options.seconds as f64 / options.events as f64);
         tokio::time::sleep_until(at.into()).await;
+        let permit = in_flight.clone().acquire_owned().await?;
         let scramble = (i as u64).wrapping_mul(2_654_435_761) % 1000;
         let (body, change) = if (scramble as f64) < options.lead_share * 1000.0 {
             let id = leads[(i * 7919) % leads.len()];
@@ -107,6 +114,7 @@ pub async fn run(binary: &Path, options: &SyncOptions) -> anyhow::Result<()> {
         };
         let (http, url, changes) = (http.clone(), service.webhook_url(), changes.clone());
         tasks.spawn(async move {
+            let _permit = permit;
             let resp = http
                 .post(url)
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -144,7 +152,7 @@ pub async fn run(binary: &Path, options: &SyncOptions) -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
     println!(
         "## Sync economy: {} events ({} lead changes over {} leads, {} contact updates over {} contacts) \
-         sent in {:.1} s to the service in API mode (its rate limit {}/s); fake amoCRM seeded with {} leads / {} contacts, 7 req/s",
+         sent in {:.1} s ({SENDERS} requests in flight at most) to the service in API mode (its rate limit {}/s); fake amoCRM seeded with {} leads / {} contacts, 7 req/s",
         options.events,
         lead_changes,
         touched_leads.len(),
@@ -253,8 +261,10 @@ async fn light_load(
     let leads = fake.lead_ids();
     let config = fake.config().clone();
     let started = Instant::now();
+    // The first change comes one interval after the phase before has drained, like the others.
     for i in 0..options.latency_events {
-        let at = started + Duration::from_secs_f64(i as f64 / options.latency_rate.max(0.001));
+        let at =
+            started + Duration::from_secs_f64((i + 1) as f64 / options.latency_rate.max(0.001));
         tokio::time::sleep_until(at.into()).await;
         let id = leads[(i * 7919 + 13) % leads.len()];
         let lead = fake.touch_lead(id);
