@@ -197,7 +197,9 @@ pub trait Store: Send + Sync + 'static {
     /// transaction: a worker that needs nothing but the events themselves (webhook-only mode) turns a
     /// batch into its rows in a constant number of statements and one commit, and the events are
     /// written once more (processed) instead of twice (leased, then processed). The batch's rows stay
-    /// locked for the transaction, so no other claimer takes them meanwhile.
+    /// locked for the transaction, so no other claimer takes them meanwhile. PostgreSQL marks the
+    /// events processed in the statement that claims them (one write per event, no separate row
+    /// lock) and puts back, in the same transaction, those the plan leaves out.
     ///
     /// Claimed events that `plan` leaves out of `completed` are leased for `lease` in the same
     /// transaction and returned, to be processed one by one. On an error nothing is written and no

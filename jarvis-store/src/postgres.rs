@@ -241,6 +241,7 @@ impl PgStore {
         &self,
         tx: &mut sqlx::PgConnection,
         writes: &BatchWrites,
+        completed_already: bool,
     ) -> Result<SettleOutcome> {
         let contacts = self.apply_contacts(tx, &writes.contacts).await?;
         follow_contact_fields(tx, &writes.followed_contacts()).await?;
@@ -248,7 +249,7 @@ impl PgStore {
         if !writes.deletions.is_empty() {
             record_deletions(tx, &writes.deletions).await?;
         }
-        if !writes.completed.is_empty() {
+        if !completed_already && !writes.completed.is_empty() {
             sqlx::query(
                 "UPDATE amocrm_webhook_events
                 SET processed = true, processed_at = now(), locked_until = NULL
@@ -558,6 +559,15 @@ fn pool_options(settings: &PoolSettings, statement_timeout: Duration) -> PgPoolO
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
+}
+
+/// [`EVENT_COLUMNS`] of the table aliased `e`.
+fn prefixed_event_columns() -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|column| format!("e.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn event_from_row(row: &PgRow) -> Result<StoredEvent> {
@@ -922,11 +932,7 @@ impl Store for PgStore {
             SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
             FROM picked WHERE e.id = picked.id
             RETURNING {}",
-            EVENT_COLUMNS
-                .split(", ")
-                .map(|column| format!("e.{column}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            prefixed_event_columns()
         );
         let rows = sqlx::query(&sql)
             .bind(sql_limit(limit))
@@ -1133,7 +1139,7 @@ impl Store for PgStore {
             return Ok(SettleOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let outcome = self.settle_in(&mut tx, writes).await?;
+        let outcome = self.settle_in(&mut tx, writes, false).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -1148,9 +1154,18 @@ impl Store for PgStore {
             return Ok(ClaimSettled::default());
         }
         let mut tx = self.pool.begin().await?;
-        // The row locks of this transaction are the batch's lease: claimers skip locked rows.
+        // The batch is completed as it is claimed: one write per event, whose row locks are the
+        // batch's lease (claimers skip locked rows). What the plan does not complete is put back
+        // below, in the same transaction; a failure rolls everything back.
         let rows = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM amocrm_webhook_events {PICK_DUE}"
+            "WITH picked AS MATERIALIZED (
+                SELECT id FROM amocrm_webhook_events {PICK_DUE}
+            )
+            UPDATE amocrm_webhook_events e
+            SET processed = true, processed_at = now(), locked_until = NULL
+            FROM picked WHERE e.id = picked.id
+            RETURNING {}",
+            prefixed_event_columns()
         ))
         .bind(sql_limit(limit))
         .fetch_all(&mut *tx)
@@ -1160,18 +1175,26 @@ impl Store for PgStore {
         }
         let mut events = rows
             .iter()
-            .map(event_from_row)
+            .map(|row| {
+                // As the plan must see them: not yet processed.
+                event_from_row(row).map(|event| StoredEvent {
+                    processed: false,
+                    processed_at: None,
+                    ..event
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         events.sort_by_key(|event| event.id);
         let claimed = events.len();
         let writes = crate::settle::plan_batch(&events, plan);
-        let settled = self.settle_in(&mut tx, &writes).await?;
+        let settled = self.settle_in(&mut tx, &writes, true).await?;
         let mut leased = crate::settle::left_over(events, &writes);
         if !leased.is_empty() {
             let ids: Vec<i64> = leased.iter().map(|e| e.id).collect();
             let until: Vec<(i64, DateTime<Utc>)> = sqlx::query_as(
                 "UPDATE amocrm_webhook_events
-                SET locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
+                SET processed = false, processed_at = NULL,
+                    locked_until = now() + $2::interval, next_attempt_at = now() + $2::interval
                 WHERE id = ANY($1)
                 RETURNING id, locked_until",
             )
