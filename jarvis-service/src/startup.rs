@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
                 let route = req
                     .extensions()
                     .get::<axum::extract::MatchedPath>()
-                    .map(|p| p.as_str().to_owned())
+                    .map(|p| p.as_str())
                     .unwrap_or_default();
                 let request_id = req
                     .extensions()
@@ -57,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         )
         // Outermost, so the id is known to the span above and echoed on every answer.
         .layer(axum::middleware::from_fn(telemetry::request_id))
-        .with_state(state)
+        .with_state(std::sync::Arc::new(state))
 }
 
 /// Which parts of the service run in this process.

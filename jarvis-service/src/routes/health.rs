@@ -1,5 +1,6 @@
 //! `/healthz`, `/readyz` and `/metrics`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -24,7 +25,7 @@ const READY_TIMEOUT: Duration = Duration::from_millis(800);
 const STATS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The database answers a trivial query, within a second.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(e)) => Err(unavailable(&e)),
@@ -42,7 +43,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 
 /// Prometheus text format. Queue gauges are read from the database at scrape time, so they are right
 /// whichever instance did the work; if the database is down the other metrics are still served.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Some(spool) = &state.spool {
         spool.export_gauges();
     }

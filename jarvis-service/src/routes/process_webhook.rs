@@ -21,6 +21,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, unavailable};
@@ -68,7 +69,7 @@ fn leads_of(body: &Value) -> Vec<Value> {
 }
 
 pub async fn process(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {

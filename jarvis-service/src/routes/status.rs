@@ -6,6 +6,7 @@
 //! and the worker's lock from this process ([`crate::activity`]).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
@@ -87,7 +88,7 @@ struct Page {
 }
 
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

@@ -6,6 +6,7 @@
 //!
 //! Nothing here calls amoCRM or does per-event work beyond building the rows: the worker does the rest.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use amocrm_webhook::WebhookBatch;
@@ -17,7 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use jarvis_store::{NewEvent, RejectedWebhook};
-use serde_json::{Value, json};
+use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::time::timeout_at;
 
@@ -27,6 +28,16 @@ use crate::spool::SpooledBody;
 use crate::state::AppState;
 use crate::telemetry::RequestId;
 use crate::telemetry::names;
+
+/// The body of a `200` answer.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Accepted {
+    /// The events are committed: how many were new, how many were already stored.
+    Stored { stored: u64, duplicates: u64 },
+    /// The body waits in the local spool until the database answers.
+    Spooled { spooled: bool, events: usize },
+}
 
 /// The rows a parsed body becomes.
 pub fn new_events(batch: &WebhookBatch, received_at: DateTime<Utc>) -> Vec<NewEvent> {
@@ -81,12 +92,12 @@ async fn read_limited(body: Body, limit: usize) -> Result<(Vec<u8>, bool), ApiEr
 }
 
 pub async fn receive(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Path(secret): Path<String>,
     request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started) + state.http.answer_deadline;
     let result = handle(&state, &secret, &headers, body, deadline).await;
@@ -103,13 +114,12 @@ pub async fn receive(
     let elapsed = started.elapsed();
     metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status_label(status)).increment(1);
     metrics::histogram!(names::WEBHOOK_DURATION).record(elapsed.as_secs_f64());
-    let count = |key: &str| match &result {
-        Ok((_, Json(body))) => body.get(key).and_then(Value::as_u64).unwrap_or(0),
-        Err(_) => 0,
+    let (stored, duplicates) = match &result {
+        Ok((_, Json(Accepted::Stored { stored, duplicates }))) => (*stored, *duplicates),
+        _ => (0, 0),
     };
-    let (stored, duplicates) = (count("stored"), count("duplicates"));
     let duration_ms = elapsed.as_millis() as u64;
-    let spooled = matches!(&result, Ok((_, Json(body))) if body.get("spooled").is_some());
+    let spooled = matches!(&result, Ok((_, Json(Accepted::Spooled { .. }))));
     if result.is_ok() {
         metrics::gauge!(names::WEBHOOK_LAST_ACCEPTED).set(crate::metrics::unix_now());
     }
@@ -144,7 +154,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     deadline: tokio::time::Instant,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let Some(expected) = &state.webhook_secret else {
         return Err(ApiError::NotFound);
     };
@@ -231,7 +241,10 @@ async fn handle(
                 }
                 return Ok((
                     StatusCode::OK,
-                    Json(json!({"stored": outcome.stored, "duplicates": outcome.duplicates})),
+                    Json(Accepted::Stored {
+                        stored: outcome.stored,
+                        duplicates: outcome.duplicates,
+                    }),
                 ));
             }
             // Refused for its content (e.g. PostgreSQL cannot hold a NUL character): a retry would
@@ -264,7 +277,10 @@ async fn handle(
             tracing::warn!(cause = %failure, events = events.len(), spool_bodies = spool.bodies(), "webhook spooled; it is stored once the database answers");
             Ok((
                 StatusCode::OK,
-                Json(json!({"spooled": true, "events": events.len()})),
+                Json(Accepted::Spooled {
+                    spooled: true,
+                    events: events.len(),
+                }),
             ))
         }
         Ok(Err(error)) => {
