@@ -163,6 +163,37 @@ fn status_body(id: u64, updated_at: i64) -> String {
         )
 }
 
+/// Posts `bodies` from `senders` concurrent senders, each taking the next body not yet sent; every
+/// answer must be 200.
+async fn send_concurrently(app: &TestApp, bodies: Vec<String>, senders: usize) {
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..senders {
+        let (bodies, next, http, url) = (
+            bodies.clone(),
+            next.clone(),
+            app.http.clone(),
+            app.webhook_url(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while let Some(body) = bodies.get(next.fetch_add(1, Ordering::SeqCst)) {
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -258,34 +289,7 @@ async fn burst_is_coalesced_into_few_requests(backend: Backend) {
     let bodies: Vec<String> = (0..500u64)
         .map(|i| status_body(40_000_000 + i % 120, 1764000000 + i as i64))
         .collect();
-    let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut senders = Vec::new();
-    for _ in 0..16 {
-        let (bodies, next, http, url) = (
-            bodies.clone(),
-            next.clone(),
-            app.http.clone(),
-            app.webhook_url(),
-        );
-        senders.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(body) = bodies.get(i) else { break };
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-            }
-        }));
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    send_concurrently(&app, bodies, 16).await;
     assert!(requests_to(&server, "/api/v4/leads").await.is_empty());
     let worker_only = RunParts {
         http: false,
@@ -331,36 +335,10 @@ async fn a_burst_after_an_idle_spell_is_fetched_together(backend: Backend) {
         return;
     };
     // 150 events over 60 leads from 8 concurrent senders, the worker running.
-    let bodies: Arc<Vec<String>> = Arc::new(
-        (0..150u64)
-            .map(|i| status_body(41_000_000 + i % 60, 1764000000 + i as i64))
-            .collect(),
-    );
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut senders = Vec::new();
-    for _ in 0..8 {
-        let (bodies, next, http, url) = (
-            bodies.clone(),
-            next.clone(),
-            app.http.clone(),
-            app.webhook_url(),
-        );
-        senders.push(tokio::spawn(async move {
-            while let Some(body) = bodies.get(next.fetch_add(1, Ordering::SeqCst)) {
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-            }
-        }));
-    }
-    for s in senders {
-        s.await.unwrap();
-    }
+    let bodies: Vec<String> = (0..150u64)
+        .map(|i| status_body(41_000_000 + i % 60, 1764000000 + i as i64))
+        .collect();
+    send_concurrently(&app, bodies, 8).await;
     app.wait_idle(IDLE).await;
     let lead_requests = requests_to(&server, "/api/v4/leads").await;
     let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();

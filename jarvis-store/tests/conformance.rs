@@ -1554,6 +1554,8 @@ async fn claim_and_settle_completes_what_the_plan_settles(store: &dyn Store) {
     // The one left over comes back leased, and nobody else can claim it meanwhile.
     assert_eq!(outcome.leased.len(), 1);
     assert_eq!(outcome.leased[0].id, seen[2]);
+    let left_over = store.get_event(seen[2]).await.unwrap().unwrap();
+    assert!(!left_over.processed && left_over.processed_at.is_none());
     let lease_end = outcome.leased[0].locked_until.expect("leased");
     assert!(lease_end > now() + TimeDelta::seconds(50));
     assert!(

@@ -542,3 +542,36 @@ async fn a_refused_batch_settles_nothing() {
             .processed
     );
 }
+
+/// `claim_and_settle` marks its batch processed as it claims it: when PostgreSQL then refuses a
+/// row, that marking is rolled back with everything else and the event can be claimed again.
+#[tokio::test]
+async fn a_refused_claim_and_settle_leaves_the_event_pending() {
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    store.insert_events(&[event("atomic-2")]).await.unwrap();
+    let mut plan = |events: &[jarvis_store::StoredEvent]| {
+        let mut refused = common::deal("3", Some(common::at(1)));
+        // PostgreSQL text cannot hold a NUL character.
+        refused.name = String::from("bad\0name").into();
+        jarvis_store::BatchWrites {
+            deals: vec![refused],
+            completed: events.iter().map(|e| e.id).collect(),
+            ..Default::default()
+        }
+    };
+    let error = store
+        .claim_and_settle(10, Duration::from_secs(60), &mut plan)
+        .await
+        .unwrap_err();
+    assert!(error.is_bad_data(), "{error}");
+    assert!(store.get_deal("3").await.unwrap().is_none());
+    let again = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(!again[0].processed);
+    assert!(again[0].processed_at.is_none());
+}
