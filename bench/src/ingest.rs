@@ -10,7 +10,7 @@ use fake_amocrm::{FakeAmo, FakeConfig, SendReport, lead_event_body};
 use crate::db::{self, Backend};
 use crate::lean::{self, Bodies};
 use crate::pgbench;
-use crate::service::{RssSampler, Service, cpu_time};
+use crate::service::{RssSampler, Service, cpu_time, postgres_cpu_time};
 
 pub struct IngestOptions {
     pub senders: Vec<usize>,
@@ -34,8 +34,10 @@ pub struct Cell {
     pub sender_cpu: f64,
     /// The service's CPU time (user + system, `/proc/<pid>/stat`) per acknowledged request, µs.
     pub service_cpu_us_per_request: f64,
-    /// pgbench transactions/s and average latency (ms) with as many clients as senders.
-    pub pgbench: Option<(f64, Option<f64>)>,
+    /// The local PostgreSQL server's CPU time per acknowledged request, µs (0 on SQLite).
+    pub postgres_cpu_us_per_request: f64,
+    /// pgbench with as many clients as senders.
+    pub pgbench: Option<pgbench::PgbenchResult>,
 }
 
 /// One lead status body of the fake, and the JSON the service stores for its event.
@@ -91,9 +93,9 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     );
     println!();
     println!(
-        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | jarvis CPU µs/req | pgbench tps | pgbench avg ms | ours / pgbench |"
+        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | jarvis CPU µs/req | PostgreSQL CPU µs/req | pgbench tps | pgbench avg ms | pgbench: PostgreSQL CPU µs/tx | ours / pgbench |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut cells = Vec::new();
     for &backend in &options.backends {
         for &senders in &options.senders {
@@ -126,16 +128,22 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
 fn print_row(c: &Cell) {
     let l = &c.report.latency;
     let rps = c.report.acknowledged as f64 / c.report.elapsed_secs;
-    let (tps, avg, ratio) = match c.pgbench {
-        Some((tps, avg)) => (
-            format!("{tps:.0}"),
-            avg.map(|a| format!("{a:.2}")).unwrap_or_default(),
-            format!("{:.2}", rps / tps),
+    let (tps, avg, pg_cpu, ratio) = match &c.pgbench {
+        Some(r) => (
+            format!("{:.0}", r.tps),
+            r.latency_ms.map(|a| format!("{a:.2}")).unwrap_or_default(),
+            format!("{:.0}", r.postgres_cpu_us_per_tx),
+            format!("{:.2}", rps / r.tps),
         ),
-        None => (String::new(), String::new(), String::new()),
+        None => (String::new(), String::new(), String::new(), String::new()),
+    };
+    let our_pg_cpu = if c.postgres_cpu_us_per_request > 0.0 {
+        format!("{:.0}", c.postgres_cpu_us_per_request)
+    } else {
+        String::new()
     };
     println!(
-        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.0} | {tps} | {avg} | {ratio} |",
+        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.0} | {our_pg_cpu} | {tps} | {avg} | {pg_cpu} | {ratio} |",
         c.backend.name(),
         c.senders,
         l.p50_ms,
@@ -168,24 +176,28 @@ async fn cell(
         &[]
     };
     let service = Service::start_with(binary, args, &[("DATABASE_URL", url.clone())]).await?;
-    let (report, warm, rss_peak_kib, (service_cpu, sender_cpu)) =
+    let (report, warm, rss_peak_kib, (service_cpu, sender_cpu, postgres_cpu)) =
         load(&service, bodies, senders, seconds).await?;
     let stored = db::count_events(&url).await?;
     service.stop();
     let pgbench = match backend {
-        Backend::Postgres => {
-            let r = pgbench::single_row_insert(senders, seconds, payload).await?;
-            Some((r.tps, r.latency_ms))
-        }
+        Backend::Postgres => Some(pgbench::single_row_insert(senders, seconds, payload).await?),
         Backend::Sqlite => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let service_cpu_us_per_request =
-        service_cpu / 100.0 * cores * report.elapsed_secs * 1e6 / report.acknowledged.max(1) as f64;
+    let per_request = |share: f64| {
+        share / 100.0 * cores * report.elapsed_secs * 1e6 / report.acknowledged.max(1) as f64
+    };
+    let service_cpu_us_per_request = per_request(service_cpu);
+    let postgres_cpu_us_per_request = match backend {
+        Backend::Postgres => per_request(postgres_cpu),
+        Backend::Sqlite => 0.0,
+    };
     Ok(Cell {
         backend,
         senders,
         service_cpu_us_per_request,
+        postgres_cpu_us_per_request,
         acknowledged: warm.acknowledged + report.acknowledged,
         report,
         stored,
@@ -199,18 +211,19 @@ async fn cell(
 /// Warms the service up (connections, caches), then sends as fast as `senders` closed-loop senders
 /// can for `seconds` (the lean sender, [`crate::lean`]), sampling the service's RSS. Returns the
 /// measured report, the warm-up report and the peak RSS and the CPU shares (percent of all cores) of
-/// the service and of this process.
+/// the service, of this process and of the local PostgreSQL server.
 pub async fn load(
     service: &Service,
     bodies: &Arc<Bodies>,
     senders: usize,
     seconds: u64,
-) -> anyhow::Result<(SendReport, SendReport, u64, (f64, f64))> {
+) -> anyhow::Result<(SendReport, SendReport, u64, (f64, f64, f64))> {
     let url = service.webhook_url();
     let warm = lean::send(&url, bodies.clone(), senders, None, Some(200)).await?;
     let sampler = RssSampler::start(service.pid());
     let pid = service.pid().to_string();
-    let (service_before, self_before) = (cpu_time(&pid), cpu_time("self"));
+    let (service_before, self_before, postgres_before) =
+        (cpu_time(&pid), cpu_time("self"), postgres_cpu_time());
     let duration = Some(Duration::from_secs(seconds));
     let report = lean::send(&url, bodies.clone(), senders, duration, None).await?;
     let peak = sampler.peak_kib().max(service.memory().rss_kib);
@@ -219,6 +232,7 @@ pub async fn load(
     let cpu = (
         share(cpu_time(&pid).saturating_sub(service_before)),
         share(cpu_time("self").saturating_sub(self_before)),
+        share(postgres_cpu_time().saturating_sub(postgres_before)),
     );
     Ok((report, warm, peak, cpu))
 }

@@ -7,6 +7,8 @@ use std::process::Command;
 pub struct PgbenchResult {
     pub tps: f64,
     pub latency_ms: Option<f64>,
+    /// The local PostgreSQL server's CPU time per transaction, µs.
+    pub postgres_cpu_us_per_tx: f64,
 }
 
 pub async fn single_row_insert(
@@ -39,6 +41,7 @@ pub async fn single_row_insert(
     let script_path = dir.path().join("ingest.sql");
     std::fs::write(&script_path, script)?;
     let pgbench = std::env::var("PGBENCH").unwrap_or_else(|_| "/usr/bin/pgbench".into());
+    let postgres_before = crate::service::postgres_cpu_time();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(pgbench)
             .args(["-n", "-f"])
@@ -49,6 +52,7 @@ pub async fn single_row_insert(
             .output()
     })
     .await??;
+    let postgres_cpu = crate::service::postgres_cpu_time().saturating_sub(postgres_before);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         anyhow::bail!(
@@ -63,8 +67,13 @@ pub async fn single_row_insert(
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|number| number.parse::<f64>().ok())
     };
+    let tps = number_after("tps = ").ok_or_else(|| anyhow::anyhow!("no tps in: {stdout}"))?;
+    let transactions = number_after("number of transactions actually processed: ")
+        .unwrap_or(tps * seconds as f64)
+        .max(1.0);
     Ok(PgbenchResult {
-        tps: number_after("tps = ").ok_or_else(|| anyhow::anyhow!("no tps in: {stdout}"))?,
+        tps,
         latency_ms: number_after("latency average = "),
+        postgres_cpu_us_per_tx: postgres_cpu.as_secs_f64() * 1e6 / transactions,
     })
 }

@@ -220,3 +220,45 @@ pub fn cpu_time(pid: &str) -> std::time::Duration {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     std::time::Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
+
+/// CPU time (user + system) of the local PostgreSQL server so far: its live processes, and the
+/// backends that have exited (their time is counted to the postmaster as its children's time).
+/// Zero when no PostgreSQL runs on this machine.
+pub fn postgres_cpu_time() -> std::time::Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return std::time::Duration::ZERO;
+    };
+    let mut ticks = 0u64;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+        // utime, stime; for the postmaster (parent 1 or a non-postgres process) also cutime, cstime.
+        ticks += field(11) + field(12);
+        let parent = field(1).to_string();
+        let parent_is_postgres = std::fs::read_to_string(format!("/proc/{parent}/stat"))
+            .is_ok_and(|s| s.contains("(postgres)"));
+        if !parent_is_postgres {
+            ticks += field(13) + field(14);
+        }
+    }
+    std::time::Duration::from_millis(ticks * 10)
+}
