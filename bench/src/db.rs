@@ -62,3 +62,19 @@ pub async fn postgres_version() -> Option<String> {
     pool.close().await;
     version
 }
+
+/// Transactions committed in the URL's database so far (`pg_stat_database`); `None` on SQLite. The
+/// server counts a backend's commits when it reports its statistics, at the latest when it exits.
+pub async fn commits(url: &str) -> anyhow::Result<Option<i64>> {
+    if url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    let pool = sqlx::PgPool::connect(url).await?;
+    let n = sqlx::query_scalar(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&pool)
+    .await?;
+    pool.close().await;
+    Ok(Some(n))
+}

@@ -20,6 +20,8 @@ pub struct IngestOptions {
     pub pgbench_payload_bytes: usize,
     /// `serve --http-only`: no worker in the measured process.
     pub receiver_only: bool,
+    /// Measurements per cell; with more than one, their medians follow.
+    pub rounds: usize,
 }
 
 pub struct Cell {
@@ -36,6 +38,8 @@ pub struct Cell {
     pub service_cpu_us_per_request: f64,
     /// The local PostgreSQL server's CPU time per acknowledged request, µs (0 on SQLite).
     pub postgres_cpu_us_per_request: f64,
+    /// Acknowledged requests per committed transaction of the service (PostgreSQL; warm-up included).
+    pub requests_per_commit: Option<f64>,
     /// pgbench with as many clients as senders.
     pub pgbench: Option<pgbench::PgbenchResult>,
 }
@@ -93,18 +97,41 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     );
     println!();
     println!(
-        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | jarvis CPU µs/req | PostgreSQL CPU µs/req | pgbench tps | pgbench avg ms | pgbench: PostgreSQL CPU µs/tx | ours / pgbench |"
+        "| backend | senders | requests/s | p50 ms | p99 ms | max ms | errors | acknowledged | stored | RSS peak MB | CPU jarvis / sender % | jarvis CPU µs/req | PostgreSQL CPU µs/req | requests per commit | pgbench tps | pgbench avg ms | pgbench: PostgreSQL CPU µs/tx | ours / pgbench |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut cells = Vec::new();
+    let mut medians = Vec::new();
     for &backend in &options.backends {
         for &senders in &options.senders {
-            let cell = cell(binary, &bodies, backend, senders, options, &payload).await?;
-            print_row(&cell);
-            cells.push(cell);
+            let mut rounds = Vec::with_capacity(options.rounds);
+            for _ in 0..options.rounds {
+                let cell = cell(binary, &bodies, backend, senders, options, &payload).await?;
+                print_row(&cell);
+                rounds.push(cell);
+            }
+            if rounds.len() > 1 {
+                medians.push(Medians::of(&rounds));
+            }
+            cells.extend(rounds);
         }
     }
     println!();
+    if !medians.is_empty() {
+        println!(
+            "Medians over {} rounds per cell (each column's own median):",
+            options.rounds
+        );
+        println!();
+        println!(
+            "| backend | senders | requests/s | p99 ms | jarvis CPU µs/req | PostgreSQL CPU µs/req | requests per commit | pgbench tps | ours / pgbench |"
+        );
+        println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+        for m in &medians {
+            m.print();
+        }
+        println!();
+    }
     let mismatched: Vec<_> = cells
         .iter()
         .filter(|c| c.stored != c.acknowledged)
@@ -125,6 +152,70 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
     Ok(cells)
 }
 
+/// The median of each figure over a cell's rounds.
+struct Medians {
+    backend: Backend,
+    senders: usize,
+    requests_per_sec: f64,
+    p99_ms: f64,
+    service_cpu_us: f64,
+    postgres_cpu_us: Option<f64>,
+    pgbench_tps: Option<f64>,
+    ratio: Option<f64>,
+}
+
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    })
+}
+
+impl Medians {
+    fn of(rounds: &[Cell]) -> Medians {
+        let of = |figure: &dyn Fn(&Cell) -> Option<f64>| {
+            median(rounds.iter().filter_map(figure).collect())
+        };
+        let rps = |c: &Cell| c.report.acknowledged as f64 / c.report.elapsed_secs;
+        Medians {
+            backend: rounds[0].backend,
+            senders: rounds[0].senders,
+            requests_per_sec: of(&|c| Some(rps(c))).unwrap_or_default(),
+            p99_ms: of(&|c| Some(c.report.latency.p99_ms)).unwrap_or_default(),
+            service_cpu_us: of(&|c| Some(c.service_cpu_us_per_request)).unwrap_or_default(),
+            postgres_cpu_us: of(&|c| {
+                (c.postgres_cpu_us_per_request > 0.0).then_some(c.postgres_cpu_us_per_request)
+            }),
+            pgbench_tps: of(&|c| c.pgbench.as_ref().map(|r| r.tps)),
+            // The ratio of each round (service and pgbench measured one after the other), not the
+            // ratio of the medians.
+            ratio: of(&|c| c.pgbench.as_ref().map(|r| rps(c) / r.tps)),
+        }
+    }
+
+    fn print(&self) {
+        let or_blank =
+            |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {} | {} |",
+            self.backend.name(),
+            self.senders,
+            self.requests_per_sec,
+            self.p99_ms,
+            self.service_cpu_us,
+            or_blank(self.postgres_cpu_us, 0),
+            or_blank(self.pgbench_tps, 0),
+            or_blank(self.ratio, 2),
+        );
+    }
+}
+
 fn print_row(c: &Cell) {
     let l = &c.report.latency;
     let rps = c.report.acknowledged as f64 / c.report.elapsed_secs;
@@ -137,13 +228,17 @@ fn print_row(c: &Cell) {
         ),
         None => (String::new(), String::new(), String::new(), String::new()),
     };
+    let per_commit = c
+        .requests_per_commit
+        .map(|n| format!("{n:.1}"))
+        .unwrap_or_default();
     let our_pg_cpu = if c.postgres_cpu_us_per_request > 0.0 {
         format!("{:.0}", c.postgres_cpu_us_per_request)
     } else {
         String::new()
     };
     println!(
-        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.0} | {our_pg_cpu} | {tps} | {avg} | {pg_cpu} | {ratio} |",
+        "| {} | {} | {rps:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} | {:.1} | {:.0} / {:.0} | {:.0} | {our_pg_cpu} | {per_commit} | {tps} | {avg} | {pg_cpu} | {ratio} |",
         c.backend.name(),
         c.senders,
         l.p50_ms,
@@ -176,10 +271,19 @@ async fn cell(
         &[]
     };
     let service = Service::start_with(binary, args, &[("DATABASE_URL", url.clone())]).await?;
+    let commits_before = db::commits(&url).await?;
     let (report, warm, rss_peak_kib, (service_cpu, sender_cpu, postgres_cpu)) =
         load(&service, bodies, senders, seconds).await?;
     let stored = db::count_events(&url).await?;
     service.stop();
+    // The service's backends report their last commits as they exit.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let requests_per_commit = match (commits_before, db::commits(&url).await?) {
+        (Some(before), Some(after)) if after > before => {
+            Some((warm.acknowledged + report.acknowledged) as f64 / (after - before) as f64)
+        }
+        _ => None,
+    };
     let pgbench = match backend {
         Backend::Postgres => Some(pgbench::single_row_insert(senders, seconds, payload).await?),
         Backend::Sqlite => None,
@@ -198,6 +302,7 @@ async fn cell(
         senders,
         service_cpu_us_per_request,
         postgres_cpu_us_per_request,
+        requests_per_commit,
         acknowledged: warm.acknowledged + report.acknowledged,
         report,
         stored,
@@ -235,4 +340,16 @@ pub async fn load(
         share(postgres_cpu_time().saturating_sub(postgres_before)),
     );
     Ok((report, warm, peak, cpu))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
 }

@@ -60,9 +60,13 @@ struct IngestArgs {
     #[arg(long, default_value_t = 1400)]
     pgbench_payload_bytes: usize,
     /// Run the service as a receiver only (`serve --http-only`): what the acknowledgement path alone
-    /// does, the worker's mirroring (3 more statements per event) left to another process.
+    /// does, the worker's mirroring left to another process.
     #[arg(long)]
     receiver_only: bool,
+    /// Measurements per cell, one after the other (service, then pgbench, then again), with the
+    /// medians after them: on a shared machine one run's figures move by a fifth or more.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 #[derive(Args)]
@@ -113,6 +117,7 @@ impl Default for IngestArgs {
             backend: vec![Backend::Postgres, Backend::Sqlite],
             pgbench_payload_bytes: 1400,
             receiver_only: false,
+            rounds: 1,
         }
     }
 }
@@ -200,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 backends: a.backend,
                 pgbench_payload_bytes: a.pgbench_payload_bytes,
                 receiver_only: a.receiver_only,
+                rounds: a.rounds.max(1),
             },
         )
         .await?;

@@ -1173,17 +1173,18 @@ impl Store for PgStore {
         if rows.is_empty() {
             return Ok(ClaimSettled::default());
         }
-        let mut events = rows
-            .iter()
-            .map(|row| {
-                // As the plan must see them: not yet processed.
-                event_from_row(row).map(|event| StoredEvent {
-                    processed: false,
-                    processed_at: None,
-                    ..event
+        let mut events = crate::settle::cpu_bound(|| {
+            rows.iter()
+                .map(|row| {
+                    // As the plan must see them: not yet processed.
+                    event_from_row(row).map(|event| StoredEvent {
+                        processed: false,
+                        processed_at: None,
+                        ..event
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect::<Result<Vec<_>>>()
+        })?;
         events.sort_by_key(|event| event.id);
         let claimed = events.len();
         let writes = crate::settle::plan_batch(&events, plan);

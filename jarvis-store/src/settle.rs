@@ -102,10 +102,22 @@ pub type SettlePlan<'a> = dyn FnMut(&[crate::StoredEvent]) -> BatchWrites + Send
 
 /// What `plan` makes of a claimed batch, completing only events of the batch.
 pub(crate) fn plan_batch(events: &[crate::StoredEvent], plan: &mut SettlePlan<'_>) -> BatchWrites {
-    let mut writes = plan(events);
+    let mut writes = cpu_bound(|| plan(events));
     let in_batch: std::collections::HashSet<i64> = events.iter().map(|e| e.id).collect();
     writes.completed.retain(|id| in_batch.contains(id));
     writes
+}
+
+/// Runs a batch's CPU-bound step (decoding or planning a thousand events takes milliseconds) off the
+/// async worker thread when the runtime has others: the webhooks that thread serves move to another
+/// one meanwhile, instead of waiting behind the batch. On a current-thread runtime it just runs.
+pub(crate) fn cpu_bound<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 /// The claimed events `writes` does not complete.

@@ -1,6 +1,7 @@
 //! Event inserts on PostgreSQL: concurrent webhooks share one `INSERT ... SELECT FROM UNNEST(...)`
-//! statement and one commit (see [`crate::group_commit`]). One webhook alone would be one small
-//! transaction whose round trip, planning and WAL flush dominate under many concurrent callers.
+//! statement and one commit (see [`crate::group_commit`]), one group at a time. One webhook alone
+//! would be one small transaction whose round trip, planning and WAL flush dominate under many
+//! concurrent callers.
 
 use std::collections::HashSet;
 
@@ -40,8 +41,12 @@ pub(super) type Ingest = GroupCommit<EventWriter>;
 
 impl GroupWrite for EventWriter {
     type Row = EventRow;
-    /// Enough to keep the server busy while one group commits, few enough that groups form under load.
-    const WRITERS: usize = 4;
+    /// One: what arrives while a group commits forms the next group. A commit's fixed cost (its round
+    /// trip, WAL flush and wake-ups) is most of the server's work per event at a few events per
+    /// commit: with 32 concurrent senders, four writers committed about 4 events each and the server
+    /// spent about 190 µs of CPU per event; one writer commits about 14 and spends about 105 µs
+    /// (BENCHMARKS.md). Under light load a lone event is still written at once.
+    const WRITERS: usize = 1;
 
     /// One statement for the whole group; an event repeated across batches counts for the first
     /// batch that carries it.
