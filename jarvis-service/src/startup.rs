@@ -122,6 +122,7 @@ impl Application {
             account_id: settings.account_id,
             metadata_fields: settings.metadata_fields.clone().into(),
             wake: Arc::new(Notify::new()),
+            storing: Arc::default(),
             metrics: telemetry::metrics_handle(),
             client,
             account_key: settings.amocrm.account_key(),

@@ -23,6 +23,9 @@ pub struct AppState {
     pub metadata_fields: Arc<[MetadataField]>,
     /// Wakes the worker when new events are stored.
     pub wake: Arc<Notify>,
+    /// Webhooks whose events are being stored right now. After an idle spell the worker waits for
+    /// them before it claims, so a burst whose commits come a little apart is still fetched together.
+    pub storing: Arc<std::sync::atomic::AtomicUsize>,
     pub metrics: PrometheusHandle,
     pub client: Option<amocrm_client::Client>,
     /// The amoCRM account this service works for (its subdomain); keys its tokens and its worker lock.

@@ -228,6 +228,7 @@ async fn handle(
         Some(_) => deadline - spool_reserve(state.http.answer_deadline),
         None => deadline,
     };
+    let _storing = Storing::begin(&state.storing);
     let bypass = state.spool.as_ref().is_some_and(|s| s.bypassing_database());
     let failure = if bypass {
         "the database failed a webhook just before".to_string()
@@ -317,4 +318,21 @@ async fn reject(
     metrics::counter!(names::WEBHOOKS_REJECTED, "reason" => label).increment(1);
     tracing::info!(reason = %error, "webhook body rejected and kept for audit");
     error
+}
+
+/// Counts a webhook as being stored (see [`AppState::storing`]) until dropped: stored, refused,
+/// spooled or cut off by its deadline.
+struct Storing<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Storing<'a> {
+    fn begin(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Storing(count)
+    }
+}
+
+impl Drop for Storing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -460,7 +460,8 @@ impl Worker {
     }
 
     /// API mode, after an idle spell: waits while events keep arriving, each within
-    /// `batch_quiet` of the one before, and at most `batch_window` in all. A lone change waits
+    /// `batch_quiet` of the one before (or while webhooks are being stored), and at most
+    /// `batch_window` in all. A lone change waits
     /// `batch_quiet` (its latency); a burst is claimed once it is in, so its leads share requests
     /// instead of its first change being fetched alone. Returns true when asked to stop.
     async fn gather_arrivals(&mut self) -> bool {
@@ -478,7 +479,14 @@ impl Worker {
                         return false;
                     }
                 }
-                _ = tokio::time::sleep_until(quiet_until) => return false,
+                _ = tokio::time::sleep_until(quiet_until) => {
+                    // Quiet, unless webhooks are being stored right now: their events join this
+                    // batch (a burst's commits may come more than the quiet time apart).
+                    let storing = self.state.storing.load(std::sync::atomic::Ordering::SeqCst);
+                    if storing == 0 || tokio::time::Instant::now() >= cap {
+                        return false;
+                    }
+                }
                 _ = self.stop.wait_for(|s| *s) => return true,
             }
         }
