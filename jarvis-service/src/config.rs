@@ -245,7 +245,7 @@ pub const SETTINGS: &[Setting] = &[
         "JARVIS_BATCH_QUIET_MS",
         Kind::Number,
         Some("10"),
-        "API mode, after an idle spell: the worker claims once no event has arrived for this long (at most JARVIS_BATCH_WINDOW_MS after the first), so a burst is fetched together; 0 claims at the first event (milliseconds)",
+        "API mode, after an idle spell: the worker claims once no event has arrived for this long and none is being stored (at most JARVIS_BATCH_WINDOW_MS after the first), so a burst is fetched together; 0 claims at the first event (milliseconds)",
     ),
     setting(
         "JARVIS_CLAIM_BATCH",
