@@ -211,6 +211,7 @@ on_both_backends!(
     status_change_mirrors_deal_with_contact_fields_and_rentprog_id,
     burst_is_coalesced_into_few_requests,
     a_burst_after_an_idle_spell_is_fetched_together,
+    a_webhook_being_stored_holds_the_gathering,
     duplicates_are_not_processed_twice,
     delete_is_confirmed_against_the_api,
     server_error_then_success_is_retried,
@@ -364,6 +365,38 @@ async fn a_burst_after_an_idle_spell_is_fetched_together(backend: Backend) {
     );
     assert!(app.store.get_deal("41000100").await.unwrap().is_some());
     assert_eq!(requests_to(&server, "/api/v4/leads").await.len(), 2);
+    app.stop().await;
+}
+
+/// After an idle spell the worker does not claim while a webhook is still being stored, however
+/// long past the quiet time: that webhook's events join the batch (a burst's commits can come
+/// further apart than the quiet time).
+async fn a_webhook_being_stored_holds_the_gathering(backend: Backend) {
+    let server = amocrm().await;
+    let quiet = [
+        ("JARVIS_BATCH_QUIET_MS", "100"),
+        ("JARVIS_BATCH_WINDOW_MS", "10000"),
+    ];
+    let Some(app) = spawn_api(backend, &server, &quiet).await else {
+        return;
+    };
+    // As if another webhook's insert were under way.
+    app.storing.fetch_add(1, Ordering::SeqCst);
+    let r = app.post_form(status_body(42_000_001, 1764000001)).await;
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        requests_to(&server, "/api/v4/leads").await.is_empty(),
+        "claimed while a webhook was being stored"
+    );
+    let r = app.post_form(status_body(42_000_002, 1764000002)).await;
+    assert_eq!(r.status(), 200);
+    app.storing.fetch_sub(1, Ordering::SeqCst);
+    app.wait_idle(IDLE).await;
+    let lead_requests = requests_to(&server, "/api/v4/leads").await;
+    assert_eq!(lead_requests.len(), 1);
+    let asked: BTreeSet<u64> = lead_requests.iter().flat_map(filter_ids).collect();
+    assert_eq!(asked, BTreeSet::from([42_000_001, 42_000_002]));
     app.stop().await;
 }
 

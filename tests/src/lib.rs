@@ -77,6 +77,8 @@ pub mod tempdir {
 pub struct TestApp {
     pub base: String,
     pub store: DynStore,
+    /// The service's count of webhooks being stored (`AppState::storing`).
+    pub storing: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
@@ -131,6 +133,7 @@ impl TestApp {
             .map(|addr| addr.to_string())
             .unwrap_or_default();
         let store = app.state().store.clone();
+        let storing = app.state().storing.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run(async move {
             let _ = stopped.await;
@@ -138,6 +141,7 @@ impl TestApp {
         TestApp {
             base: format!("http://{addr}"),
             store,
+            storing,
             http: reqwest::Client::new(),
             stop: Some(stop),
             task: Some(task),
