@@ -114,6 +114,16 @@ impl Jarvis {
         }
     }
 
+    /// The log's warnings and errors other than spooled bodies (at most 30 lines).
+    fn log_problems(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter(|l| (l.contains(" WARN ") || l.contains(" ERROR ")) && !l.contains("spooled;"))
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -248,6 +258,8 @@ struct Burst {
     statuses: Mutex<BTreeMap<String, u64>>,
     /// How long each answer took.
     latencies: Mutex<Vec<Duration>>,
+    /// The first few answers other than 200, with their bodies: what a failure shows.
+    refusals: Mutex<Vec<String>>,
 }
 
 impl Burst {
@@ -274,6 +286,7 @@ impl Burst {
             acked_count: AtomicUsize::new(0),
             statuses: Mutex::new(BTreeMap::new()),
             latencies: Mutex::new(Vec::new()),
+            refusals: Mutex::new(Vec::new()),
         })
     }
 
@@ -325,8 +338,17 @@ impl Burst {
                         let key = match result {
                             Ok(resp) => {
                                 let status = resp.status().as_u16();
-                                let _ = resp.bytes().await;
-                                burst.latencies.lock().unwrap().push(sent.elapsed());
+                                let body = resp.bytes().await.unwrap_or_default();
+                                let took = sent.elapsed();
+                                burst.latencies.lock().unwrap().push(took);
+                                let mut refusals = burst.refusals.lock().unwrap();
+                                if status != 200 && refusals.len() < 8 {
+                                    refusals.push(format!(
+                                        "{status} after {took:?}: {}",
+                                        String::from_utf8_lossy(&body)
+                                    ));
+                                }
+                                drop(refusals);
                                 if status == 200 && !burst.acked[i].swap(true, Ordering::SeqCst) {
                                     burst.acked_count.fetch_add(1, Ordering::SeqCst);
                                 }
@@ -827,8 +849,10 @@ async fn token_expiry_under_load_refreshes_once() {
 // ---------------------------------------------------------------------------------------------------
 // 5. The answer deadline and the spool: the database cut, stalled or locked under 16 senders
 
-/// The deadline the deadline tests run with, and how late an answer may come over it.
-const DEADLINE_MS: u64 = 300;
+/// The deadline the deadline tests run with, and how late an answer may come over it. A third of it
+/// (at most 300 ms) is kept for the spool's append and sync: at 300 ms that leaves 100 ms, tight for a
+/// debug build on a loaded two-core machine (a cut there once drew one 503); 500 ms leaves 166 ms.
+const DEADLINE_MS: u64 = 500;
 const LATE_MARGIN: Duration = Duration::from_millis(100);
 
 /// What happens to the database in the middle of the burst.
@@ -951,8 +975,9 @@ async fn answers_within_the_deadline(fault: DbFault) {
     assert_eq!(
         statuses.keys().collect::<Vec<_>>(),
         vec!["200"],
-        "{fault:?}: every body is taken (stored or spooled)\n{}",
-        jarvis.log_tail()
+        "{fault:?}: every body is taken (stored or spooled); refused: {:?}\n{}",
+        burst.refusals.lock().unwrap(),
+        jarvis.log_problems()
     );
     assert!(burst.all_acked());
     assert!(
