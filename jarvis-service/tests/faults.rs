@@ -341,14 +341,15 @@ impl Burst {
                                 let body = resp.bytes().await.unwrap_or_default();
                                 let took = sent.elapsed();
                                 burst.latencies.lock().unwrap().push(took);
-                                let mut refusals = burst.refusals.lock().unwrap();
-                                if status != 200 && refusals.len() < 8 {
-                                    refusals.push(format!(
-                                        "{status} after {took:?}: {}",
-                                        String::from_utf8_lossy(&body)
-                                    ));
+                                if status != 200 {
+                                    let mut refusals = burst.refusals.lock().unwrap();
+                                    if refusals.len() < 8 {
+                                        refusals.push(format!(
+                                            "{status} after {took:?}: {}",
+                                            String::from_utf8_lossy(&body)
+                                        ));
+                                    }
                                 }
-                                drop(refusals);
                                 if status == 200 && !burst.acked[i].swap(true, Ordering::SeqCst) {
                                     burst.acked_count.fetch_add(1, Ordering::SeqCst);
                                 }
