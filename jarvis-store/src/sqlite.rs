@@ -84,6 +84,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // A check before each use is a round trip to the connection's thread, as long as a
+            // small write; a file's connection does not go stale the way a network one does.
+            .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.clone())
             .await?;
