@@ -23,6 +23,25 @@ pub(crate) fn require_migrated(
     }
 }
 
+/// Whether the recorded migrations (`version`, `checksum`, `success` rows of `_sqlx_migrations`)
+/// are exactly the embedded ones, all applied and unchanged: then running the migrator would do
+/// nothing. Anything else (a failed or missing migration, a changed checksum, a version this build
+/// does not know) is left to the migrator, which applies or reports it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) fn migrations_current(
+    migrator: &sqlx::migrate::Migrator,
+    recorded: &[(i64, Vec<u8>, bool)],
+) -> bool {
+    let embedded: HashMap<i64, &[u8]> = migrator
+        .iter()
+        .map(|migration| (migration.version, migration.checksum.as_ref()))
+        .collect();
+    recorded.len() == embedded.len()
+        && recorded.iter().all(|(version, checksum, success)| {
+            *success && embedded.get(version) == Some(&checksum.as_slice())
+        })
+}
+
 /// The events of a batch whose hash was not seen earlier in the same batch.
 pub(crate) fn distinct_events(events: &[NewEvent]) -> Vec<&NewEvent> {
     let mut seen = HashSet::with_capacity(events.len());
@@ -255,6 +274,26 @@ pub(crate) fn sql_limit(limit: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn migrations_are_current_only_when_the_record_matches_every_embedded_one() {
+        let migrator = sqlx::migrate!("./migrations/sqlite");
+        let record: Vec<(i64, Vec<u8>, bool)> = migrator
+            .iter()
+            .map(|m| (m.version, m.checksum.to_vec(), true))
+            .collect();
+        assert!(migrations_current(&migrator, &record));
+        assert!(!migrations_current(&migrator, &record[1..]));
+        let mut failed = record.clone();
+        failed[0].2 = false;
+        assert!(!migrations_current(&migrator, &failed));
+        let mut edited = record.clone();
+        edited[0].1 = vec![0];
+        assert!(!migrations_current(&migrator, &edited));
+        let mut newer = record.clone();
+        newer.push((i64::MAX, Vec::new(), true));
+        assert!(!migrations_current(&migrator, &newer));
+    }
 
     fn deal(id: &str, updated_at: Option<i64>, status: Option<i64>) -> DealUpsert {
         DealUpsert {

@@ -587,3 +587,45 @@ async fn a_refused_claim_and_settle_leaves_the_event_pending() {
     assert!(!again[0].processed);
     assert!(again[0].processed_at.is_none());
 }
+
+/// A start on a current schema skips the migrator; a schema that is anything else still meets it:
+/// a migration edited after it ran is refused, one missing from the record is applied again.
+#[tokio::test]
+async fn migrate_on_a_current_schema_skips_only_what_the_migrator_would_skip() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let store = PgStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let direct = sqlx::PgPool::connect(&url).await.unwrap();
+    let last: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&direct)
+        .await
+        .unwrap();
+
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00'::bytea WHERE version = $1")
+        .bind(last)
+        .execute(&direct)
+        .await
+        .unwrap();
+    let error = store.migrate().await.unwrap_err().to_string();
+    assert!(error.contains("modified"), "{error}");
+
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(last)
+        .execute(&direct)
+        .await
+        .unwrap();
+    assert!(store.check_migrated().await.is_err());
+    store.migrate().await.unwrap();
+    store.check_migrated().await.unwrap();
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = $1")
+            .bind(last)
+            .fetch_one(&direct)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 1);
+    direct.close().await;
+}
