@@ -6,6 +6,7 @@
 //! of their own, which WAL mode lets run beside the writer. Event inserts from concurrent callers
 //! share commits (see `ingest`).
 
+mod checkpoint;
 mod gaps;
 mod ingest;
 mod link;
@@ -61,6 +62,8 @@ pub struct SqliteStore {
     ingest: Ingest,
     /// Where the business's link queries run.
     query_only: link::QueryOnly,
+    /// Checkpoints the WAL beside the writer (a file database opened by `connect`).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -82,16 +85,21 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        // An in-memory database lives in its connections: readers must share the writer's.
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // A check before each use is a round trip to the connection's thread, as long as a
             // small write; a file's connection does not go stale the way a network one does.
             .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", checkpoint::WRITER_AUTOCHECKPOINT),
+            )
             .await?;
-        // An in-memory database lives in its connections: readers must share the writer's.
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let checkpointer = (!in_memory).then(|| checkpoint::Checkpointer::spawn(options.clone()));
         let query_only = if in_memory {
             link::QueryOnly::Shared
         } else {
@@ -110,6 +118,7 @@ impl SqliteStore {
             reader,
             ingest: Ingest::new(settings.ingest_timeout),
             query_only,
+            checkpointer,
         })
     }
 
@@ -120,6 +129,14 @@ impl SqliteStore {
             reader: pool,
             ingest: Ingest::new(PoolSettings::default().ingest_timeout),
             query_only: link::QueryOnly::Shared,
+            checkpointer: None,
+        }
+    }
+
+    /// Asks for a WAL checkpoint soon, beside the writer (see `checkpoint`).
+    fn after_write(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
         }
     }
 
@@ -872,6 +889,7 @@ impl Store for SqliteStore {
             .ingest
             .insert(&EventWriter(self.writer.clone()), rows)
             .await?;
+        self.after_write();
         Ok(InsertOutcome {
             stored,
             duplicates: events.len() as u64 - stored,
@@ -1108,6 +1126,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
         let outcome = self.settle_in(&mut tx, writes).await?;
         tx.commit().await?;
+        self.after_write();
         Ok(outcome)
     }
 

@@ -148,3 +148,42 @@ async fn a_failed_settle_releases_the_batch() {
     assert_eq!(again.len(), 2);
     assert!(again.iter().all(|e| !e.processed));
 }
+
+/// The WAL reaches the database file through a checkpoint run beside the writer soon after writes,
+/// not inside the commit that crosses SQLite's threshold: the writer's own threshold is a backstop
+/// far above the default 1,000 pages, yet a few hundred pages of events reach the file at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    let (url, dir) = testing::fresh_sqlite_url();
+    let store = SqliteStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let threshold: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(threshold, 10_000);
+    let file = dir.path().join("jarvis.db");
+    let before = std::fs::metadata(&file).unwrap().len();
+
+    let events: Vec<_> = (0..300).map(|i| event(&format!("hash-{i}"))).collect();
+    for batch in events.chunks(50) {
+        store.insert_events(batch).await.unwrap();
+    }
+    let wal_pages = std::fs::metadata(dir.path().join("jarvis.db-wal"))
+        .unwrap()
+        .len()
+        / 4096;
+    assert!(wal_pages < 1_000, "{wal_pages} WAL pages");
+    let started = std::time::Instant::now();
+    loop {
+        let now = std::fs::metadata(&file).unwrap().len();
+        if now > before {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the database file is still {now} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

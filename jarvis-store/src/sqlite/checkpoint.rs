@@ -1,0 +1,68 @@
+//! WAL checkpoints beside the writer, not inside its commits.
+//!
+//! SQLite's automatic checkpoint runs in the connection whose commit takes the WAL past its
+//! threshold (1,000 pages by default): that commit copies the WAL into the database file and syncs
+//! it, 10–17 ms on a small machine, and every webhook waiting for the next group commit waits too
+//! (BENCHMARKS.md). Here a connection of its own runs passive checkpoints, which copy what the WAL
+//! holds without taking the write lock, shortly after writes; the writer's own threshold is raised
+//! to [`WRITER_AUTOCHECKPOINT`] pages, a backstop that also lets the WAL start over from its
+//! beginning when writes never pause (a passive checkpoint cannot restart it while a writer keeps
+//! appending).
+
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use tokio::sync::mpsc;
+
+/// The writer's `wal_autocheckpoint`, in pages (about 40 MB of WAL at 4 KiB pages).
+pub(super) const WRITER_AUTOCHECKPOINT: &str = "10000";
+
+/// How long after a write the checkpoint runs: writes that come in the meantime share it.
+const AFTER_WRITE: Duration = Duration::from_millis(100);
+
+/// Asks for a checkpoint after writes; a background task runs it. The task ends when every clone of
+/// the store (and so every sender) is gone.
+#[derive(Debug, Clone)]
+pub(super) struct Checkpointer {
+    nudge: mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Starts the task; its connection opens at the first checkpoint.
+    pub(super) fn spawn(options: SqliteConnectOptions) -> Self {
+        let (nudge, mut nudged) = mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut connection: Option<SqliteConnection> = None;
+            while nudged.recv().await.is_some() {
+                tokio::time::sleep(AFTER_WRITE).await;
+                // A nudge that came during the wait is served by this checkpoint.
+                let _ = nudged.try_recv();
+                if connection.is_none() {
+                    match options.connect().await {
+                        Ok(opened) => connection = Some(opened),
+                        Err(error) => {
+                            tracing::debug!(%error, "opening the checkpoint connection failed");
+                            continue;
+                        }
+                    }
+                }
+                if let Some(conn) = connection.as_mut()
+                    && let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(conn)
+                        .await
+                {
+                    // The writer's own checkpoint still bounds the WAL; a new connection next time.
+                    tracing::debug!(%error, "WAL checkpoint failed");
+                    connection = None;
+                }
+            }
+        });
+        Checkpointer { nudge }
+    }
+
+    /// Asks for a checkpoint soon; one already asked for covers this one.
+    pub(super) fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
+}
