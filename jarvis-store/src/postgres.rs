@@ -98,10 +98,15 @@ impl PgStore {
             },
             self.ingest_pool.acquire(),
         );
-        let opened = 1 + usize::from(second?.is_some());
-        drop((first?, ingest?));
+        let first = first?;
+        // The other two only save later statements a new session; should one fail (the insert
+        // pool's shorter acquire timeout while a serverless database wakes up, say), that shows
+        // where it is used.
+        let opened = 1 + usize::from(matches!(second, Ok(Some(_))));
+        let ingest_opened = usize::from(ingest.is_ok());
+        drop((first, second, ingest));
         for _ in 0..5 {
-            if self.pool.num_idle() >= opened && self.ingest_pool.num_idle() >= 1 {
+            if self.pool.num_idle() >= opened && self.ingest_pool.num_idle() >= ingest_opened {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
