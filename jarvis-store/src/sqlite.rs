@@ -145,8 +145,12 @@ impl SqliteStore {
         &self.writer
     }
 
-    /// Closes both pools, waiting for connections in use to be returned.
+    /// Closes both pools, waiting for connections in use to be returned, and the connection that
+    /// checkpoints the WAL.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
         if let link::QueryOnly::Dedicated(pool) = &self.query_only {

@@ -186,4 +186,9 @@ async fn the_wal_is_checkpointed_beside_the_writer() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Closing the store closes the checkpoints' connection too: with the last connection gone,
+    // SQLite folds the WAL into the file and removes it.
+    store.close().await;
+    assert!(!dir.path().join("jarvis.db-wal").exists());
 }
