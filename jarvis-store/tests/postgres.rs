@@ -629,3 +629,17 @@ async fn migrate_on_a_current_schema_skips_only_what_the_migrator_would_skip() {
     assert_eq!(recorded, 1);
     direct.close().await;
 }
+
+/// Only the main pool's first connection decides whether a connect succeeds: the others opened at
+/// the same time are a head start, and the insert pool's shorter acquire timeout (the webhook's
+/// deadline) running out while the server is slow to accept must not fail the start.
+#[tokio::test]
+async fn connect_succeeds_when_only_the_head_start_connections_time_out() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let settings = PoolSettings::default().ingest_timeout(Duration::from_millis(1));
+    let store = PgStore::connect_with(&url, settings).await.unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+}
