@@ -643,3 +643,108 @@ async fn connect_succeeds_when_only_the_head_start_connections_time_out() {
     store.ping().await.unwrap();
     store.close().await;
 }
+
+/// A round of deal states updates the stored deals through a join; a deal another transaction
+/// inserts after the statement's snapshot goes through the conflict path, which waits for that
+/// transaction and then merges by the same rule (columns the state does not know stay as stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_inserted_meanwhile_by_another_writer_is_merged_by_the_mirror_rule() {
+    use chrono::{TimeZone, Utc};
+    use jarvis_store::{DealUpsert, Known};
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+    let state = move |id: &str, status: i64, updated: i64| DealUpsert {
+        amocrm_deal_id: id.to_owned(),
+        status_id: Known::Value(status),
+        updated_at: Some(at(updated)),
+        ..DealUpsert::default()
+    };
+    // Stored before: one deal the round updates, one it leaves alone (its state is older).
+    store
+        .upsert_deals(&[
+            DealUpsert {
+                name: Known::Value("stored".into()),
+                ..state("1", 10, 100)
+            },
+            DealUpsert {
+                name: Known::Value("newer".into()),
+                ..state("2", 10, 500)
+            },
+        ])
+        .await
+        .unwrap();
+
+    // Another writer inserts deal 3 and has not committed when the round runs.
+    let mut other = store.pool().begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO amocrm_deals (amocrm_deal_id, name, price, status_id, updated_at)
+        VALUES ('3', 'from elsewhere', 7, 10, $1)",
+    )
+    .bind(at(100))
+    .execute(&mut *other)
+    .await
+    .unwrap();
+    let round = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .upsert_deals(&[
+                    state("1", 20, 200),
+                    state("2", 20, 200),
+                    state("3", 20, 200),
+                ])
+                .await
+        })
+    };
+    // The round's insert of deal 3 waits for the other writer's row lock (bounded poll).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+            WHERE wait_event = 'transactionid' AND query LIKE 'WITH input AS MATERIALIZED%'
+                AND datname = current_database()",
+        )
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            !round.is_finished(),
+            "the round did not wait for the other writer"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the round never waited for the other writer"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    other.commit().await.unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), round)
+        .await
+        .expect("the round finishes once the other writer commits")
+        .unwrap()
+        .unwrap();
+    assert_eq!((outcome.applied, outcome.stale), (2, 1));
+
+    let one = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(
+        (one.status_id, one.name.as_deref()),
+        (Some(20), Some("stored"))
+    );
+    assert_eq!(one.updated_at, Some(at(200)));
+    let two = store.get_deal("2").await.unwrap().unwrap();
+    assert_eq!(
+        (two.status_id, two.name.as_deref()),
+        (Some(10), Some("newer"))
+    );
+    let three = store.get_deal("3").await.unwrap().unwrap();
+    assert_eq!(
+        (three.status_id, three.name.as_deref(), three.price),
+        (Some(20), Some("from elsewhere"), Some(7))
+    );
+    assert_eq!(three.updated_at, Some(at(200)));
+}
