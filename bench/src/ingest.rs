@@ -126,7 +126,7 @@ pub async fn run(binary: &Path, options: &IngestOptions) -> anyhow::Result<Vec<C
         println!(
             "| backend | senders | requests/s | p99 ms | jarvis CPU µs/req | PostgreSQL CPU µs/req | requests per commit | pgbench tps | ours / pgbench |"
         );
-        println!("|---|--:|--:|--:|--:|--:|--:|--:|");
+        println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
         for m in &medians {
             m.print();
         }
@@ -160,6 +160,7 @@ struct Medians {
     p99_ms: f64,
     service_cpu_us: f64,
     postgres_cpu_us: Option<f64>,
+    requests_per_commit: Option<f64>,
     pgbench_tps: Option<f64>,
     ratio: Option<f64>,
 }
@@ -192,6 +193,7 @@ impl Medians {
             postgres_cpu_us: of(&|c| {
                 (c.postgres_cpu_us_per_request > 0.0).then_some(c.postgres_cpu_us_per_request)
             }),
+            requests_per_commit: of(&|c| c.requests_per_commit),
             pgbench_tps: of(&|c| c.pgbench.as_ref().map(|r| r.tps)),
             // The ratio of each round (service and pgbench measured one after the other), not the
             // ratio of the medians.
@@ -203,13 +205,14 @@ impl Medians {
         let or_blank =
             |v: Option<f64>, digits: usize| v.map(|v| format!("{v:.digits$}")).unwrap_or_default();
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.0} | {} | {} | {} | {} |",
             self.backend.name(),
             self.senders,
             self.requests_per_sec,
             self.p99_ms,
             self.service_cpu_us,
             or_blank(self.postgres_cpu_us, 0),
+            or_blank(self.requests_per_commit, 1),
             or_blank(self.pgbench_tps, 0),
             or_blank(self.ratio, 2),
         );

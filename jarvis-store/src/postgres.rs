@@ -52,6 +52,8 @@ pub struct PgStore {
     /// The event inserts' own connections: their statement and lock timeouts are the ingest bound,
     /// and the worker's queries on `pool` cannot hold up a webhook's commit.
     ingest_pool: PgPool,
+    /// The connection event inserts keep between groups.
+    ingest_kept: ingest::Kept,
     /// Group commit of event inserts (see `ingest`).
     ingest: ingest::Ingest,
 }
@@ -139,6 +141,7 @@ impl PgStore {
             ingest_pool: pool_options(&ingest_settings, ingest_timeout)
                 .test_before_acquire(false)
                 .connect_lazy_with(options),
+            ingest_kept: ingest::Kept::default(),
             ingest: ingest::Ingest::new(settings.ingest_timeout),
         }
     }
@@ -149,6 +152,7 @@ impl PgStore {
         Self {
             ingest_pool: pool.clone(),
             pool,
+            ingest_kept: ingest::Kept::default(),
             ingest: ingest::Ingest::new(PoolSettings::default().ingest_timeout),
         }
     }
@@ -160,6 +164,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        self.ingest_kept.close();
         self.ingest_pool.close().await;
         self.pool.close().await;
     }
@@ -988,7 +993,13 @@ impl Store for PgStore {
         // Shares a statement and a commit with concurrent callers; answers after the commit.
         let stored = self
             .ingest
-            .insert(&ingest::EventWriter(self.ingest_pool.clone()), rows)
+            .insert(
+                &ingest::EventWriter {
+                    pool: self.ingest_pool.clone(),
+                    kept: self.ingest_kept.clone(),
+                },
+                rows,
+            )
             .await?;
         Ok(InsertOutcome {
             stored,

@@ -748,3 +748,38 @@ async fn a_deal_inserted_meanwhile_by_another_writer_is_merged_by_the_mirror_rul
     );
     assert_eq!(three.updated_at, Some(at(200)));
 }
+
+/// Event inserts one after another go through one session: the connection is kept between groups
+/// instead of going back to the pool (and its ping) after each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_inserts_share_one_session() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let name = format!("jarvis_kept_{}", std::process::id());
+    let store = PgStore::connect(&format!("{url}&application_name={name}"))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    for i in 0..20 {
+        let stored = store
+            .insert_events(&[event(&format!("kept-{i}"))])
+            .await
+            .unwrap()
+            .stored;
+        assert_eq!(stored, 1);
+    }
+    let sessions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+        WHERE application_name = $1 AND query LIKE 'INSERT INTO amocrm_webhook_events%'",
+    )
+    .bind(&name)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sessions, 1);
+    // Closing gives the kept connection back: the close finishes.
+    tokio::time::timeout(Duration::from_secs(10), store.close())
+        .await
+        .expect("the store closes with a kept connection");
+}

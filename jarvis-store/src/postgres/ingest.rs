@@ -4,9 +4,12 @@
 //! concurrent callers.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 
 use crate::Result;
 use crate::group_commit::{GroupCommit, GroupWrite};
@@ -33,9 +36,73 @@ impl Drop for Detached {
     }
 }
 
-/// Writes groups of event batches through the pool.
+/// How long the writer keeps one connection before handing it back to the pool, whose lifetime
+/// and idle checks then apply to it again.
+const KEEP_FOR: Duration = Duration::from_secs(60);
+
+/// The connection the writer keeps from one group to the next.
+///
+/// sqlx pings a connection as it goes back to its pool, from a spawned task: given back after each
+/// group, every commit cost a second round trip, and the next group, finding it still out, took
+/// another connection (the writer went round all of them). Kept, one group follows another on the
+/// same session with one round trip each.
+#[derive(Clone, Default)]
+pub(super) struct Kept(Arc<Mutex<KeptState>>);
+
+#[derive(Default)]
+struct KeptState {
+    held: Option<(PoolConnection<sqlx::Postgres>, Instant)>,
+    /// Set by [`Kept::close`]: nothing is kept from then on, so closing the pool can finish.
+    closed: bool,
+}
+
+impl Kept {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeptState> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// The kept connection, if there is one still young enough.
+    fn take(&self) -> Option<(PoolConnection<sqlx::Postgres>, Instant)> {
+        let held = self.lock().held.take();
+        // An old one goes back to the pool (dropped outside the lock).
+        held.filter(|(_, since)| since.elapsed() < KEEP_FOR)
+    }
+
+    /// Keeps `conn` for the next group, unless one is kept already or the store is closing (then
+    /// it goes back to the pool).
+    fn keep(&self, conn: PoolConnection<sqlx::Postgres>, since: Instant) {
+        let mut state = self.lock();
+        if state.closed || state.held.is_some() {
+            drop(state);
+            drop(conn);
+        } else {
+            state.held = Some((conn, since));
+        }
+    }
+
+    /// Gives the kept connection back and keeps none from now on.
+    pub fn close(&self) {
+        let held = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.held.take()
+        };
+        drop(held);
+    }
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kept")
+    }
+}
+
+/// Writes groups of event batches through the pool, on the connection it keeps when it can.
 #[derive(Clone)]
-pub(super) struct EventWriter(pub PgPool);
+pub(super) struct EventWriter {
+    pub pool: PgPool,
+    pub kept: Kept,
+}
 
 pub(super) type Ingest = GroupCommit<EventWriter>;
 
@@ -90,11 +157,17 @@ impl GroupWrite for EventWriter {
         // Cut off by a deadline in the middle of sending the statement, a connection would hold a
         // half-written message: returned to the pool, its check would wait forever for an answer
         // the server never sends, and the pool would run dry. Such a connection is dropped instead.
-        let mut conn = Detached(Some(self.0.acquire().await?));
+        let (conn, since) = match self.kept.take() {
+            Some(kept) => kept,
+            None => (self.pool.acquire().await?, Instant::now()),
+        };
+        let mut conn = Detached(Some(conn));
         let inserted: Vec<String> = inserted
             .fetch_all(&mut **conn.0.as_mut().expect("held until the end"))
             .await?;
-        conn.0.take();
+        if let Some(conn) = conn.0.take() {
+            self.kept.keep(conn, since);
+        }
         let mut new: HashSet<String> = inserted.into_iter().collect();
         Ok(batches
             .iter()
