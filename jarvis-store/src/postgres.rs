@@ -13,6 +13,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
 use self::url::connect_options;
+use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::batch::{collapse, distinct_events, require_migrated, rounds, sql_limit, usage_rows};
@@ -194,9 +195,9 @@ impl PgStore {
             prices.push(&deal.price, |v| *v);
             names.push(&deal.name, |v| v.as_str());
             responsible_user_ids.push(&deal.responsible_user_id, |v| *v);
-            custom_fields.push(&deal.custom_fields, Value::clone);
-            full_data.push(&deal.deal_full_data, Value::clone);
-            contact_custom_fields.push(&deal.contact_custom_fields, Value::clone);
+            custom_fields.push(&deal.custom_fields, Json);
+            full_data.push(&deal.deal_full_data, Json);
+            contact_custom_fields.push(&deal.contact_custom_fields, Json);
             main_contact_ids.push(&deal.main_contact_id, |v| v.as_str());
             created_at.push(&deal.created_at, |v| *v);
             closed_at.push(&deal.closed_at, |v| *v);
@@ -248,8 +249,8 @@ impl PgStore {
             first_names.push(&contact.first_name, |v| v.as_str());
             last_names.push(&contact.last_name, |v| v.as_str());
             responsible_user_ids.push(&contact.responsible_user_id, |v| *v);
-            custom_fields.push(&contact.custom_fields, Value::clone);
-            full_data.push(&contact.contact_full_data, Value::clone);
+            custom_fields.push(&contact.custom_fields, Json);
+            full_data.push(&contact.contact_full_data, Json);
             created_at.push(&contact.created_at, |v| *v);
             common.push(
                 contact.updated_at,
@@ -577,30 +578,31 @@ where
     }
 }
 
-/// The columns every mirror table shares, in bind order after the known columns.
+/// The columns every mirror table shares, in bind order after the known columns. JSON columns are
+/// bound by reference and serialized straight into the statement: no copy of each value first.
 #[derive(Default)]
-struct CommonColumns {
+struct CommonColumns<'q> {
     updated_at: Vec<Option<DateTime<Utc>>>,
-    metadata_keys: Vec<Value>,
-    metadata: Vec<Value>,
+    metadata_keys: Vec<Json<&'q [String]>>,
+    metadata: Vec<Json<&'q Map<String, Value>>>,
     is_deleted: Vec<Option<bool>>,
 }
 
-impl CommonColumns {
+impl<'q> CommonColumns<'q> {
     fn push(
         &mut self,
         updated_at: Option<DateTime<Utc>>,
-        metadata_keys: &[String],
-        metadata: &Map<String, Value>,
+        metadata_keys: &'q [String],
+        metadata: &'q Map<String, Value>,
         is_deleted: Option<bool>,
     ) {
         self.updated_at.push(updated_at);
-        self.metadata_keys.push(Value::from(metadata_keys.to_vec()));
-        self.metadata.push(Value::Object(metadata.clone()));
+        self.metadata_keys.push(Json(metadata_keys));
+        self.metadata.push(Json(metadata));
         self.is_deleted.push(is_deleted);
     }
 
-    fn bind(self, query: PgQuery<'_>) -> PgQuery<'_> {
+    fn bind(self, query: PgQuery<'q>) -> PgQuery<'q> {
         query
             .bind(self.updated_at)
             .bind(self.metadata_keys)
