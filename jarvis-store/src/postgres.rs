@@ -153,7 +153,7 @@ impl PgStore {
         Self {
             ingest_pool: pool.clone(),
             pool,
-            ingest_kept: ingest::Kept::default(),
+            ingest_kept: ingest::Kept::never(),
             ingest: ingest::Ingest::new(PoolSettings::default().ingest_timeout),
         }
     }

@@ -783,3 +783,29 @@ async fn consecutive_inserts_share_one_session() {
         .await
         .expect("the store closes with a kept connection");
 }
+
+/// A store on a pool shared with other code keeps no connection for its inserts: with a pool of
+/// one, the next query still gets the connection at once.
+#[tokio::test]
+async fn a_shared_pool_of_one_serves_inserts_and_queries_in_turn() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .connect(&url)
+        .await
+        .unwrap();
+    let store = PgStore::from_pool(pool);
+    store.migrate().await.unwrap();
+    for i in 0..3 {
+        let stored = store
+            .insert_events(&[event(&format!("shared-{i}"))])
+            .await
+            .unwrap()
+            .stored;
+        assert_eq!(stored, 1);
+        assert_eq!(store.stats().await.unwrap().backlog, i + 1);
+    }
+}

@@ -52,7 +52,8 @@ pub(super) struct Kept(Arc<Mutex<KeptState>>);
 #[derive(Default)]
 struct KeptState {
     held: Option<(PoolConnection<sqlx::Postgres>, Instant)>,
-    /// Set by [`Kept::close`]: nothing is kept from then on, so closing the pool can finish.
+    /// Set by [`Kept::close`] (nothing is kept from then on, so closing the pool can finish), and
+    /// from the start by [`Kept::never`].
     closed: bool,
 }
 
@@ -78,6 +79,15 @@ impl Kept {
         } else {
             state.held = Some((conn, since));
         }
+    }
+
+    /// Keeps nothing: for inserts through a pool shared with other queries, where a kept connection
+    /// would be one fewer for them (all of them, in a pool of one).
+    pub fn never() -> Self {
+        Self(Arc::new(Mutex::new(KeptState {
+            held: None,
+            closed: true,
+        })))
     }
 
     /// Gives the kept connection back and keeps none from now on.
