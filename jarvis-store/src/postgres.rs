@@ -504,24 +504,28 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
         })
         .collect();
     let merged = merged.join(", ");
-    // The new values of a stored row `t` from its input row `i`.
-    let set = format!(
-        "({plain}, updated_at, metadata, is_deleted) = (
-                {merged}, COALESCE(i.updated_at, t.updated_at),
-                (t.metadata - ARRAY(SELECT jsonb_array_elements_text(i.metadata_keys)))
-                    || i.metadata,
-                COALESCE(i.is_deleted, t.is_deleted)),
-            synced_at = now()"
+    // What a stored row `t` becomes from its input row `i`, and whether `i` is recent enough (the
+    // mirror rule): the same for the join and for the conflict path.
+    let targets = format!("({plain}, updated_at, metadata, is_deleted)");
+    let values = format!(
+        "{merged}, COALESCE(i.updated_at, t.updated_at),
+            (t.metadata - ARRAY(SELECT jsonb_array_elements_text(i.metadata_keys))) || i.metadata,
+            COALESCE(i.is_deleted, t.is_deleted)"
     );
+    let newer = |input: &str| {
+        format!(
+            "(t.updated_at IS NULL OR {input}.updated_at IS NULL \
+             OR {input}.updated_at >= t.updated_at)"
+        )
+    };
     format!(
         "WITH input AS MATERIALIZED (
             SELECT * FROM UNNEST({unnest}) AS u({names})
         ),
         updated AS (
-            UPDATE {table} AS t SET {set}
+            UPDATE {table} AS t SET {targets} = ({values}), synced_at = now()
             FROM input i
-            WHERE t.{key} = i.{key}
-                AND (t.updated_at IS NULL OR i.updated_at IS NULL OR i.updated_at >= t.updated_at)
+            WHERE t.{key} = i.{key} AND {newer_input}
             RETURNING t.{key}
         ),
         inserted AS (
@@ -529,20 +533,17 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
             SELECT {key}, {plain}, updated_at, metadata, COALESCE(is_deleted, false), now()
             FROM input n
             WHERE NOT EXISTS (SELECT 1 FROM {table} s WHERE s.{key} = n.{key})
-            ON CONFLICT ({key}) DO UPDATE SET ({plain}, updated_at, metadata, is_deleted) = (
-                    SELECT {merged}, COALESCE(i.updated_at, t.updated_at),
-                        (t.metadata - ARRAY(SELECT jsonb_array_elements_text(i.metadata_keys)))
-                            || i.metadata,
-                        COALESCE(i.is_deleted, t.is_deleted)
-                    FROM input i WHERE i.{key} = EXCLUDED.{key}),
+            ON CONFLICT ({key}) DO UPDATE
+            SET {targets} = (SELECT {values} FROM input i WHERE i.{key} = EXCLUDED.{key}),
                 synced_at = now()
-            WHERE t.updated_at IS NULL OR EXCLUDED.updated_at IS NULL
-                OR EXCLUDED.updated_at >= t.updated_at
+            WHERE {newer_excluded}
             RETURNING t.{key}
         )
         SELECT {key} FROM updated UNION ALL SELECT {key} FROM inserted",
         unnest = unnest.join(", "),
         names = names.join(", "),
+        newer_input = newer("i"),
+        newer_excluded = newer("EXCLUDED"),
     )
 }
 

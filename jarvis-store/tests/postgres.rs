@@ -762,12 +762,7 @@ async fn consecutive_inserts_share_one_session() {
         .unwrap();
     store.migrate().await.unwrap();
     for i in 0..20 {
-        let stored = store
-            .insert_events(&[event(&format!("kept-{i}"))])
-            .await
-            .unwrap()
-            .stored;
-        assert_eq!(stored, 1);
+        insert_one(&store, &format!("kept-{i}")).await;
     }
     let sessions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity
@@ -782,6 +777,42 @@ async fn consecutive_inserts_share_one_session() {
     tokio::time::timeout(Duration::from_secs(10), store.close())
         .await
         .expect("the store closes with a kept connection");
+}
+
+/// A kept connection the server has closed fails the one insert that meets it (at once, not at the
+/// deadline), and the next insert opens a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_server_closed_is_replaced() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let name = format!("jarvis_closed_{}", std::process::id());
+    let store = PgStore::connect(&format!("{url}&application_name={name}"))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    insert_one(&store, "before").await;
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        WHERE application_name = $1 AND query LIKE 'INSERT INTO amocrm_webhook_events%'",
+    )
+    .bind(&name)
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(terminated, [true]);
+    let failed = tokio::time::timeout(
+        Duration::from_secs(2),
+        store.insert_events(&[event("on the closed session")]),
+    )
+    .await
+    .expect("the insert fails at once");
+    assert!(
+        matches!(failed, Err(ref e) if !matches!(e, jarvis_store::Error::TimedOut)),
+        "{failed:?}"
+    );
+    insert_one(&store, "after").await;
+    assert_eq!(store.stats().await.unwrap().backlog, 2);
 }
 
 /// A store on a pool shared with other code keeps no connection for its inserts: with a pool of
@@ -800,12 +831,13 @@ async fn a_shared_pool_of_one_serves_inserts_and_queries_in_turn() {
     let store = PgStore::from_pool(pool);
     store.migrate().await.unwrap();
     for i in 0..3 {
-        let stored = store
-            .insert_events(&[event(&format!("shared-{i}"))])
-            .await
-            .unwrap()
-            .stored;
-        assert_eq!(stored, 1);
+        insert_one(&store, &format!("shared-{i}")).await;
         assert_eq!(store.stats().await.unwrap().backlog, i + 1);
     }
+}
+
+/// Stores one new event.
+async fn insert_one(store: &PgStore, hash: &str) {
+    let stored = store.insert_events(&[event(hash)]).await.unwrap().stored;
+    assert_eq!(stored, 1, "{hash}");
 }
