@@ -222,6 +222,8 @@ on_both_backends!(
     unsupported_content_type_is_415_and_kept,
     process_webhook_upserts_without_amocrm,
     webhook_only_mode_mirrors_from_bodies,
+    webhook_only_mode_mirrors_a_lead_before_answering,
+    a_receiver_alone_leaves_the_mirror_to_the_workers,
     webhook_only_batch_settles_what_it_can_and_fails_the_rest,
     outage_leaves_events_pending_then_drains,
     out_of_order_update_never_overwrites_newer_data,
@@ -654,6 +656,65 @@ async fn webhook_only_mode_mirrors_from_bodies(backend: Backend) {
     assert_eq!(contact.custom_fields.unwrap()[0]["field_code"], "PHONE");
     let stats = app.store.stats().await.unwrap();
     assert_eq!((stats.processed, stats.dead), (5, 0));
+    app.stop().await;
+}
+
+/// Webhook-only mode with a worker in the process: a lead's change is mirrored in the transaction
+/// that stores its event, so its row is there when the webhook is answered, the event already
+/// processed; a contact's change waits for the worker.
+async fn webhook_only_mode_mirrors_a_lead_before_answering(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend, &[]).await else {
+        return;
+    };
+    let answer = app.post_form(fixture("lead_status.form")).await;
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "stored": 1, "duplicates": 0 }));
+    // No wait: the row was committed with the event, before the answer.
+    let deal = app
+        .store
+        .get_deal("31840021")
+        .await
+        .unwrap()
+        .expect("written on receipt");
+    assert_eq!(deal.status_id, Some(142));
+    let event = app.store.get_event(1).await.unwrap().unwrap();
+    assert!(event.processed && event.processed_at.is_some(), "{event:?}");
+    assert_eq!(event.attempts, 0);
+
+    // The same delivery again: a duplicate, nothing written twice.
+    let again = app.post_form(fixture("lead_status.form")).await;
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "stored": 0, "duplicates": 1 }));
+
+    assert_eq!(
+        app.post_form(fixture("contact_update.form")).await.status(),
+        200
+    );
+    app.wait_idle(IDLE).await;
+    assert!(app.store.get_contact("52110077").await.unwrap().is_some());
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.processed, stats.backlog, stats.dead), (2, 0, 0));
+    app.stop().await;
+}
+
+/// A receiver alone (`serve --http-only`) only stores: the workers elsewhere mirror.
+async fn a_receiver_alone_leaves_the_mirror_to_the_workers(backend: Backend) {
+    let Some((url, dir)) = jarvis_tests::fresh_database(backend).await else {
+        return;
+    };
+    let parts = RunParts {
+        http: true,
+        worker: false,
+    };
+    let app = TestApp::spawn_parts(&url, dir, &[], parts).await;
+    assert_eq!(
+        app.post_form(fixture("lead_status.form")).await.status(),
+        200
+    );
+    assert!(app.store.get_deal("31840021").await.unwrap().is_none());
+    let stats = app.store.stats().await.unwrap();
+    assert_eq!((stats.backlog, stats.processed), (1, 0));
     app.stop().await;
 }
 

@@ -113,7 +113,9 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             ..Limits::default()
         };
+        let settle_on_receipt = client.is_none() && linker.is_none() && parts.worker;
         let state = AppState {
+            settle_on_receipt,
             store,
             parser: Arc::new(Parser::new(parser_limits)),
             parser_limits,

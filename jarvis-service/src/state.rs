@@ -42,4 +42,9 @@ pub struct AppState {
     pub http: HttpSettings,
     /// Where bodies wait when the database cannot take them in time; `None` without a spool.
     pub spool: Option<Spool>,
+    /// Whether the webhook route writes the rows the bodies carry in the transaction that stores
+    /// their events, stored processed ([`jarvis_store::Store::insert_settled`]): in webhook-only
+    /// mode, without link queries (the worker runs them after its batches), when this process runs
+    /// a worker too. A receiver alone (`serve --http-only`) only stores, for the workers elsewhere.
+    pub settle_on_receipt: bool,
 }

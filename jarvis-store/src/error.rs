@@ -98,6 +98,21 @@ impl Error {
         }
     }
 
+    /// True when the connection itself failed (or no answer came in time), as opposed to a statement
+    /// the server refused: another statement on it would fail the same way.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::TimedOut
+                | Error::Database(
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                )
+        )
+    }
+
     /// True when the database could not be reached or did not answer in time: worth answering 503 and
     /// retrying later, as opposed to a bug or bad data.
     pub fn is_unavailable(&self) -> bool {

@@ -23,30 +23,44 @@ use crate::{Error, Result};
 const MAX_GROUP_ROWS: usize = 512;
 const QUEUE_DEPTH: usize = 4096;
 
+/// What the event writers tell a caller of its batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// Events that were new.
+    pub stored: u64,
+    /// Of those, events stored processed with their writes made.
+    pub settled: u64,
+}
+
 /// How a backend stores a group of batches.
 pub(crate) trait GroupWrite: Clone + Send + Sync + 'static {
     type Row: Send + Sync + 'static;
+    /// What a caller learns of its batch.
+    type Outcome: Send + 'static;
     /// Writer tasks working at once.
     const WRITERS: usize;
-    /// Stores the batches in one transaction; returns each batch's count of new rows.
-    fn write(&self, batches: &[Vec<Self::Row>]) -> impl Future<Output = Result<Vec<u64>>> + Send;
+    /// Stores the batches in one transaction; returns each batch's outcome, in order.
+    fn write(
+        &self,
+        batches: &[Vec<Self::Row>],
+    ) -> impl Future<Output = Result<Vec<Self::Outcome>>> + Send;
 }
 
-struct Job<R> {
+struct Job<R, O> {
     rows: Vec<R>,
-    reply: oneshot::Sender<Result<u64>>,
+    reply: oneshot::Sender<Result<O>>,
     /// When the caller stops waiting: the write is not worth finishing after it.
     deadline: Instant,
 }
 
-type Jobs<R> = Arc<tokio::sync::Mutex<mpsc::Receiver<Job<R>>>>;
+type Jobs<R, O> = Arc<tokio::sync::Mutex<mpsc::Receiver<Job<R, O>>>>;
 /// The live sender, if the writers run; replaced when their runtime has gone.
-type SharedSender<R> = Arc<Mutex<Option<mpsc::Sender<Job<R>>>>>;
+type SharedSender<R, O> = Arc<Mutex<Option<mpsc::Sender<Job<R, O>>>>>;
 
 /// The handle callers send batches through; the writers start on first use, in the caller's runtime,
 /// and again if that runtime has gone.
 pub(crate) struct GroupCommit<W: GroupWrite> {
-    sender: SharedSender<W::Row>,
+    sender: SharedSender<W::Row, W::Outcome>,
     /// How long a caller waits for its answer, queueing included.
     timeout: Duration,
 }
@@ -77,10 +91,10 @@ impl<W: GroupWrite> std::fmt::Debug for GroupCommit<W> {
 }
 
 impl<W: GroupWrite> GroupCommit<W> {
-    /// Stores the rows (in one transaction, possibly shared with other callers' rows); returns how
-    /// many were new. [`Error::TimedOut`] when no answer came within the timeout: the rows may still
+    /// Stores the rows (in one transaction, possibly shared with other callers' rows); returns the
+    /// writer's outcome for them. [`Error::TimedOut`] when no answer came within the timeout: the rows may still
     /// be committed afterwards, which the callers' deduplication makes harmless.
-    pub async fn insert(&self, writer: &W, rows: Vec<W::Row>) -> Result<u64> {
+    pub async fn insert(&self, writer: &W, rows: Vec<W::Row>) -> Result<W::Outcome> {
         let deadline = Instant::now() + self.timeout;
         let (reply, answer) = oneshot::channel();
         let sender = self.sender(writer);
@@ -105,7 +119,7 @@ impl<W: GroupWrite> GroupCommit<W> {
         }
     }
 
-    fn sender(&self, writer: &W) -> mpsc::Sender<Job<W::Row>> {
+    fn sender(&self, writer: &W) -> mpsc::Sender<Job<W::Row, W::Outcome>> {
         let mut sender = self
             .sender
             .lock()
@@ -114,7 +128,7 @@ impl<W: GroupWrite> GroupCommit<W> {
             Some(live) if !live.is_closed() => live.clone(),
             _ => {
                 let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-                let jobs: Jobs<W::Row> = Arc::new(tokio::sync::Mutex::new(rx));
+                let jobs: Jobs<W::Row, W::Outcome> = Arc::new(tokio::sync::Mutex::new(rx));
                 for _ in 0..W::WRITERS {
                     tokio::spawn(write_loop(writer.clone(), jobs.clone()));
                 }
@@ -127,7 +141,7 @@ impl<W: GroupWrite> GroupCommit<W> {
 
 /// Takes the next job and every job already waiting behind it (up to the group limit), leaving out
 /// those whose caller has stopped waiting.
-async fn next_group<R>(jobs: &Jobs<R>) -> Option<Vec<Job<R>>> {
+async fn next_group<R, O>(jobs: &Jobs<R, O>) -> Option<Vec<Job<R, O>>> {
     let mut jobs = jobs.lock().await;
     loop {
         let first = jobs.recv().await?;
@@ -150,7 +164,7 @@ async fn next_group<R>(jobs: &Jobs<R>) -> Option<Vec<Job<R>>> {
     }
 }
 
-async fn write_loop<W: GroupWrite>(writer: W, jobs: Jobs<W::Row>) {
+async fn write_loop<W: GroupWrite>(writer: W, jobs: Jobs<W::Row, W::Outcome>) {
     while let Some(group) = next_group(&jobs).await {
         let deadline = group
             .iter()
@@ -160,9 +174,9 @@ async fn write_loop<W: GroupWrite>(writer: W, jobs: Jobs<W::Row>) {
         let (batches, replies): (Vec<_>, Vec<_>) =
             group.into_iter().map(|job| (job.rows, job.reply)).unzip();
         let error = match timeout_at(deadline, writer.write(&batches)).await {
-            Ok(Ok(counts)) => {
-                for (reply, stored) in replies.into_iter().zip(counts) {
-                    let _ = reply.send(Ok(stored));
+            Ok(Ok(outcomes)) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
                 }
                 continue;
             }
@@ -192,7 +206,11 @@ async fn write_loop<W: GroupWrite>(writer: W, jobs: Jobs<W::Row>) {
             retries.spawn(async move {
                 let result =
                     match timeout_at(deadline, writer.write(std::slice::from_ref(&batch))).await {
-                        Ok(result) => result.map(|counts| counts[0]),
+                        Ok(result) => result.and_then(|outcomes| {
+                            outcomes.into_iter().next().ok_or_else(|| {
+                                Error::Database(sqlx::Error::Protocol("no outcome".into()))
+                            })
+                        }),
                         Err(_) => Err(Error::TimedOut),
                     };
                 let _ = reply.send(result);
@@ -236,6 +254,7 @@ mod tests {
 
     impl GroupWrite for Fake {
         type Row = u32;
+        type Outcome = u64;
         const WRITERS: usize = 1;
 
         async fn write(&self, batches: &[Vec<u32>]) -> Result<Vec<u64>> {

@@ -82,7 +82,9 @@ pub use model::*;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 pub use settings::PoolSettings;
-pub use settle::{BatchWrites, ClaimSettled, DeletionRecord, SettleOutcome, SettlePlan};
+pub use settle::{
+    BatchWrites, ClaimSettled, DeletionRecord, EventWrites, SettleOutcome, SettlePlan, SettledEvent,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
@@ -106,6 +108,27 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch of events in one transaction, skipping those whose `event_hash` is already stored
     /// (or repeated in the batch).
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome>;
+
+    /// Stores events as [`insert_events`](Self::insert_events) does and settles, in the same
+    /// transaction, the new ones that come with their writes: their rows written by the mirror
+    /// rule (in the order of [`BatchWrites`], events in their order) and the events stored
+    /// processed, so no worker has to claim them. A body that carries all that is mirrored
+    /// (webhook-only mode) is then one write per event instead of two (insert, then claim and
+    /// complete). An event already stored writes nothing; events without writes are stored
+    /// pending. `settled` in the outcome counts the events settled.
+    ///
+    /// The writes never cost an event its storage: if they fail (a mirror row another transaction
+    /// holds past the ingest's lock bound, a deadlock, a value the table refuses), the events are
+    /// stored pending instead, for the worker. PostgreSQL writes a group of deal states and events
+    /// in one statement, each deal once: a deal's later state in the same group is stored pending
+    /// (the worker applies it after the first, by the same rule); contacts and deletions make the
+    /// group a transaction of several statements.
+    ///
+    /// The default implementation stores every event pending.
+    async fn insert_settled(&self, events: Vec<SettledEvent>) -> Result<InsertOutcome> {
+        let events: Vec<NewEvent> = events.into_iter().map(|e| e.event).collect();
+        self.insert_events(&events).await
+    }
 
     /// Claims up to `limit` due events (pending, `next_attempt_at <= now`, no live lease), oldest first,
     /// leasing them for `lease`. Concurrent claimers never receive the same event while its lease lives.

@@ -81,6 +81,9 @@ pub struct InsertOutcome {
     pub stored: u64,
     /// Events whose `event_hash` was already stored (or repeated within the batch).
     pub duplicates: u64,
+    /// Of the `stored` events, those stored processed with their rows written
+    /// ([`Store::insert_settled`](crate::Store::insert_settled)); the others wait for the worker.
+    pub settled: u64,
 }
 
 /// Where an event is in its life.

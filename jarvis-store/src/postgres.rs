@@ -17,12 +17,11 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use crate::batch::{collapse, distinct_events, require_migrated, rounds, sql_limit, usage_rows};
-use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, BatchWrites, ClaimSettled, Contact, ContactUpsert, Deal, DealUpsert, Error,
     FailOutcome, InsertOutcome, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
-    Requeue, Result, SettleOutcome, SettlePlan, StateEntry, Stats, Store, StoredEvent,
-    StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
+    Requeue, Result, SettleOutcome, SettlePlan, SettledEvent, StateEntry, Stats, Store,
+    StoredEvent, StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 
 /// Which events a claim takes (`$1`: how many): due, unleased, oldest first, none another claimer
@@ -71,9 +70,13 @@ impl PgStore {
     /// [`PgStore::warm_up`]), which also checks that the server answers.
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool = pool_options(&settings, settings.statement_timeout)
-            .test_before_acquire(true)
-            .connect_lazy_with(options.clone());
+        let pool = pool_options(
+            &settings,
+            settings.statement_timeout,
+            settings.statement_timeout,
+        )
+        .test_before_acquire(true)
+        .connect_lazy_with(options.clone());
         let store = Self::with_pools(pool, options, &settings);
         store.warm_up().await?;
         Ok(store)
@@ -121,9 +124,13 @@ impl PgStore {
     /// database is down. Only the URL is checked here.
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool = pool_options(&settings, settings.statement_timeout)
-            .test_before_acquire(true)
-            .connect_lazy_with(options.clone());
+        let pool = pool_options(
+            &settings,
+            settings.statement_timeout,
+            settings.statement_timeout,
+        )
+        .test_before_acquire(true)
+        .connect_lazy_with(options.clone());
         Ok(Self::with_pools(pool, options, &settings))
     }
 
@@ -139,7 +146,10 @@ impl PgStore {
             // path; a dead connection fails one insert (the caller spools or retries) and is
             // replaced. The main pool checks its connections, so that after an outage the worker
             // and the status queries do not each meet a dead one first.
-            ingest_pool: pool_options(&ingest_settings, ingest_timeout)
+            // A quarter of the bound for a lock: a mirror row another writer holds (webhooks
+            // settled as they are stored write deals) or a deadlock fails the group early enough
+            // to store its events pending, or spool them, before the deadline.
+            ingest_pool: pool_options(&ingest_settings, ingest_timeout, ingest_timeout / 4)
                 .test_before_acquire(false)
                 .connect_lazy_with(options),
             ingest_kept: ingest::Kept::default(),
@@ -170,58 +180,39 @@ impl PgStore {
         self.pool.close().await;
     }
 
-    async fn upsert_deal_round(
+    /// Stores distinct rows through the group commit (sharing a statement and a commit with
+    /// concurrent callers; answered after the commit); `total` counts the events asked for.
+    async fn ingest_rows(
         &self,
+        rows: Vec<ingest::EventRow>,
+        total: usize,
+    ) -> Result<InsertOutcome> {
+        if rows.is_empty() {
+            return Ok(InsertOutcome {
+                duplicates: total as u64,
+                ..InsertOutcome::default()
+            });
+        }
+        let writer = ingest::EventWriter {
+            pool: self.ingest_pool.clone(),
+            kept: self.ingest_kept.clone(),
+        };
+        let written = self.ingest.insert(&writer, rows).await?;
+        Ok(InsertOutcome {
+            stored: written.stored,
+            duplicates: total as u64 - written.stored,
+            settled: written.settled,
+        })
+    }
+
+    async fn upsert_deal_round(
         executor: &mut sqlx::PgConnection,
         deals: &[&(&DealUpsert, u64)],
     ) -> Result<u64> {
-        let mut ids = Vec::with_capacity(deals.len());
-        let mut pipeline_ids = KnownColumn::default();
-        let mut status_ids = KnownColumn::default();
-        let mut prices = KnownColumn::default();
-        let mut names = KnownColumn::default();
-        let mut responsible_user_ids = KnownColumn::default();
-        let mut custom_fields = KnownColumn::default();
-        let mut full_data = KnownColumn::default();
-        let mut contact_custom_fields = KnownColumn::default();
-        let mut main_contact_ids = KnownColumn::default();
-        let mut created_at = KnownColumn::default();
-        let mut closed_at = KnownColumn::default();
-        let mut common = CommonColumns::default();
-        for (deal, _) in deals.iter().copied() {
-            ids.push(deal.amocrm_deal_id.as_str());
-            pipeline_ids.push(&deal.pipeline_id, |v| *v);
-            status_ids.push(&deal.status_id, |v| *v);
-            prices.push(&deal.price, |v| *v);
-            names.push(&deal.name, |v| v.as_str());
-            responsible_user_ids.push(&deal.responsible_user_id, |v| *v);
-            custom_fields.push(&deal.custom_fields, Json);
-            full_data.push(&deal.deal_full_data, Json);
-            contact_custom_fields.push(&deal.contact_custom_fields, Json);
-            main_contact_ids.push(&deal.main_contact_id, |v| v.as_str());
-            created_at.push(&deal.created_at, |v| *v);
-            closed_at.push(&deal.closed_at, |v| *v);
-            common.push(
-                deal.updated_at,
-                &deal.metadata_keys,
-                &deal.metadata,
-                deal.is_deleted,
-            );
-        }
         let sql = mirror_upsert_sql("amocrm_deals", "amocrm_deal_id", DEAL_KNOWN_COLUMNS);
-        let query = sqlx::query(&sql).bind(ids);
-        let query = pipeline_ids.bind(query);
-        let query = status_ids.bind(query);
-        let query = prices.bind(query);
-        let query = names.bind(query);
-        let query = responsible_user_ids.bind(query);
-        let query = custom_fields.bind(query);
-        let query = full_data.bind(query);
-        let query = contact_custom_fields.bind(query);
-        let query = main_contact_ids.bind(query);
-        let query = created_at.bind(query);
-        let query = closed_at.bind(query);
-        let rows = common.bind(query).fetch_all(executor).await?;
+        let rows = bind_deals(sqlx::query(&sql), deals)
+            .fetch_all(executor)
+            .await?;
         let applied = rows
             .iter()
             .map(|row| row.try_get::<String, _>(0))
@@ -230,7 +221,6 @@ impl PgStore {
     }
 
     async fn upsert_contact_round(
-        &self,
         executor: &mut sqlx::PgConnection,
         contacts: &[&(&ContactUpsert, u64)],
     ) -> Result<u64> {
@@ -284,14 +274,13 @@ impl PgStore {
 
     /// The statements of [`Store::settle_batch`], inside the caller's transaction.
     async fn settle_in(
-        &self,
         tx: &mut sqlx::PgConnection,
         writes: &BatchWrites,
         completed_already: bool,
     ) -> Result<SettleOutcome> {
-        let contacts = self.apply_contacts(tx, &writes.contacts).await?;
+        let contacts = Self::apply_contacts(tx, &writes.contacts).await?;
         follow_contact_fields(tx, &writes.followed_contacts()).await?;
-        let deals = self.apply_deals(tx, &writes.deals).await?;
+        let deals = Self::apply_deals(tx, &writes.deals).await?;
         if !writes.deletions.is_empty() {
             record_deletions(tx, &writes.deletions).await?;
         }
@@ -310,29 +299,24 @@ impl PgStore {
 
     /// Applies deal states by the mirror rule in as few statements as the batch allows (one, unless
     /// an entity has states that cannot be collapsed); returns how many states applied.
-    async fn apply_deals(
-        &self,
-        executor: &mut sqlx::PgConnection,
-        deals: &[DealUpsert],
-    ) -> Result<u64> {
+    async fn apply_deals(executor: &mut sqlx::PgConnection, deals: &[DealUpsert]) -> Result<u64> {
         let collapsed = collapse(deals);
         let mut applied = 0;
         for round in rounds(&collapsed.states, |(deal, _)| &deal.amocrm_deal_id) {
-            applied += self.upsert_deal_round(executor, &round).await?;
+            applied += Self::upsert_deal_round(executor, &round).await?;
         }
         Ok(applied)
     }
 
     /// As [`apply_deals`](Self::apply_deals), for contacts.
     async fn apply_contacts(
-        &self,
         executor: &mut sqlx::PgConnection,
         contacts: &[ContactUpsert],
     ) -> Result<u64> {
         let collapsed = collapse(contacts);
         let mut applied = 0;
         for round in rounds(&collapsed.states, |(contact, _)| &contact.amocrm_contact_id) {
-            applied += self.upsert_contact_round(executor, &round).await?;
+            applied += Self::upsert_contact_round(executor, &round).await?;
         }
         Ok(applied)
     }
@@ -475,9 +459,26 @@ const CONTACT_KNOWN_COLUMNS: &[(&str, &str)] = &[
 /// statement and touch disjoint keys; an update racing with another writer is re-evaluated on the
 /// row's newest version, as for any `UPDATE`.
 fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String {
-    let mut unnest = vec!["$1::text[]".to_owned()];
+    format!(
+        "WITH {} SELECT {key} FROM updated UNION ALL SELECT {key} FROM inserted",
+        mirror_upsert_ctes(table, key, columns, 1, None)
+    )
+}
+
+/// The common table expressions of [`mirror_upsert_sql`] (`input`, `updated`, `inserted`), their
+/// parameters numbered from `first`. With `only_new`, the input takes one more parameter, each
+/// state's event hash, and keeps the states whose hash the named expression returns (the events
+/// the statement's own INSERT stored).
+fn mirror_upsert_ctes(
+    table: &str,
+    key: &str,
+    columns: &[(&str, &str)],
+    first: usize,
+    only_new: Option<&str>,
+) -> String {
+    let mut unnest = vec![format!("${first}::text[]")];
     let mut names = vec![key.to_owned()];
-    let mut next = 2;
+    let mut next = first + 1;
     for (column, sql_type) in columns {
         unnest.push(format!("${next}::bool[]"));
         unnest.push(format!("${}::{sql_type}[]", next + 1));
@@ -495,6 +496,14 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
         names.push(column.to_owned());
         next += 1;
     }
+    let filter = match only_new {
+        Some(inserted) => {
+            unnest.push(format!("${next}::text[]"));
+            names.push("event_hash".to_owned());
+            format!("WHERE u.event_hash IN (SELECT event_hash FROM {inserted})")
+        }
+        None => String::new(),
+    };
     let plain: Vec<&str> = columns.iter().map(|(column, _)| *column).collect();
     let plain = plain.join(", ");
     let merged: Vec<String> = columns
@@ -519,8 +528,8 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
         )
     };
     format!(
-        "WITH input AS MATERIALIZED (
-            SELECT * FROM UNNEST({unnest}) AS u({names})
+        "input AS MATERIALIZED (
+            SELECT * FROM UNNEST({unnest}) AS u({names}) {filter}
         ),
         updated AS (
             UPDATE {table} AS t SET {targets} = ({values}), synced_at = now()
@@ -538,8 +547,7 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
                 synced_at = now()
             WHERE {newer_excluded}
             RETURNING t.{key}
-        )
-        SELECT {key} FROM updated UNION ALL SELECT {key} FROM inserted",
+        )",
         unnest = unnest.join(", "),
         names = names.join(", "),
         newer_input = newer("i"),
@@ -548,6 +556,78 @@ fn mirror_upsert_sql(table: &str, key: &str, columns: &[(&str, &str)]) -> String
 }
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a round of deal states to `query`, as [`mirror_upsert_ctes`] numbers their parameters
+/// (the key, then each known column's flags and values, then the common columns).
+fn bind_deals<'q>(query: PgQuery<'q>, deals: &[&(&'q DealUpsert, u64)]) -> PgQuery<'q> {
+    let mut ids = Vec::with_capacity(deals.len());
+    let mut pipeline_ids = KnownColumn::default();
+    let mut status_ids = KnownColumn::default();
+    let mut prices = KnownColumn::default();
+    let mut names = KnownColumn::default();
+    let mut responsible_user_ids = KnownColumn::default();
+    let mut custom_fields = KnownColumn::default();
+    let mut full_data = KnownColumn::default();
+    let mut contact_custom_fields = KnownColumn::default();
+    let mut main_contact_ids = KnownColumn::default();
+    let mut created_at = KnownColumn::default();
+    let mut closed_at = KnownColumn::default();
+    let mut common = CommonColumns::default();
+    for (deal, _) in deals.iter().copied() {
+        ids.push(deal.amocrm_deal_id.as_str());
+        pipeline_ids.push(&deal.pipeline_id, |v| *v);
+        status_ids.push(&deal.status_id, |v| *v);
+        prices.push(&deal.price, |v| *v);
+        names.push(&deal.name, |v| v.as_str());
+        responsible_user_ids.push(&deal.responsible_user_id, |v| *v);
+        custom_fields.push(&deal.custom_fields, Json);
+        full_data.push(&deal.deal_full_data, Json);
+        contact_custom_fields.push(&deal.contact_custom_fields, Json);
+        main_contact_ids.push(&deal.main_contact_id, |v| v.as_str());
+        created_at.push(&deal.created_at, |v| *v);
+        closed_at.push(&deal.closed_at, |v| *v);
+        common.push(
+            deal.updated_at,
+            &deal.metadata_keys,
+            &deal.metadata,
+            deal.is_deleted,
+        );
+    }
+    let query = query.bind(ids);
+    let query = pipeline_ids.bind(query);
+    let query = status_ids.bind(query);
+    let query = prices.bind(query);
+    let query = names.bind(query);
+    let query = responsible_user_ids.bind(query);
+    let query = custom_fields.bind(query);
+    let query = full_data.bind(query);
+    let query = contact_custom_fields.bind(query);
+    let query = main_contact_ids.bind(query);
+    let query = created_at.bind(query);
+    let query = closed_at.bind(query);
+    common.bind(query)
+}
+
+/// The statement that stores a group of events and writes, by the mirror rule, the deal states
+/// of those it stored (see `ingest`): the events' eight columns first (`$1` to `$8`, as the plain
+/// insert binds them), then the deals as [`bind_deals`] binds them, then each deal state's event
+/// hash. Returns the hashes of the events stored.
+fn insert_with_deals_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH ins AS ({}), {} SELECT event_hash FROM ins",
+            ingest::INSERT_EVENTS,
+            mirror_upsert_ctes(
+                "amocrm_deals",
+                "amocrm_deal_id",
+                DEAL_KNOWN_COLUMNS,
+                9,
+                Some("ins")
+            )
+        )
+    });
+    &SQL
+}
 
 /// One [`Known`](crate::Known) column of a round: whether each state knows it, and its values.
 struct KnownColumn<T> {
@@ -616,13 +696,18 @@ impl<'q> CommonColumns<'q> {
 /// parallel retry of a failed group.
 const INGEST_CONNECTIONS: u32 = 8;
 
-/// Pool options whose connections run every statement under `statement_timeout` (also the lock
-/// timeout, so a table lock cannot make a statement wait longer than it may run). Set once per
-/// connection after it opens rather than as a startup parameter, which poolers refuse.
-fn pool_options(settings: &PoolSettings, statement_timeout: Duration) -> PgPoolOptions {
+/// Pool options whose connections run every statement under `statement_timeout` and wait at most
+/// `lock_timeout` for a lock (never longer than a statement may run). Set once per connection
+/// after it opens rather than as a startup parameter, which poolers refuse.
+fn pool_options(
+    settings: &PoolSettings,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+) -> PgPoolOptions {
     let set_timeouts = format!(
-        "SET statement_timeout = {ms}; SET lock_timeout = {ms}",
-        ms = statement_timeout.as_millis().max(1)
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        statement_timeout.as_millis().max(1),
+        lock_timeout.min(statement_timeout).as_millis().max(1)
     );
     PgPoolOptions::new()
         .after_connect(move |conn, _meta| {
@@ -978,36 +1063,23 @@ impl Store for PgStore {
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {
         let distinct = distinct_events(events);
-        if distinct.is_empty() {
-            return Ok(InsertOutcome::default());
-        }
         let mut rows = Vec::with_capacity(distinct.len());
         for event in distinct {
-            rows.push(ingest::EventRow {
-                received_at: event.received_at,
-                event_type: event.event_type.clone(),
-                entity_type: event.entity_type.clone(),
-                amocrm_entity_id: event.amocrm_entity_id.clone(),
-                event_hash: event.event_hash.clone(),
-                payload: event.payload.clone(),
-                account_id: account_id_to_i32(event.account_id)?,
-            });
+            rows.push(ingest::EventRow::new(event.clone(), None)?);
         }
-        // Shares a statement and a commit with concurrent callers; answers after the commit.
-        let stored = self
-            .ingest
-            .insert(
-                &ingest::EventWriter {
-                    pool: self.ingest_pool.clone(),
-                    kept: self.ingest_kept.clone(),
-                },
-                rows,
-            )
-            .await?;
-        Ok(InsertOutcome {
-            stored,
-            duplicates: events.len() as u64 - stored,
-        })
+        self.ingest_rows(rows, events.len()).await
+    }
+
+    async fn insert_settled(&self, events: Vec<SettledEvent>) -> Result<InsertOutcome> {
+        let total = events.len();
+        let mut seen = std::collections::HashSet::with_capacity(total);
+        let mut rows = Vec::with_capacity(total);
+        for SettledEvent { event, writes } in events {
+            if seen.insert(event.event_hash.clone()) {
+                rows.push(ingest::EventRow::new(event, writes)?);
+            }
+        }
+        self.ingest_rows(rows, total).await
     }
 
     async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>> {
@@ -1218,7 +1290,7 @@ impl Store for PgStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let applied = self.apply_deals(&mut tx, deals).await?;
+        let applied = Self::apply_deals(&mut tx, deals).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,
@@ -1231,7 +1303,7 @@ impl Store for PgStore {
             return Ok(SettleOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let outcome = self.settle_in(&mut tx, writes, false).await?;
+        let outcome = Self::settle_in(&mut tx, writes, false).await?;
         tx.commit().await?;
         Ok(outcome)
     }
@@ -1280,7 +1352,7 @@ impl Store for PgStore {
         events.sort_by_key(|event| event.id);
         let claimed = events.len();
         let writes = crate::settle::plan_batch(&events, plan);
-        let settled = self.settle_in(&mut tx, &writes, true).await?;
+        let settled = Self::settle_in(&mut tx, &writes, true).await?;
         let mut leased = crate::settle::left_over(events, &writes);
         if !leased.is_empty() {
             let ids: Vec<i64> = leased.iter().map(|e| e.id).collect();
@@ -1425,7 +1497,7 @@ impl Store for PgStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.pool.begin().await?;
-        let applied = self.apply_contacts(&mut tx, contacts).await?;
+        let applied = Self::apply_contacts(&mut tx, contacts).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,

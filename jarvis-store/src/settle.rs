@@ -58,6 +58,44 @@ impl BatchWrites {
     }
 }
 
+/// What one event's body settles alone, written with the event by
+/// [`Store::insert_settled`](crate::Store::insert_settled): its mirror row and, for a delete or
+/// restore, the deletion record. All `None` for an event with nothing to mirror (a note, a chat),
+/// which is stored processed all the same.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventWrites {
+    /// The contact state the body carries.
+    pub contact: Option<ContactUpsert>,
+    /// The deal state the body carries.
+    pub deal: Option<DealUpsert>,
+    /// The delete or restore the event records.
+    pub deletion: Option<DeletionRecord>,
+}
+
+/// An event to store with what settles it, for [`Store::insert_settled`](crate::Store::insert_settled).
+#[derive(Debug, Clone)]
+pub struct SettledEvent {
+    /// The event's row.
+    pub event: crate::NewEvent,
+    /// `Some`: stored processed, these writes made in the insert's transaction. `None`: stored
+    /// pending, for the worker.
+    pub writes: Option<EventWrites>,
+}
+
+impl BatchWrites {
+    /// The writes of `events` gathered in their order (contacts, deals and deletions each in the
+    /// order of the events carrying them), completing nothing.
+    pub(crate) fn gather<'a>(events: impl Iterator<Item = &'a EventWrites>) -> Self {
+        let mut writes = BatchWrites::default();
+        for event in events {
+            writes.contacts.extend(event.contact.iter().cloned());
+            writes.deals.extend(event.deal.iter().cloned());
+            writes.deletions.extend(event.deletion.iter().cloned());
+        }
+        writes
+    }
+}
+
 /// What [`Store::settle_batch`](crate::Store::settle_batch) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettleOutcome {

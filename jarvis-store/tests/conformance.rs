@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use jarvis_store::{
     ApiUsage, BatchWrites, ContactUpsert, DealUpsert, DeletionRecord, Error, EventState,
-    FailOutcome, InsertOutcome, Known, MirrorEntity, QueueStats, RejectedWebhook, Requeue,
-    SettleOutcome, Store, StoredTokens, UpsertOutcome,
+    EventWrites, FailOutcome, InsertOutcome, Known, MirrorEntity, QueueStats, RejectedWebhook,
+    Requeue, SettleOutcome, SettledEvent, Store, StoredTokens, UpsertOutcome,
 };
 use serde_json::json;
 
@@ -58,6 +58,7 @@ macro_rules! conformance {
 
 conformance!(
     migrated: [
+        insert_settled_stores_events_processed_with_their_rows,
         ping_answers,
         a_free_exclusive_key_is_granted,
         contact_fields_follow_the_main_contact,
@@ -150,7 +151,8 @@ async fn insert_dedups_within_and_across_batches(store: &dyn Store) {
         outcome,
         InsertOutcome {
             stored: 2,
-            duplicates: 1
+            duplicates: 1,
+            settled: 0,
         }
     );
 
@@ -162,7 +164,8 @@ async fn insert_dedups_within_and_across_batches(store: &dyn Store) {
         outcome,
         InsertOutcome {
             stored: 1,
-            duplicates: 1
+            duplicates: 1,
+            settled: 0,
         }
     );
 
@@ -171,7 +174,8 @@ async fn insert_dedups_within_and_across_batches(store: &dyn Store) {
         outcome,
         InsertOutcome {
             stored: 0,
-            duplicates: 1
+            duplicates: 1,
+            settled: 0,
         }
     );
 
@@ -1591,4 +1595,83 @@ async fn contact_fields_follow_stored_contacts_in_one_call(store: &dyn Store) {
     // Already following: nothing changes.
     assert_eq!(store.follow_contact_fields(&ids).await.unwrap(), 0);
     assert_eq!(store.follow_contact_fields(&[]).await.unwrap(), 0);
+}
+
+fn settled(hash: &str, writes: Option<EventWrites>) -> SettledEvent {
+    SettledEvent {
+        event: event(hash),
+        writes,
+    }
+}
+
+fn deal_writes(deal: DealUpsert) -> Option<EventWrites> {
+    Some(EventWrites {
+        deal: Some(deal),
+        ..EventWrites::default()
+    })
+}
+
+async fn insert_settled_stores_events_processed_with_their_rows(store: &dyn Store) {
+    // Already stored, pending: its writes come again with a redelivery, which writes nothing.
+    store.insert_events(&[event("old")]).await.unwrap();
+    let mut redelivered = full_deal("20", at(5));
+    redelivered.price = 1.into();
+
+    let outcome = store
+        .insert_settled(vec![
+            settled("deal", deal_writes(full_deal("10", at(1)))),
+            settled("note", Some(EventWrites::default())),
+            settled("pending", None),
+            settled("old", deal_writes(redelivered)),
+            settled("deal", deal_writes(full_deal("10", at(1)))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        InsertOutcome {
+            stored: 3,
+            duplicates: 2,
+            settled: 2,
+        }
+    );
+    let row = store
+        .get_deal("10")
+        .await
+        .unwrap()
+        .expect("written with its event");
+    assert_eq!(row.price, Some(125_000));
+    assert_eq!(row.updated_at, Some(at(1)));
+    assert!(
+        store.get_deal("20").await.unwrap().is_none(),
+        "a duplicate writes nothing"
+    );
+
+    // The settled events are processed; the one without writes and the old one wait for a worker.
+    let claimed = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut waiting: Vec<&str> = claimed.iter().map(|e| e.event_hash.as_str()).collect();
+    waiting.sort_unstable();
+    assert_eq!(waiting, ["old", "pending"]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.processed, 2);
+
+    // A later state of the deal settles by the mirror rule; an older one is left as stale.
+    let mut newer = full_deal("10", at(9));
+    newer.price = 7.into();
+    let mut older = full_deal("10", at(3));
+    older.price = 3.into();
+    let outcome = store
+        .insert_settled(vec![settled("newer", deal_writes(newer))])
+        .await
+        .unwrap();
+    assert_eq!(outcome.settled, 1);
+    store
+        .insert_settled(vec![settled("older", deal_writes(older))])
+        .await
+        .unwrap();
+    assert_eq!(store.get_deal("10").await.unwrap().unwrap().price, Some(7));
+    assert_eq!(store.stats().await.unwrap().processed, 4);
 }

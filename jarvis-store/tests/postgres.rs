@@ -841,3 +841,92 @@ async fn insert_one(store: &PgStore, hash: &str) {
     let stored = store.insert_events(&[event(hash)]).await.unwrap().stored;
     assert_eq!(stored, 1, "{hash}");
 }
+
+fn settled_deal(hash: &str, id: &str, price: i64) -> jarvis_store::SettledEvent {
+    use jarvis_store::{DealUpsert, EventWrites, Known};
+    jarvis_store::SettledEvent {
+        event: event(hash),
+        writes: Some(EventWrites {
+            deal: Some(DealUpsert {
+                amocrm_deal_id: id.to_owned(),
+                price: Known::Value(price),
+                ..DealUpsert::default()
+            }),
+            ..EventWrites::default()
+        }),
+    }
+}
+
+/// One statement stores a group and writes each deal once: a deal's later state in the same group
+/// is stored pending and left to the worker, which applies it after the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deal_repeated_in_a_group_is_written_once_and_its_later_state_waits() {
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let outcome = store
+        .insert_settled(vec![
+            settled_deal("first", "10", 100),
+            settled_deal("other", "11", 110),
+            settled_deal("second", "10", 200),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.settled), (3, 2));
+    assert_eq!(
+        store.get_deal("10").await.unwrap().unwrap().price,
+        Some(100)
+    );
+    assert_eq!(
+        store.get_deal("11").await.unwrap().unwrap().price,
+        Some(110)
+    );
+    let waiting = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let waiting: Vec<&str> = waiting.iter().map(|e| e.event_hash.as_str()).collect();
+    assert_eq!(waiting, ["second"]);
+}
+
+/// A deal row another transaction holds past the ingest's lock bound does not hold the webhooks
+/// up: their events are stored pending, for the worker, within the bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_mirror_row_leaves_the_events_pending() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    // The ingest waits a quarter of its timeout for a lock: 100 ms here.
+    let settings = PoolSettings::default().ingest_timeout(Duration::from_millis(400));
+    let store = PgStore::connect_with(&url, settings).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+        .insert_settled(vec![settled_deal("seed", "10", 1)])
+        .await
+        .unwrap();
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM amocrm_deals WHERE amocrm_deal_id = '10' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let outcome = store
+        .insert_settled(vec![settled_deal("blocked", "10", 2)])
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((outcome.stored, outcome.settled), (1, 0));
+    holder.rollback().await.unwrap();
+    assert_eq!(store.get_deal("10").await.unwrap().unwrap().price, Some(1));
+    let waiting = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].event_hash, "blocked");
+    assert!(!waiting[0].processed);
+}

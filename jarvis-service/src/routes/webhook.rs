@@ -4,7 +4,10 @@
 //! are committed; if the database cannot commit in time, the body goes to the local spool (when there
 //! is one) and the answer is still 200; otherwise 503, at the deadline, never later.
 //!
-//! Nothing here calls amoCRM or does per-event work beyond building the rows: the worker does the rest.
+//! Nothing here calls amoCRM. In webhook-only mode, with a worker in the process and no link
+//! queries, the rows the bodies carry are written in the transaction that stores their events,
+//! which are stored processed (one write per event instead of the worker's claim and completion);
+//! otherwise the worker does the rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use jarvis_store::{NewEvent, RejectedWebhook};
+use jarvis_store::{InsertOutcome, NewEvent, RejectedWebhook, SettledEvent};
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::time::timeout_at;
@@ -34,7 +37,13 @@ use crate::telemetry::names;
 #[serde(untagged)]
 pub enum Accepted {
     /// The events are committed: how many were new, how many were already stored.
-    Stored { stored: u64, duplicates: u64 },
+    Stored {
+        stored: u64,
+        duplicates: u64,
+        /// Of the new ones, how many were settled as they were stored (for the log, not the body).
+        #[serde(skip)]
+        settled: u64,
+    },
     /// The body waits in the local spool until the database answers.
     Spooled { spooled: bool, events: usize },
 }
@@ -114,9 +123,16 @@ pub async fn receive(
     let elapsed = started.elapsed();
     metrics::counter!(names::WEBHOOK_REQUESTS, "status" => status_label(status)).increment(1);
     metrics::histogram!(names::WEBHOOK_DURATION).record(elapsed.as_secs_f64());
-    let (stored, duplicates) = match &result {
-        Ok((_, Json(Accepted::Stored { stored, duplicates }))) => (*stored, *duplicates),
-        _ => (0, 0),
+    let (stored, duplicates, settled) = match &result {
+        Ok((
+            _,
+            Json(Accepted::Stored {
+                stored,
+                duplicates,
+                settled,
+            }),
+        )) => (*stored, *duplicates, *settled),
+        _ => (0, 0, 0),
     };
     let duration_ms = elapsed.as_millis() as u64;
     let spooled = matches!(&result, Ok((_, Json(Accepted::Spooled { .. }))));
@@ -129,6 +145,7 @@ pub async fn receive(
             events = stored + duplicates,
             stored,
             duplicates,
+            settled,
             duration_ms,
             "webhook batch stored"
         );
@@ -223,7 +240,8 @@ async fn handle(
 
     let received_at = Utc::now();
     let events = new_events(&batch, received_at);
-    metrics::counter!(names::EVENTS_RECEIVED).increment(events.len() as u64);
+    let count = events.len();
+    metrics::counter!(names::EVENTS_RECEIVED).increment(count as u64);
     let db_deadline = match &state.spool {
         Some(_) => deadline - spool_reserve(state.http.answer_deadline),
         None => deadline,
@@ -233,11 +251,15 @@ async fn handle(
     let failure = if bypass {
         "the database failed a webhook just before".to_string()
     } else {
-        match timeout_at(db_deadline, state.store.insert_events(&events)).await {
+        match timeout_at(db_deadline, store_events(state, &batch, events)).await {
             Ok(Ok(outcome)) => {
                 metrics::counter!(names::EVENTS_STORED).increment(outcome.stored);
                 metrics::counter!(names::EVENTS_DUPLICATE).increment(outcome.duplicates);
-                if outcome.stored > 0 {
+                if outcome.settled > 0 {
+                    let settled = std::iter::repeat_n(&received_at, outcome.settled as usize);
+                    crate::worker::record_processed(state, settled, Utc::now());
+                }
+                if outcome.stored > outcome.settled {
                     state.wake.notify_one();
                 }
                 return Ok((
@@ -245,6 +267,7 @@ async fn handle(
                     Json(Accepted::Stored {
                         stored: outcome.stored,
                         duplicates: outcome.duplicates,
+                        settled: outcome.settled,
                     }),
                 ));
             }
@@ -275,12 +298,12 @@ async fn handle(
     };
     match timeout_at(deadline, spool.append(&spooled)).await {
         Ok(Ok(())) => {
-            tracing::warn!(cause = %failure, events = events.len(), spool_bodies = spool.bodies(), "webhook spooled; it is stored once the database answers");
+            tracing::warn!(cause = %failure, events = count, spool_bodies = spool.bodies(), "webhook spooled; it is stored once the database answers");
             Ok((
                 StatusCode::OK,
                 Json(Accepted::Spooled {
                     spooled: true,
-                    events: events.len(),
+                    events: count,
                 }),
             ))
         }
@@ -292,6 +315,35 @@ async fn handle(
         }
         Err(_) => Err(too_late()),
     }
+}
+
+/// Stores a body's events in one transaction; settles them in it when the service does so on
+/// receipt ([`AppState::settle_on_receipt`]): a lead's change with its deal row, an event with
+/// nothing to mirror as it is. Contact changes (their fields are copied into their deals) and
+/// deletes or restores are left to the worker: the store writes a group of deals and events in
+/// one statement, which anything more would make a transaction of several round trips.
+async fn store_events(
+    state: &AppState,
+    batch: &WebhookBatch,
+    events: Vec<NewEvent>,
+) -> jarvis_store::Result<InsertOutcome> {
+    if !state.settle_on_receipt {
+        return state.store.insert_events(&events).await;
+    }
+    let settled = batch
+        .events
+        .iter()
+        .zip(events)
+        .map(|(event, new)| {
+            let writes = crate::worker::body_writes(event, &new.event_hash, &state.metadata_fields);
+            let simple = writes.contact.is_none() && writes.deletion.is_none();
+            SettledEvent {
+                writes: simple.then_some(writes),
+                event: new,
+            }
+        })
+        .collect();
+    state.store.insert_settled(settled).await
 }
 
 /// Keeps a refused body for audit, then returns the error to answer with (503 if it could not be kept:

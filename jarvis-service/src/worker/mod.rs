@@ -45,6 +45,8 @@ use crate::telemetry::{compact_ids, names};
 
 pub use fetch::FetchError;
 use plan::Plan;
+pub(crate) use plan::body_writes;
+pub(crate) use settle::record_processed;
 use settle::{Settle, settle_once, settle_store};
 pub use settle::{backoff, transient_delay};
 

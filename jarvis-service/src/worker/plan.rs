@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use amocrm_webhook::{Action, Entity, WebhookEvent};
-use jarvis_store::{ContactUpsert, DealUpsert, MirrorEntity, StoredEvent};
+use jarvis_store::{
+    ContactUpsert, DealUpsert, DeletionRecord, EventWrites, MirrorEntity, StoredEvent,
+};
 
 use super::Worker;
 use super::settle::Settle;
+use crate::config::MetadataField;
 use crate::mapping;
 
 /// The work one batch of events asks for.
@@ -52,27 +55,16 @@ impl Worker {
                     continue;
                 }
             };
-            let id = event.entity_id().map(str::to_owned);
             // A catch-up event names an entity without its data: only a fetch can apply it, and
             // catch-up runs in API mode only; a later switch to webhook-only mode leaves it be.
             if !api && crate::catch_up::is_catch_up(&stored.event_type) {
                 plan.nothing.push(stored.id);
                 continue;
             }
-            let entity = match event.entity {
-                Entity::Lead => MirrorEntity::Deal,
-                Entity::Contact => MirrorEntity::Contact,
-                // Notes, chats, unsorted, tasks, companies, ...: kept in the events table, no row.
-                _ => {
-                    plan.nothing.push(stored.id);
-                    continue;
-                }
-            };
-            let Some(id) = id else {
-                plan.nothing.push(stored.id);
-                continue;
-            };
-            if api && let Ok(numeric) = id.parse::<u64>() {
+            if api
+                && let Some(entity) = mirror_entity(&event.entity)
+                && let Some(Ok(numeric)) = event.entity_id().map(str::parse::<u64>)
+            {
                 let fetch = match entity {
                     MirrorEntity::Deal => &mut plan.leads_to_fetch,
                     MirrorEntity::Contact => &mut plan.contacts_to_fetch,
@@ -80,32 +72,68 @@ impl Worker {
                 fetch.entry(numeric).or_default().push(stored.id);
                 continue;
             }
-            if matches!(event.action, Action::Delete | Action::Restore) {
+            let writes = body_writes(&event, &stored.event_hash, &self.state.metadata_fields);
+            let settles =
+                writes.deletion.is_some() || writes.deal.is_some() || writes.contact.is_some();
+            if let Some(deletion) = writes.deletion {
                 plan.deletions.push(Deletion {
                     event: stored.id,
-                    entity,
-                    id: id.clone(),
-                    event_hash: stored.event_hash.clone(),
-                    deleted: matches!(event.action, Action::Delete),
+                    entity: deletion.entity,
+                    id: deletion.amocrm_id,
+                    event_hash: deletion.event_hash,
+                    deleted: deletion.deleted,
                 });
-                if matches!(event.action, Action::Delete) {
-                    continue;
-                }
             }
-            // A restore body carries the entity like an update: both apply.
-            match entity {
-                MirrorEntity::Deal => {
-                    match mapping::deal_from_webhook(&event, &self.state.metadata_fields) {
-                        Some(deal) => plan.deals_from_bodies.push((stored.id, deal)),
-                        None => plan.nothing.push(stored.id),
-                    }
-                }
-                MirrorEntity::Contact => match mapping::contact_from_webhook(&event) {
-                    Some(contact) => plan.contacts_from_bodies.push((stored.id, contact)),
-                    None => plan.nothing.push(stored.id),
-                },
+            if let Some(deal) = writes.deal {
+                plan.deals_from_bodies.push((stored.id, deal));
+            }
+            if let Some(contact) = writes.contact {
+                plan.contacts_from_bodies.push((stored.id, contact));
+            }
+            if !settles {
+                plan.nothing.push(stored.id);
             }
         }
         plan
     }
+}
+
+/// The mirror table of an entity; `None` for notes, chats, unsorted, tasks, companies, ...: kept
+/// in the events table, no row.
+fn mirror_entity(entity: &Entity) -> Option<MirrorEntity> {
+    match entity {
+        Entity::Lead => Some(MirrorEntity::Deal),
+        Entity::Contact => Some(MirrorEntity::Contact),
+        _ => None,
+    }
+}
+
+/// What a webhook body settles alone (webhook-only mode): the row it carries and, for a delete or
+/// restore, the deletion record (a restore body carries the entity like an update: both apply).
+/// Nothing for an entity without a mirror table or a body without an id.
+pub(crate) fn body_writes(
+    event: &WebhookEvent,
+    event_hash: &str,
+    metadata_fields: &[MetadataField],
+) -> EventWrites {
+    let mut writes = EventWrites::default();
+    let (Some(entity), Some(id)) = (mirror_entity(&event.entity), event.entity_id()) else {
+        return writes;
+    };
+    if matches!(event.action, Action::Delete | Action::Restore) {
+        writes.deletion = Some(DeletionRecord {
+            entity,
+            amocrm_id: id.to_owned(),
+            event_hash: event_hash.to_owned(),
+            deleted: matches!(event.action, Action::Delete),
+        });
+        if matches!(event.action, Action::Delete) {
+            return writes;
+        }
+    }
+    match entity {
+        MirrorEntity::Deal => writes.deal = mapping::deal_from_webhook(event, metadata_fields),
+        MirrorEntity::Contact => writes.contact = mapping::contact_from_webhook(event),
+    }
+    writes
 }

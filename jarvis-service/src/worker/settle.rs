@@ -57,14 +57,7 @@ impl Worker {
         received: impl Iterator<Item = &'a DateTime<Utc>>,
         now: DateTime<Utc>,
     ) {
-        let mut count = 0;
-        for at in received {
-            count += 1;
-            let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
-            metrics::histogram!(names::PROCESSING_LAG).record(lag);
-        }
-        metrics::counter!(names::EVENTS_PROCESSED).increment(count);
-        self.state.activity.record_processed(count, now);
+        record_processed(&self.state, received, now);
     }
 
     pub(super) async fn settle(
@@ -175,6 +168,23 @@ pub fn backoff(attempts: i32, cap: Duration) -> chrono::Duration {
     let capped = base.min(cap.as_secs_f64());
     let jitter = 0.8 + rand::random::<f64>() * 0.4;
     chrono::Duration::milliseconds((capped * jitter * 1000.0) as i64)
+}
+
+/// Counts events processed (by the worker, or settled as they were stored) and their lag from
+/// receipt, for the metrics and the status page.
+pub(crate) fn record_processed<'a>(
+    state: &crate::state::AppState,
+    received: impl Iterator<Item = &'a DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    let mut count = 0;
+    for at in received {
+        count += 1;
+        let lag = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::histogram!(names::PROCESSING_LAG).record(lag);
+    }
+    metrics::counter!(names::EVENTS_PROCESSED).increment(count);
+    state.activity.record_processed(count, now);
 }
 
 #[cfg(test)]
