@@ -113,7 +113,8 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             ..Limits::default()
         };
-        let settle_on_receipt = client.is_none() && linker.is_none() && parts.worker;
+        let settle_on_receipt =
+            client.is_none() && linker.is_none() && parts.worker && store.settles_inserts();
         let state = AppState {
             settle_on_receipt,
             store,

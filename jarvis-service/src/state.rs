@@ -45,6 +45,7 @@ pub struct AppState {
     /// Whether the webhook route writes the rows the bodies carry in the transaction that stores
     /// their events, stored processed ([`jarvis_store::Store::insert_settled`]): in webhook-only
     /// mode, without link queries (the worker runs them after its batches), when this process runs
-    /// a worker too. A receiver alone (`serve --http-only`) only stores, for the workers elsewhere.
+    /// a worker too, on a store that does so (PostgreSQL). A receiver alone (`serve --http-only`)
+    /// only stores, for the workers elsewhere.
     pub settle_on_receipt: bool,
 }

@@ -100,6 +100,7 @@ impl Error {
 
     /// True when the connection itself failed (or no answer came in time), as opposed to a statement
     /// the server refused: another statement on it would fail the same way.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn is_connection_lost(&self) -> bool {
         matches!(
             self,

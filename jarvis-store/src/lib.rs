@@ -124,10 +124,18 @@ pub trait Store: Send + Sync + 'static {
     /// (the worker applies it after the first, by the same rule); contacts and deletions make the
     /// group a transaction of several statements.
     ///
-    /// The default implementation stores every event pending.
+    /// The default implementation (SQLite's) stores every event pending: its one writer would
+    /// make each deal's upsert a round trip of its own while every webhook waits, where the
+    /// worker applies a batch's states collapsed (BENCHMARKS.md).
     async fn insert_settled(&self, events: Vec<SettledEvent>) -> Result<InsertOutcome> {
         let events: Vec<NewEvent> = events.into_iter().map(|e| e.event).collect();
         self.insert_events(&events).await
+    }
+
+    /// Whether [`insert_settled`](Self::insert_settled) settles events (rather than storing them
+    /// all pending): callers need not build the writes otherwise.
+    fn settles_inserts(&self) -> bool {
+        false
     }
 
     /// Claims up to `limit` due events (pending, `next_attempt_at <= now`, no live lease), oldest first,

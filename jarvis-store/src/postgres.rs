@@ -1070,6 +1070,10 @@ impl Store for PgStore {
         self.ingest_rows(rows, events.len()).await
     }
 
+    fn settles_inserts(&self) -> bool {
+        true
+    }
+
     async fn insert_settled(&self, events: Vec<SettledEvent>) -> Result<InsertOutcome> {
         let total = events.len();
         let mut seen = std::collections::HashSet::with_capacity(total);

@@ -83,6 +83,7 @@ pub struct SettledEvent {
 }
 
 impl BatchWrites {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     /// The writes of `events` gathered in their order (contacts, deals and deletions each in the
     /// order of the events carrying them), completing nothing.
     pub(crate) fn gather<'a>(events: impl Iterator<Item = &'a EventWrites>) -> Self {

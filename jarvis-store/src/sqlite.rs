@@ -28,8 +28,8 @@ use crate::error::account_id_to_i32;
 use crate::{
     ApiUsage, BatchWrites, Contact, ContactUpsert, Deal, DealUpsert, Error, FailOutcome,
     InsertOutcome, Known, MirrorEntity, NewEvent, PoolSettings, QueueStats, RejectedWebhook,
-    Requeue, Result, SettleOutcome, SettledEvent, StateEntry, Stats, Store, StoredEvent,
-    StoredRejected, StoredTokens, UpsertOutcome, cut_rejected_body,
+    Requeue, Result, SettleOutcome, StateEntry, Stats, Store, StoredEvent, StoredRejected,
+    StoredTokens, UpsertOutcome, cut_rejected_body,
 };
 use ingest::{EventRow, EventWriter, Ingest};
 
@@ -158,7 +158,7 @@ impl SqliteStore {
         }
     }
 
-    async fn upsert_deal(conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
+    async fn upsert_deal(&self, conn: &mut SqliteConnection, deal: &DealUpsert) -> Result<bool> {
         let columns = [
             ("pipeline_id", Cell::int(&deal.pipeline_id)),
             ("status_id", Cell::int(&deal.status_id)),
@@ -192,7 +192,11 @@ impl SqliteStore {
         .await
     }
 
-    async fn upsert_contact(conn: &mut SqliteConnection, contact: &ContactUpsert) -> Result<bool> {
+    async fn upsert_contact(
+        &self,
+        conn: &mut SqliteConnection,
+        contact: &ContactUpsert,
+    ) -> Result<bool> {
         let columns = [
             ("name", Cell::text(&contact.name)),
             ("first_name", Cell::text(&contact.first_name)),
@@ -264,32 +268,16 @@ impl SqliteStore {
         Ok(flag)
     }
 
-    /// Stores distinct rows through the group commit; `total` counts the events asked for.
-    async fn ingest_rows(&self, rows: Vec<EventRow>, total: usize) -> Result<InsertOutcome> {
-        if rows.is_empty() {
-            return Ok(InsertOutcome {
-                duplicates: total as u64,
-                ..InsertOutcome::default()
-            });
-        }
-        let written = self
-            .ingest
-            .insert(&EventWriter(self.writer.clone()), rows)
-            .await?;
-        self.after_write();
-        Ok(InsertOutcome {
-            stored: written.stored,
-            duplicates: total as u64 - written.stored,
-            settled: written.settled,
-        })
-    }
-
     /// The statements of [`Store::settle_batch`], inside the caller's write transaction.
-    async fn settle_in(tx: &mut SqliteConnection, writes: &BatchWrites) -> Result<SettleOutcome> {
+    async fn settle_in(
+        &self,
+        tx: &mut SqliteConnection,
+        writes: &BatchWrites,
+    ) -> Result<SettleOutcome> {
         let now = micros(Utc::now());
-        let contacts = Self::apply_contacts(tx, &writes.contacts).await?;
+        let contacts = self.apply_contacts(tx, &writes.contacts).await?;
         follow_contact_fields(tx, &writes.followed_contacts()).await?;
-        let deals = Self::apply_deals(tx, &writes.deals).await?;
+        let deals = self.apply_deals(tx, &writes.deals).await?;
         for deletion in &writes.deletions {
             record_deletion_on(
                 &mut *tx,
@@ -315,10 +303,10 @@ impl SqliteStore {
 
     /// Applies states by the mirror rule on `conn`, collapsed first (see `batch::collapse`);
     /// returns how many of them applied.
-    async fn apply_deals(conn: &mut SqliteConnection, deals: &[DealUpsert]) -> Result<u64> {
+    async fn apply_deals(&self, conn: &mut SqliteConnection, deals: &[DealUpsert]) -> Result<u64> {
         let mut applied = 0;
         for (deal, weight) in collapse(deals).states {
-            if Self::upsert_deal(conn, deal).await? {
+            if self.upsert_deal(conn, deal).await? {
                 applied += weight;
             }
         }
@@ -327,12 +315,13 @@ impl SqliteStore {
 
     /// As [`apply_deals`](Self::apply_deals), for contacts.
     async fn apply_contacts(
+        &self,
         conn: &mut SqliteConnection,
         contacts: &[ContactUpsert],
     ) -> Result<u64> {
         let mut applied = 0;
         for (contact, weight) in collapse(contacts).states {
-            if Self::upsert_contact(conn, contact).await? {
+            if self.upsert_contact(conn, contact).await? {
                 applied += weight;
             }
         }
@@ -587,20 +576,6 @@ fn merge_metadata(stored: &str, removed: &[String], given: &Map<String, Value>) 
         merged.insert(key.clone(), value.clone());
     }
     Value::Object(merged).to_string()
-}
-
-/// An event's row for the group insert.
-fn event_row(event: NewEvent, writes: Option<crate::EventWrites>) -> Result<EventRow> {
-    Ok(EventRow {
-        received_at: micros(event.received_at),
-        account_id: account_id_to_i32(event.account_id)?,
-        event_type: event.event_type,
-        entity_type: event.entity_type,
-        amocrm_entity_id: event.amocrm_entity_id,
-        event_hash: event.event_hash,
-        payload: event.payload.get().to_owned(),
-        writes,
-    })
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -895,24 +870,35 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<InsertOutcome> {
-        // Every row is checked before anything is written: the batch is all or nothing.
-        let rows = distinct_events(events)
-            .into_iter()
-            .map(|event| event_row(event.clone(), None))
-            .collect::<Result<Vec<_>>>()?;
-        self.ingest_rows(rows, events.len()).await
-    }
-
-    async fn insert_settled(&self, events: Vec<SettledEvent>) -> Result<InsertOutcome> {
-        let total = events.len();
-        let mut seen = std::collections::HashSet::with_capacity(total);
-        let mut rows = Vec::with_capacity(total);
-        for SettledEvent { event, writes } in events {
-            if seen.insert(event.event_hash.clone()) {
-                rows.push(event_row(event, writes)?);
-            }
+        let distinct = distinct_events(events);
+        if distinct.is_empty() {
+            return Ok(InsertOutcome::default());
         }
-        self.ingest_rows(rows, total).await
+        // Every row is checked before anything is written: the batch is all or nothing.
+        let rows = distinct
+            .iter()
+            .map(|event| {
+                Ok(EventRow {
+                    received_at: micros(event.received_at),
+                    event_type: event.event_type.clone(),
+                    entity_type: event.entity_type.clone(),
+                    amocrm_entity_id: event.amocrm_entity_id.clone(),
+                    event_hash: event.event_hash.clone(),
+                    payload: event.payload.get().to_owned(),
+                    account_id: account_id_to_i32(event.account_id)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let stored = self
+            .ingest
+            .insert(&EventWriter(self.writer.clone()), rows)
+            .await?;
+        self.after_write();
+        Ok(InsertOutcome {
+            stored,
+            duplicates: events.len() as u64 - stored,
+            settled: 0,
+        })
     }
 
     async fn claim_events(&self, limit: usize, lease: Duration) -> Result<Vec<StoredEvent>> {
@@ -1130,7 +1116,7 @@ impl Store for SqliteStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let applied = Self::apply_deals(&mut tx, deals).await?;
+        let applied = self.apply_deals(&mut tx, deals).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,
@@ -1143,7 +1129,7 @@ impl Store for SqliteStore {
             return Ok(SettleOutcome::default());
         }
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let outcome = Self::settle_in(&mut tx, writes).await?;
+        let outcome = self.settle_in(&mut tx, writes).await?;
         tx.commit().await?;
         self.after_write();
         Ok(outcome)
@@ -1229,7 +1215,7 @@ impl Store for SqliteStore {
             return Ok(UpsertOutcome::default());
         }
         let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
-        let applied = Self::apply_contacts(&mut tx, contacts).await?;
+        let applied = self.apply_contacts(&mut tx, contacts).await?;
         tx.commit().await?;
         Ok(UpsertOutcome {
             applied,

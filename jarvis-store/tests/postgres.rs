@@ -930,3 +930,86 @@ async fn a_locked_mirror_row_leaves_the_events_pending() {
     assert_eq!(waiting[0].event_hash, "blocked");
     assert!(!waiting[0].processed);
 }
+
+/// Settled events are stored processed with their rows written, by the mirror rule; a redelivery
+/// writes nothing; events without writes wait for a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_settled_stores_events_processed_with_their_rows() {
+    use common::{at, full_deal};
+    use jarvis_store::{EventWrites, InsertOutcome, SettledEvent};
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let settled = |hash: &str, writes: Option<EventWrites>| SettledEvent {
+        event: event(hash),
+        writes,
+    };
+    let deal_writes = |deal| {
+        Some(EventWrites {
+            deal: Some(deal),
+            ..EventWrites::default()
+        })
+    };
+    // Already stored, pending: its writes come again with a redelivery, which writes nothing.
+    store.insert_events(&[event("old")]).await.unwrap();
+    let mut redelivered = full_deal("20", at(5));
+    redelivered.price = 1.into();
+
+    let outcome = store
+        .insert_settled(vec![
+            settled("deal", deal_writes(full_deal("10", at(1)))),
+            settled("note", Some(EventWrites::default())),
+            settled("pending", None),
+            settled("old", deal_writes(redelivered)),
+            settled("deal", deal_writes(full_deal("10", at(1)))),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        InsertOutcome {
+            stored: 3,
+            duplicates: 2,
+            settled: 2,
+        }
+    );
+    let row = store
+        .get_deal("10")
+        .await
+        .unwrap()
+        .expect("written with its event");
+    assert_eq!(row.price, Some(125_000));
+    assert_eq!(row.updated_at, Some(at(1)));
+    assert!(
+        store.get_deal("20").await.unwrap().is_none(),
+        "a duplicate writes nothing"
+    );
+
+    // The settled events are processed; the one without writes and the old one wait for a worker.
+    let claimed = store
+        .claim_events(10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut waiting: Vec<&str> = claimed.iter().map(|e| e.event_hash.as_str()).collect();
+    waiting.sort_unstable();
+    assert_eq!(waiting, ["old", "pending"]);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.processed, 2);
+
+    // A later state of the deal settles by the mirror rule; an older one is left as stale.
+    let mut newer = full_deal("10", at(9));
+    newer.price = 7.into();
+    let mut older = full_deal("10", at(3));
+    older.price = 3.into();
+    let outcome = store
+        .insert_settled(vec![settled("newer", deal_writes(newer))])
+        .await
+        .unwrap();
+    assert_eq!(outcome.settled, 1);
+    store
+        .insert_settled(vec![settled("older", deal_writes(older))])
+        .await
+        .unwrap();
+    assert_eq!(store.get_deal("10").await.unwrap().unwrap().price, Some(7));
+    assert_eq!(store.stats().await.unwrap().processed, 4);
+}

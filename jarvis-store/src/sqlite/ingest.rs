@@ -5,8 +5,8 @@
 
 use sqlx::SqlitePool;
 
-use crate::group_commit::{GroupCommit, GroupWrite, Written};
-use crate::{BatchWrites, Result};
+use crate::Result;
+use crate::group_commit::{GroupCommit, GroupWrite};
 
 /// One event ready for its INSERT: converted in the caller's task, off the writer's path.
 pub(super) struct EventRow {
@@ -17,8 +17,6 @@ pub(super) struct EventRow {
     pub event_hash: String,
     pub payload: String,
     pub account_id: Option<i32>,
-    /// What settles the event as it is stored ([`crate::Store::insert_settled`]).
-    pub writes: Option<crate::EventWrites>,
 }
 
 /// Writes groups of event batches through the single writer connection.
@@ -29,31 +27,16 @@ pub(super) type Ingest = GroupCommit<EventWriter>;
 
 impl GroupWrite for EventWriter {
     type Row = EventRow;
-    type Outcome = Written;
+    type Outcome = u64;
     /// SQLite has one writer.
     const WRITERS: usize = 1;
 
-    async fn write(&self, batches: &[Vec<EventRow>]) -> Result<Vec<Written>> {
-        if batches.iter().flatten().any(|row| row.writes.is_some()) {
-            match settle_group(&self.0, batches).await {
-                Ok(written) => return Ok(written),
-                Err(error) if error.is_connection_lost() => return Err(error),
-                // A value a mirror table refuses: the events are stored all the same, pending,
-                // for the worker.
-                Err(error) => {
-                    tracing::warn!(%error, "settling events as they are stored failed; storing them for the worker")
-                }
-            }
-        }
-        let stored = write_group(&self.0, batches).await?;
-        Ok(stored
-            .into_iter()
-            .map(|stored| Written { stored, settled: 0 })
-            .collect())
+    async fn write(&self, batches: &[Vec<EventRow>]) -> Result<Vec<u64>> {
+        write_group(&self.0, batches).await
     }
 }
 
-/// Rows one INSERT carries at most: 10 parameters each, 5,120 in all, far below SQLite's limit of
+/// Rows one INSERT carries at most: 8 parameters each, 4,096 in all, far below SQLite's limit of
 /// 32,766. A group is at most this many rows unless a single batch is larger.
 const CHUNK_ROWS: usize = 512;
 
@@ -69,13 +52,11 @@ async fn write_group(pool: &SqlitePool, batches: &[Vec<EventRow>]) -> Result<Vec
     let mut inserted: Vec<String> = Vec::with_capacity(rows.len());
     if rows.len() <= CHUNK_ROWS {
         let mut conn = pool.acquire().await?;
-        inserted = insert_chunk(&rows, now, false)
-            .fetch_all(&mut *conn)
-            .await?;
+        inserted = insert_chunk(&rows, now).fetch_all(&mut *conn).await?;
     } else {
         let mut tx = pool.begin_with(super::BEGIN_WRITE).await?;
         for chunk in rows.chunks(CHUNK_ROWS) {
-            inserted.extend(insert_chunk(chunk, now, false).fetch_all(&mut *tx).await?);
+            inserted.extend(insert_chunk(chunk, now).fetch_all(&mut *tx).await?);
         }
         tx.commit().await?;
     }
@@ -92,59 +73,16 @@ async fn write_group(pool: &SqlitePool, batches: &[Vec<EventRow>]) -> Result<Vec
         .collect())
 }
 
-/// A group with events to settle, in one write transaction: the events (those with writes stored
-/// processed), then the writes of those that were new, as [`crate::Store::settle_batch`] applies
-/// them.
-async fn settle_group(pool: &SqlitePool, batches: &[Vec<EventRow>]) -> Result<Vec<Written>> {
-    let now = chrono::Utc::now().timestamp_micros();
-    let mut seen = std::collections::HashSet::new();
-    let rows: Vec<&EventRow> = batches
-        .iter()
-        .flatten()
-        .filter(|row| seen.insert(row.event_hash.as_str()))
-        .collect();
-    let mut tx = pool.begin_with(super::BEGIN_WRITE).await?;
-    let mut inserted: Vec<String> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(CHUNK_ROWS) {
-        inserted.extend(insert_chunk(chunk, now, true).fetch_all(&mut *tx).await?);
-    }
-    let mut new: std::collections::HashSet<String> = inserted.into_iter().collect();
-    let writes = BatchWrites::gather(
-        rows.iter()
-            .filter(|row| new.contains(&row.event_hash))
-            .filter_map(|row| row.writes.as_ref()),
-    );
-    if !writes.is_empty() {
-        super::SqliteStore::settle_in(&mut tx, &writes).await?;
-    }
-    tx.commit().await?;
-    Ok(batches
-        .iter()
-        .map(|batch| {
-            let mut written = Written::default();
-            for row in batch {
-                if new.remove(&row.event_hash) {
-                    written.stored += 1;
-                    written.settled += u64::from(row.writes.is_some());
-                }
-            }
-            written
-        })
-        .collect())
-}
-
 type InsertChunk<'q> =
     sqlx::query::QueryScalar<'q, sqlx::Sqlite, String, sqlx::sqlite::SqliteArguments<'q>>;
 
-/// The INSERT of one chunk (never empty), padded to a power of two rows with its last row; with
-/// `settle`, the rows that come with writes are stored processed.
-fn insert_chunk<'q>(chunk: &[&'q EventRow], now: i64, settle: bool) -> InsertChunk<'q> {
+/// The INSERT of one chunk (never empty), padded to a power of two rows with its last row.
+fn insert_chunk<'q>(chunk: &[&'q EventRow], now: i64) -> InsertChunk<'q> {
     let size = chunk.len().next_power_of_two();
     let last = chunk.last().expect("a chunk is never empty");
     let padding = std::iter::repeat_n(last, size - chunk.len());
     let mut query = sqlx::query_scalar(insert_sql(size));
     for row in chunk.iter().chain(padding) {
-        let processed = settle && row.writes.is_some();
         query = query
             .bind(row.received_at)
             .bind(&row.event_type)
@@ -153,9 +91,7 @@ fn insert_chunk<'q>(chunk: &[&'q EventRow], now: i64, settle: bool) -> InsertChu
             .bind(&row.event_hash)
             .bind(&row.payload)
             .bind(row.account_id)
-            .bind(now)
-            .bind(processed)
-            .bind(processed.then_some(now));
+            .bind(now);
     }
     query
 }
@@ -165,11 +101,10 @@ fn insert_sql(rows: usize) -> &'static str {
     static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
         (0..=CHUNK_ROWS.ilog2())
             .map(|power| {
-                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; 1 << power].join(",");
+                let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; 1 << power].join(",");
                 format!(
                     "INSERT INTO amocrm_webhook_events (ts, event_type, entity_type, \
-                     amocrm_entity_id, event_hash, payload, account_id, next_attempt_at, \
-                     processed, processed_at) \
+                     amocrm_entity_id, event_hash, payload, account_id, next_attempt_at) \
                      VALUES {values} ON CONFLICT (event_hash) DO NOTHING RETURNING event_hash"
                 )
             })
@@ -193,7 +128,6 @@ mod tests {
             event_hash: hash.into(),
             payload: "{}".into(),
             account_id: None,
-            writes: None,
         }
     }
 
@@ -240,8 +174,8 @@ mod tests {
 
     #[test]
     fn one_text_per_power_of_two() {
-        assert_eq!(insert_sql(1).matches('?').count(), 10);
-        assert_eq!(insert_sql(16).matches('?').count(), 16 * 10);
-        assert_eq!(insert_sql(CHUNK_ROWS).matches('?').count(), CHUNK_ROWS * 10);
+        assert_eq!(insert_sql(1).matches('?').count(), 8);
+        assert_eq!(insert_sql(16).matches('?').count(), 16 * 8);
+        assert_eq!(insert_sql(CHUNK_ROWS).matches('?').count(), CHUNK_ROWS * 8);
     }
 }
