@@ -42,8 +42,8 @@ pub struct AppState {
     pub http: HttpSettings,
     /// Where bodies wait when the database cannot take them in time; `None` without a spool.
     pub spool: Option<Spool>,
-    /// Whether the webhook route writes the rows the bodies carry in the transaction that stores
-    /// their events, stored processed ([`jarvis_store::Store::insert_settled`]): in webhook-only
+    /// Whether the webhook route writes the lead changes the bodies carry in the statement that
+    /// stores their events, stored processed ([`jarvis_store::Store::insert_settled`]): in webhook-only
     /// mode, without link queries (the worker runs them after its batches), when this process runs
     /// a worker too, on a store that does so (PostgreSQL). A receiver alone (`serve --http-only`)
     /// only stores, for the workers elsewhere.

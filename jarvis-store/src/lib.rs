@@ -120,9 +120,11 @@ pub trait Store: Send + Sync + 'static {
     /// The writes never cost an event its storage: if they fail (a mirror row another transaction
     /// holds past the ingest's lock bound, a deadlock, a value the table refuses), the events are
     /// stored pending instead, for the worker. PostgreSQL writes a group of deal states and events
-    /// in one statement, each deal once: a deal's later state in the same group is stored pending
-    /// (the worker applies it after the first, by the same rule); contacts and deletions make the
-    /// group a transaction of several statements.
+    /// in one statement, each deal once: a deal's later state in the same group is stored pending,
+    /// for the worker; contacts and deletions make the group a transaction of several statements.
+    /// A state left pending is applied after the states of later groups settled meanwhile: by the
+    /// mirror rule that changes nothing unless it has no `updated_at` or the same second as a later
+    /// one (then it wins, as the one applied last).
     ///
     /// The default implementation (SQLite's) stores every event pending: its one writer would
     /// make each deal's upsert a round trip of its own while every webhook waits, where the

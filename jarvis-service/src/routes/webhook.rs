@@ -4,10 +4,10 @@
 //! are committed; if the database cannot commit in time, the body goes to the local spool (when there
 //! is one) and the answer is still 200; otherwise 503, at the deadline, never later.
 //!
-//! Nothing here calls amoCRM. In webhook-only mode, with a worker in the process and no link
-//! queries, the rows the bodies carry are written in the transaction that stores their events,
-//! which are stored processed (one write per event instead of the worker's claim and completion);
-//! otherwise the worker does the rest.
+//! Nothing here calls amoCRM. In webhook-only mode on PostgreSQL, with a worker in the process and
+//! no link queries, a lead's change is written to its deal row in the statement that stores its
+//! event, which is stored processed (one write per event instead of the worker's claim and
+//! completion); the worker does the rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

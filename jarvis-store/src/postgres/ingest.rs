@@ -331,8 +331,8 @@ impl GroupWrite for EventWriter {
     const WRITERS: usize = 1;
 
     /// One statement for the whole group; an event repeated across batches counts for the first
-    /// batch that carries it. A group with events to settle is one transaction: its insert, then
-    /// the writes of the events that were new.
+    /// batch that carries it. A group with deal states to write is one statement too; one with
+    /// other writes a transaction: its insert, then the writes of the events that were new.
     async fn write(&self, batches: &[Vec<EventRow>]) -> Result<Vec<Written>> {
         let columns = Columns::of(batches);
         // Cut off by a deadline in the middle of sending the statement, a connection would hold a
