@@ -70,13 +70,7 @@ impl PgStore {
     /// [`PgStore::warm_up`]), which also checks that the server answers.
     pub async fn connect_with(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool = pool_options(
-            &settings,
-            settings.statement_timeout,
-            settings.statement_timeout,
-        )
-        .test_before_acquire(true)
-        .connect_lazy_with(options.clone());
+        let pool = main_pool(&settings, &options);
         let store = Self::with_pools(pool, options, &settings);
         store.warm_up().await?;
         Ok(store)
@@ -124,13 +118,7 @@ impl PgStore {
     /// database is down. Only the URL is checked here.
     pub fn connect_lazy(url: &str, settings: PoolSettings) -> Result<Self> {
         let options = connect_options(url)?;
-        let pool = pool_options(
-            &settings,
-            settings.statement_timeout,
-            settings.statement_timeout,
-        )
-        .test_before_acquire(true)
-        .connect_lazy_with(options.clone());
+        let pool = main_pool(&settings, &options);
         Ok(Self::with_pools(pool, options, &settings))
     }
 
@@ -146,9 +134,10 @@ impl PgStore {
             // path; a dead connection fails one insert (the caller spools or retries) and is
             // replaced. The main pool checks its connections, so that after an outage the worker
             // and the status queries do not each meet a dead one first.
-            // A quarter of the bound for a lock: a mirror row another writer holds (webhooks
-            // settled as they are stored write deals) or a deadlock fails the group early enough
-            // to store its events pending, or spool them, before the deadline.
+            //
+            // A lock is waited for a quarter of the bound: a mirror row another writer holds
+            // (webhooks settled as they are stored write deals) or a deadlock fails the group early
+            // enough to store its events pending, or spool them, before the deadline.
             ingest_pool: pool_options(&ingest_settings, ingest_timeout, ingest_timeout / 4)
                 .test_before_acquire(false)
                 .connect_lazy_with(options),
@@ -695,6 +684,18 @@ impl<'q> CommonColumns<'q> {
 /// Connections of the event-insert pool: one per group-commit writer, and as many again for the
 /// parallel retry of a failed group.
 const INGEST_CONNECTIONS: u32 = 8;
+
+/// The main pool (the worker's and every other query's): statements and locks bounded by the
+/// statement timeout, connections checked before use.
+fn main_pool(settings: &PoolSettings, options: &PgConnectOptions) -> PgPool {
+    pool_options(
+        settings,
+        settings.statement_timeout,
+        settings.statement_timeout,
+    )
+    .test_before_acquire(true)
+    .connect_lazy_with(options.clone())
+}
 
 /// Pool options whose connections run every statement under `statement_timeout` and wait at most
 /// `lock_timeout` for a lock (never longer than a statement may run). Set once per connection

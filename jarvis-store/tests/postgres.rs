@@ -1013,3 +1013,84 @@ async fn insert_settled_stores_events_processed_with_their_rows() {
     assert_eq!(store.get_deal("10").await.unwrap().unwrap().price, Some(7));
     assert_eq!(store.stats().await.unwrap().processed, 4);
 }
+
+/// A value the deals table refuses (PostgreSQL text cannot hold NUL) fails the writes, not the
+/// webhooks: the group's events are stored pending, for the worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_mirror_refuses_leaves_the_events_pending() {
+    use jarvis_store::{DealUpsert, EventWrites, Known};
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    let refused = jarvis_store::SettledEvent {
+        event: event("refused"),
+        writes: Some(EventWrites {
+            deal: Some(DealUpsert {
+                amocrm_deal_id: "10".into(),
+                name: Known::Value("Rent\0Camry".into()),
+                ..DealUpsert::default()
+            }),
+            ..EventWrites::default()
+        }),
+    };
+    let outcome = store
+        .insert_settled(vec![refused, settled_deal("beside", "11", 1)])
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.settled), (2, 0));
+    assert!(store.get_deal("10").await.unwrap().is_none());
+    assert!(store.get_deal("11").await.unwrap().is_none());
+    assert_eq!(store.stats().await.unwrap().backlog, 2);
+}
+
+/// Contacts and deletions make a group a transaction of several statements: the contact is
+/// written and its fields reach its deal, the delete is recorded, and every event is processed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_and_deletions_settle_in_one_transaction() {
+    use common::{at, contact, full_deal};
+    use jarvis_store::{DeletionRecord, EventWrites, MirrorEntity, SettledEvent};
+    let Some(store) = testing::postgres_store().await else {
+        return;
+    };
+    // Deal 1's main contact is 5000001 (full_deal); deal 3 is about to be deleted.
+    store
+        .upsert_deals(&[full_deal("1", at(-60)), full_deal("3", at(-60))])
+        .await
+        .unwrap();
+    let phone = serde_json::json!([{ "field_code": "PHONE", "values": [{ "value": "+7 900" }] }]);
+    let mut main_contact = contact("5000001", Some(at(1)));
+    main_contact.custom_fields = phone.clone().into();
+    let outcome = store
+        .insert_settled(vec![
+            SettledEvent {
+                event: event("contact"),
+                writes: Some(EventWrites {
+                    contact: Some(main_contact),
+                    ..EventWrites::default()
+                }),
+            },
+            SettledEvent {
+                event: event("delete"),
+                writes: Some(EventWrites {
+                    deletion: Some(DeletionRecord {
+                        entity: MirrorEntity::Deal,
+                        amocrm_id: "3".into(),
+                        event_hash: "delete".into(),
+                        deleted: true,
+                    }),
+                    ..EventWrites::default()
+                }),
+            },
+            settled_deal("deal", "2", 20),
+        ])
+        .await
+        .unwrap();
+    assert_eq!((outcome.stored, outcome.settled), (3, 3));
+    assert!(store.get_contact("5000001").await.unwrap().is_some());
+    let deal_1 = store.get_deal("1").await.unwrap().unwrap();
+    assert_eq!(deal_1.contact_custom_fields, Some(phone));
+    assert!(store.get_deal("3").await.unwrap().unwrap().is_deleted);
+    assert_eq!(store.get_deal("2").await.unwrap().unwrap().price, Some(20));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.processed, stats.backlog), (3, 0));
+}

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amocrm_webhook::WebhookBatch;
+use amocrm_webhook::{Action, Entity, WebhookBatch};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
@@ -335,10 +335,13 @@ async fn store_events(
         .iter()
         .zip(events)
         .map(|(event, new)| {
-            let writes = crate::worker::body_writes(event, &new.event_hash, &state.metadata_fields);
-            let simple = writes.contact.is_none() && writes.deletion.is_none();
+            let to_worker = matches!(event.entity, Entity::Contact)
+                || (matches!(event.entity, Entity::Lead)
+                    && matches!(event.action, Action::Delete | Action::Restore));
             SettledEvent {
-                writes: simple.then_some(writes),
+                writes: (!to_worker).then(|| {
+                    crate::worker::body_writes(event, &new.event_hash, &state.metadata_fields)
+                }),
                 event: new,
             }
         })

@@ -534,7 +534,7 @@ impl Worker {
         let Some(planned) = planned.filter(|_| outcome.claimed > 0) else {
             return Ok(0);
         };
-        self.record_completed(planned.received.iter(), Utc::now());
+        record_processed(&self.state, planned.received.iter(), Utc::now());
         let elapsed = started.elapsed();
         metrics::histogram!(names::WORKER_BATCH_DURATION).record(elapsed.as_secs_f64());
         let span = tracing::info_span!("batch", events = outcome.claimed, event_ids = %compact_ids(&planned.ids));

@@ -50,16 +50,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Counts completed events (metrics, the status page) with their processing lag as of `now`,
-    /// given when each was received.
-    pub(super) fn record_completed<'a>(
-        &self,
-        received: impl Iterator<Item = &'a DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) {
-        record_processed(&self.state, received, now);
-    }
-
     pub(super) async fn settle(
         &self,
         settled: HashMap<i64, Settle>,
@@ -115,7 +105,11 @@ impl Worker {
             result = store.complete_events(&done).await;
         }
         match result {
-            Ok(()) => self.record_completed(done.iter().filter_map(|id| received.get(id)), now),
+            Ok(()) => record_processed(
+                &self.state,
+                done.iter().filter_map(|id| received.get(id)),
+                now,
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "completing events failed; they will be claimed again")
             }

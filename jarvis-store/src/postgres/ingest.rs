@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::{Executor, PgPool, Row};
 
+use super::PgQuery;
 use crate::error::account_id_to_i32;
 use crate::group_commit::{GroupCommit, GroupWrite, Written};
 use crate::{BatchWrites, DealUpsert, EventWrites, NewEvent, Result};
@@ -173,30 +174,26 @@ impl<'a> Columns<'a> {
             return self.insert(conn, true).await;
         }
         let round: Vec<&(&DealUpsert, u64)> = deals.states.iter().collect();
-        let query = sqlx::query(super::insert_with_deals_sql())
-            .bind(&self.received_at)
-            .bind(&self.event_types)
-            .bind(&self.entity_types)
-            .bind(&self.entity_ids)
-            .bind(&self.hashes)
-            .bind(&self.payloads)
-            .bind(&self.account_ids)
-            .bind(&self.settle);
-        let rows = super::bind_deals(query, &round)
-            .bind(&deals.hashes)
-            .fetch_all(&mut *conn)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| row.try_get::<String, _>(0))
-            .collect::<sqlx::Result<Vec<_>>>()?)
+        let query = self.bind_events(sqlx::query(super::insert_with_deals_sql()), &self.settle);
+        let query = super::bind_deals(query, &round).bind(&deals.hashes);
+        hashes_of(query, conn).await
     }
 
     /// Inserts the rows (those to settle stored processed when `settle`); returns the hashes of the
     /// new ones.
     async fn insert(&self, conn: &mut sqlx::PgConnection, settle: bool) -> Result<Vec<String>> {
         let processed: Vec<bool> = self.settle.iter().map(|flag| settle && *flag).collect();
-        Ok(sqlx::query_scalar::<_, String>(INSERT_EVENTS)
+        hashes_of(
+            self.bind_events(sqlx::query(INSERT_EVENTS), &processed),
+            conn,
+        )
+        .await
+    }
+
+    /// Binds the events' columns as [`INSERT_EVENTS`] numbers them (`$1` to `$8`), `processed`
+    /// flagging those stored processed.
+    fn bind_events<'q>(&'q self, query: PgQuery<'q>, processed: &'q [bool]) -> PgQuery<'q> {
+        query
             .bind(&self.received_at)
             .bind(&self.event_types)
             .bind(&self.entity_types)
@@ -205,8 +202,6 @@ impl<'a> Columns<'a> {
             .bind(&self.payloads)
             .bind(&self.account_ids)
             .bind(processed)
-            .fetch_all(&mut *conn)
-            .await?)
     }
 
     /// The insert and the writes of the new events that come with them, in one transaction.
@@ -227,6 +222,15 @@ impl<'a> Columns<'a> {
         conn.execute("COMMIT").await?;
         Ok(inserted)
     }
+}
+
+/// Runs a statement that returns event hashes first in each row.
+async fn hashes_of(query: PgQuery<'_>, conn: &mut sqlx::PgConnection) -> Result<Vec<String>> {
+    let rows = query.fetch_all(conn).await?;
+    Ok(rows
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<sqlx::Result<Vec<_>>>()?)
 }
 
 /// A pooled connection that is dropped, not returned, unless taken out first (see `write`).
