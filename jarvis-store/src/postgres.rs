@@ -138,9 +138,17 @@ impl PgStore {
             // A lock is waited for a quarter of the bound: a mirror row another writer holds
             // (webhooks settled as they are stored write deals) or a deadlock fails the group early
             // enough to store its events pending, or spool them, before the deadline.
-            ingest_pool: pool_options(&ingest_settings, ingest_timeout, ingest_timeout / 4)
-                .test_before_acquire(false)
-                .connect_lazy_with(options),
+            //
+            // And it never scans a table whole: see [`KEYED_ONLY`].
+            ingest_pool: pool_options(
+                &ingest_settings,
+                format!(
+                    "{}; {KEYED_ONLY}",
+                    set_timeouts(ingest_timeout, ingest_timeout / 4)
+                ),
+            )
+            .test_before_acquire(false)
+            .connect_lazy_with(options),
             ingest_kept: ingest::Kept::default(),
             ingest: ingest::Ingest::new(settings.ingest_timeout),
         }
@@ -690,31 +698,20 @@ const INGEST_CONNECTIONS: u32 = 8;
 fn main_pool(settings: &PoolSettings, options: &PgConnectOptions) -> PgPool {
     pool_options(
         settings,
-        settings.statement_timeout,
-        settings.statement_timeout,
+        set_timeouts(settings.statement_timeout, settings.statement_timeout),
     )
     .test_before_acquire(true)
     .connect_lazy_with(options.clone())
 }
 
-/// Pool options whose connections run every statement under `statement_timeout` and wait at most
-/// `lock_timeout` for a lock (never longer than a statement may run). Set once per connection
-/// after it opens rather than as a startup parameter, which poolers refuse.
-fn pool_options(
-    settings: &PoolSettings,
-    statement_timeout: Duration,
-    lock_timeout: Duration,
-) -> PgPoolOptions {
-    let set_timeouts = format!(
-        "SET statement_timeout = {}; SET lock_timeout = {}",
-        statement_timeout.as_millis().max(1),
-        lock_timeout.min(statement_timeout).as_millis().max(1)
-    );
+/// Pool options whose connections run `sets` (their statement and lock bounds, from
+/// [`set_timeouts`]) once, after they open, rather than as startup parameters, which poolers refuse.
+fn pool_options(settings: &PoolSettings, sets: String) -> PgPoolOptions {
     PgPoolOptions::new()
         .after_connect(move |conn, _meta| {
-            let set_timeouts = set_timeouts.clone();
+            let sets = sets.clone();
             Box::pin(async move {
-                sqlx::Executor::execute(conn, set_timeouts.as_str()).await?;
+                sqlx::Executor::execute(conn, sets.as_str()).await?;
                 Ok(())
             })
         })
@@ -722,6 +719,28 @@ fn pool_options(
         .acquire_timeout(settings.acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
 }
+
+/// Every statement under `statement_timeout`, and at most `lock_timeout` waited for a lock (never
+/// longer than a statement may run).
+fn set_timeouts(statement_timeout: Duration, lock_timeout: Duration) -> String {
+    format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}",
+        statement_timeout.as_millis().max(1),
+        lock_timeout.min(statement_timeout).as_millis().max(1)
+    )
+}
+
+/// What the ingest connections set besides their bounds. Their statements (the events' insert,
+/// the deal states settled with it, the writes of a settling transaction) find mirror rows only
+/// by a unique key or an indexed column, so they never need to read a table whole. PostgreSQL
+/// keeps the generic plan of a prepared statement until the table's statistics change; one made
+/// while a mirror table was young (a few hundred rows, one autovacuum minute after a start) joins
+/// the group's states to a scan of the whole table, twice, and keeps doing so as the table grows:
+/// on 610 deals that was a third of the settling statement's time, and the ingest connection is
+/// the one writer every webhook waits on. Switching sequential scans off makes the planner take
+/// the unique indexes whatever the statistics say (a statement with no index to use still runs,
+/// scanning).
+const KEYED_ONLY: &str = "SET enable_seqscan = off";
 
 /// [`EVENT_COLUMNS`] of the table aliased `e`.
 fn prefixed_event_columns() -> String {

@@ -1094,3 +1094,58 @@ async fn contacts_and_deletions_settle_in_one_transaction() {
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.processed, stats.backlog), (3, 0));
 }
+
+/// The settling statement finds deals by their key however its plan was made: groups written
+/// while the table was young and after it grew scan the deals table whole not once (a plan that
+/// joins the group to a scan of the table would do so twice per group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settling_finds_deals_by_key_as_the_table_grows() {
+    let Some(url) = testing::fresh_postgres_url().await else {
+        return;
+    };
+    let store = PgStore::connect(&url).await.unwrap();
+    store.migrate().await.unwrap();
+    let groups = 24;
+    let mut written = 0;
+    for group in 0..groups {
+        // The first groups meet a young table; every group adds 40 deals and updates 8.
+        let batch: Vec<_> = (0..48)
+            .map(|i| {
+                let id = if i < 8 { i } else { 100 + group * 40 + i };
+                settled_deal(&format!("g{group}-{i}"), &id.to_string(), group as i64)
+            })
+            .collect();
+        written += batch.len() as i64;
+        let outcome = store.insert_settled(batch).await.unwrap();
+        assert_eq!(outcome.settled, 48);
+    }
+    store.close().await;
+    // Each backend reports its table statistics as it exits.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (seq_scans, writes) = loop {
+        let (seq_scans, writes): (i64, i64) = sqlx::query_as(
+            "SELECT seq_scan, n_tup_ins + n_tup_upd FROM pg_stat_user_tables
+             WHERE relid = 'amocrm_deals'::regclass",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if writes >= written || std::time::Instant::now() > deadline {
+            break (seq_scans, writes);
+        }
+        sqlx::query("SELECT pg_stat_clear_snapshot()")
+            .execute(&pool)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(writes, written, "the statistics never arrived");
+    // The migrations build indexes on the table (a scan each, 5 today); a plan that scans the
+    // table per group would add two a group.
+    assert!(
+        seq_scans < groups as i64,
+        "{seq_scans} whole-table scans of the deals for {groups} groups"
+    );
+    pool.close().await;
+}
