@@ -32,6 +32,15 @@ const PICK_DUE: &str = "WHERE NOT processed AND dead_at IS NULL AND next_attempt
     LIMIT $1
     FOR UPDATE SKIP LOCKED";
 
+/// Set in a claiming transaction: the claim walks the claimable index in its order and stops at
+/// the batch's size. Left to its estimates, the planner gathers every entry of the index's range
+/// in a bitmap and sorts what it finds; but events leave that partial index only when vacuum
+/// removes their entries, so under a steady stream most entries are of events claimed since, and
+/// a bitmap scan visits every one of their table pages again, on every claim (1,000–1,600 entries
+/// for 200 live events, a third of a 15–25 ms claim). An index scan marks such entries dead as it
+/// meets them, so the next claim skips them.
+const WALK_CLAIMABLE: &str = "SET LOCAL enable_bitmapscan = off";
+
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
 const EVENT_COLUMNS: &str = "id, ts, event_type, entity_type, amocrm_entity_id, event_hash, payload, \
@@ -1342,6 +1351,7 @@ impl Store for PgStore {
             return Ok(ClaimSettled::default());
         }
         let mut tx = self.pool.begin().await?;
+        sqlx::query(WALK_CLAIMABLE).execute(&mut *tx).await?;
         // The batch is completed as it is claimed: one write per event, whose row locks are the
         // batch's lease (claimers skip locked rows). What the plan does not complete is put back
         // below, in the same transaction; a failure rolls everything back.
