@@ -23,15 +23,6 @@ use crate::{Error, Result};
 const MAX_GROUP_ROWS: usize = 512;
 const QUEUE_DEPTH: usize = 4096;
 
-/// What the event writers tell a caller of its batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Written {
-    /// Events that were new.
-    pub stored: u64,
-    /// Of those, events stored processed with their writes made.
-    pub settled: u64,
-}
-
 /// How a backend stores a group of batches.
 pub(crate) trait GroupWrite: Clone + Send + Sync + 'static {
     type Row: Send + Sync + 'static;

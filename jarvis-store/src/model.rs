@@ -52,10 +52,12 @@ impl Payload {
         serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn raw(&self) -> &serde_json::value::RawValue {
         &self.0
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn from_raw(raw: Box<serde_json::value::RawValue>) -> Self {
         Payload(raw)
     }

@@ -56,6 +56,19 @@ impl BatchWrites {
         ids.dedup();
         ids
     }
+
+    /// The writes of `events` gathered in their order (contacts, deals and deletions each in the
+    /// order of the events carrying them), completing nothing.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn gather<'a>(events: impl Iterator<Item = &'a EventWrites>) -> Self {
+        let mut writes = BatchWrites::default();
+        for event in events {
+            writes.contacts.extend(event.contact.iter().cloned());
+            writes.deals.extend(event.deal.iter().cloned());
+            writes.deletions.extend(event.deletion.iter().cloned());
+        }
+        writes
+    }
 }
 
 /// What one event's body settles alone, written with the event by
@@ -80,21 +93,6 @@ pub struct SettledEvent {
     /// `Some`: stored processed, these writes made in the insert's transaction. `None`: stored
     /// pending, for the worker.
     pub writes: Option<EventWrites>,
-}
-
-impl BatchWrites {
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    /// The writes of `events` gathered in their order (contacts, deals and deletions each in the
-    /// order of the events carrying them), completing nothing.
-    pub(crate) fn gather<'a>(events: impl Iterator<Item = &'a EventWrites>) -> Self {
-        let mut writes = BatchWrites::default();
-        for event in events {
-            writes.contacts.extend(event.contact.iter().cloned());
-            writes.deals.extend(event.deal.iter().cloned());
-            writes.deletions.extend(event.deletion.iter().cloned());
-        }
-        writes
-    }
 }
 
 /// What [`Store::settle_batch`](crate::Store::settle_batch) did.

@@ -572,7 +572,7 @@ impl Worker {
             .iter()
             .chain(plan.deals_from_bodies.iter().map(|(id, _)| id))
             .chain(plan.contacts_from_bodies.iter().map(|(id, _)| id))
-            .chain(plan.deletions.iter().map(|d| &d.event))
+            .chain(plan.deletions.iter().map(|(id, _)| id))
             .copied()
             .filter(|id| !plan.settled.contains_key(id))
             .collect();
@@ -601,16 +601,7 @@ impl Worker {
                 .map(|(_, c)| c)
                 .collect(),
             deals: plan.deals_from_bodies.into_iter().map(|(_, d)| d).collect(),
-            deletions: plan
-                .deletions
-                .into_iter()
-                .map(|d| jarvis_store::DeletionRecord {
-                    entity: d.entity,
-                    amocrm_id: d.id,
-                    event_hash: d.event_hash,
-                    deleted: d.deleted,
-                })
-                .collect(),
+            deletions: plan.deletions.into_iter().map(|(_, d)| d).collect(),
             completed,
         };
         (writes, summary)
@@ -689,16 +680,16 @@ impl Worker {
             }
         }
 
-        for deletion in plan.deletions.drain(..) {
+        for (event, deletion) in plan.deletions.drain(..) {
             let result = store
                 .record_deletion(
                     deletion.entity,
-                    &deletion.id,
+                    &deletion.amocrm_id,
                     &deletion.event_hash,
                     deletion.deleted,
                 )
                 .await;
-            settle_once(&mut plan.settled, deletion.event, settle_store(&result));
+            settle_once(&mut plan.settled, event, settle_store(&result));
         }
     }
 }

@@ -24,20 +24,11 @@ pub(super) struct Plan {
     pub(super) contacts_from_bodies: Vec<(i64, ContactUpsert)>,
     /// Contacts to fetch (API mode), with the events waiting for each.
     pub(super) contacts_to_fetch: BTreeMap<u64, Vec<i64>>,
-    /// Deletes and restores to record (webhook-only mode).
-    pub(super) deletions: Vec<Deletion>,
+    /// Deletes and restores to record (webhook-only mode), with their events.
+    pub(super) deletions: Vec<(i64, DeletionRecord)>,
     /// Events with nothing to mirror.
     pub(super) nothing: Vec<i64>,
     pub(super) settled: HashMap<i64, Settle>,
-}
-
-/// A delete or restore event of a mirrored entity.
-pub(super) struct Deletion {
-    pub(super) event: i64,
-    pub(super) entity: MirrorEntity,
-    pub(super) id: String,
-    pub(super) event_hash: String,
-    pub(super) deleted: bool,
 }
 
 impl Worker {
@@ -76,13 +67,7 @@ impl Worker {
             let settles =
                 writes.deletion.is_some() || writes.deal.is_some() || writes.contact.is_some();
             if let Some(deletion) = writes.deletion {
-                plan.deletions.push(Deletion {
-                    event: stored.id,
-                    entity: deletion.entity,
-                    id: deletion.amocrm_id,
-                    event_hash: deletion.event_hash,
-                    deleted: deletion.deleted,
-                });
+                plan.deletions.push((stored.id, deletion));
             }
             if let Some(deal) = writes.deal {
                 plan.deals_from_bodies.push((stored.id, deal));

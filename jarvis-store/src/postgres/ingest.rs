@@ -13,7 +13,7 @@ use sqlx::{Executor, PgPool, Row};
 
 use super::PgQuery;
 use crate::error::account_id_to_i32;
-use crate::group_commit::{GroupCommit, GroupWrite, Written};
+use crate::group_commit::{GroupCommit, GroupWrite};
 use crate::{BatchWrites, DealUpsert, EventWrites, NewEvent, Result};
 
 /// One event ready for its INSERT.
@@ -323,6 +323,15 @@ pub(super) struct EventWriter {
 }
 
 pub(super) type Ingest = GroupCommit<EventWriter>;
+
+/// What the writer tells a caller of its batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Written {
+    /// Events that were new.
+    pub stored: u64,
+    /// Of those, events stored processed with their writes made.
+    pub settled: u64,
+}
 
 impl GroupWrite for EventWriter {
     type Row = EventRow;
